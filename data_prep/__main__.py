@@ -1,0 +1,56 @@
+"""`python -m data_prep BUILDER ... --out DIR` builds a dataset; `python -m data_prep check DIR` validates one."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+
+from .builders import BUILDERS, get_builder
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m data_prep",
+        description="Build GroundMT datasets (a DatasetDict with train/validation/test and "
+        "build_report.json) from local files, or validate one.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in BUILDERS:
+        if importlib.util.find_spec(BUILDERS[name]) is None:
+            continue  # a builder still under construction is not offered
+        module = get_builder(name)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=module.LAYOUT,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.add_argument("--out", required=True, help="output dataset directory")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.set_defaults(builder=module)
+    check = sub.add_parser("check", help="validate a dataset directory against the data contract")
+    check.add_argument("dir", help="dataset directory written by a builder")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        from .check import check_dataset
+
+        result = check_dataset(args.dir, show_progress=not args.json)
+        if args.json:
+            print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        else:
+            for line in result.warnings:
+                print(f"warning: {line}")
+            for line in result.errors:
+                print(f"error: {line}")
+            counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+            print(f"{args.dir}: {len(result.errors)} errors, {len(result.warnings)} warnings ({counts})")
+        return 0 if result.ok else 1
+    args.builder.build(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

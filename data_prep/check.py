@@ -1,0 +1,99 @@
+"""Validator behind `python -m data_prep check DIR`: schema, captions, images, split overlap."""
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .schema import COLUMNS, FEATURES, SPLITS
+
+
+@dataclass
+class CheckResult:
+    """Problems found in a dataset directory; `ok` when there are no errors."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings, "counts": self.counts}
+
+
+def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_progress: bool) -> set[str]:
+    missing = [c for c in COLUMNS if c not in ds.column_names]
+    if missing:
+        result.errors.append(f"{name}: missing columns {missing}")
+        return set()
+    for col in COLUMNS:
+        if ds.features[col] != FEATURES[col]:
+            result.errors.append(f"{name}: column {col!r} has type {ds.features[col]}, expected {FEATURES[col]}")
+    raw = ds.cast_column("image", datasets.Image(decode=False))
+    ids: set[str] = set()
+    for i, row in enumerate(tqdm(raw, desc=f"check:{name}", disable=not show_progress, unit="img")):
+        where = f"{name}[{i}] image_id={row['image_id']!r}"
+        if row["image_id"] in ids:
+            result.errors.append(f"{where}: duplicate image_id")
+        ids.add(row["image_id"])
+        image = row["image"] or {}
+        data = image.get("bytes")
+        if data is None and image.get("path"):
+            result.warnings.append(f"{where}: image not embedded (path {image['path']})")
+            data = Path(image["path"]).read_bytes() if Path(image["path"]).is_file() else None
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+        except Exception as exc:
+            result.errors.append(f"{where}: unreadable image ({type(exc).__name__}: {exc})")
+        if not row["source"]:
+            result.errors.append(f"{where}: no source caption")
+        for col in ("source", "english"):
+            for k, text in enumerate(row[col]):
+                if not text or not text.strip():
+                    result.errors.append(f"{where}: empty {col} caption #{k}")
+        if len(row["parallel"]) != len(row["source"]):
+            result.errors.append(
+                f"{where}: parallel has {len(row['parallel'])} entries for {len(row['source'])} source captions"
+            )
+        if not row["lang"]:
+            result.errors.append(f"{where}: empty lang")
+    result.counts[name] = len(ds)
+    return ids
+
+
+def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
+    """Validate the dataset directory at `path` against the data contract (DESIGN §3)."""
+    result = CheckResult()
+    try:
+        dsd = datasets.load_from_disk(str(path))
+    except Exception as exc:
+        result.errors.append(f"cannot load {path} as a DatasetDict: {exc}")
+        return result
+    if not isinstance(dsd, datasets.DatasetDict):
+        result.errors.append(f"{path} holds a single Dataset, expected a DatasetDict with splits {SPLITS}")
+        return result
+    for split in dsd:
+        if split not in SPLITS:
+            result.warnings.append(f"unexpected split name {split!r}")
+    for split in SPLITS:
+        if split not in dsd:
+            result.warnings.append(f"split {split!r} is absent")
+    owners: dict[str, list[str]] = defaultdict(list)
+    for split, ds in dsd.items():
+        for image_id in _check_split(split, ds, result, show_progress):
+            owners[image_id].append(split)
+    shared = {i: s for i, s in owners.items() if len(s) > 1}
+    for image_id, splits in sorted(shared.items())[:20]:
+        result.errors.append(f"image {image_id!r} is in several splits: {splits}")
+    if len(shared) > 20:
+        result.errors.append(f"... {len(shared) - 20} more images shared across splits")
+    return result

@@ -1,0 +1,49 @@
+"""The dataset contract of DESIGN §3: columns, features, provenance codes, text normalisation.
+
+Every builder produces records with exactly these columns; `writer.write_dataset` is the one
+place that turns them into a `datasets.DatasetDict`.
+"""
+from __future__ import annotations
+
+import unicodedata
+
+import datasets
+
+COLUMNS = ("image", "image_id", "lang", "source", "english", "parallel", "provenance")
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "image_id": datasets.Value("string"),
+        "lang": datasets.Value("string"),
+        "source": datasets.Sequence(datasets.Value("string")),
+        "english": datasets.Sequence(datasets.Value("string")),
+        "parallel": datasets.Sequence(datasets.Value("string")),
+        "provenance": datasets.Value("string"),
+    }
+)
+
+SPLITS = ("train", "validation", "test")
+
+# Provenance codes: who wrote each text column.
+HUMAN_WRITTEN = "hw"
+HUMAN_TRANSLATED = "ht"
+MACHINE_TRANSLATED = "mt"
+SYNTHETIC = "syn"
+NONE = "none"
+PROVENANCE_CODES = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED, SYNTHETIC, NONE)
+
+
+def provenance(dataset: str, split: str, **columns: str) -> str:
+    """Provenance string `"<dataset>/<split>/<col>=<code>,..."`, e.g.
+    `coco-cn/test/source=hw,english=hw,parallel=ht`."""
+    for col, code in columns.items():
+        if code not in PROVENANCE_CODES:
+            raise ValueError(f"unknown provenance code {code!r} for {col}; expected one of {PROVENANCE_CODES}")
+    codes = ",".join(f"{col}={code}" for col, code in columns.items())
+    return f"{dataset}/{split}/{codes}"
+
+
+def normalize_text(text: str) -> str:
+    """Unicode NFC and outer whitespace trimming — the only change ever made to raw text."""
+    return unicodedata.normalize("NFC", text).strip()

@@ -1,0 +1,150 @@
+"""`write_dataset`: the single place where builder records become a saved `DatasetDict`.
+
+It normalises text, resolves and verifies every image (embedding the original bytes),
+drops unusable samples with a counted reason, keeps splits image-disjoint and saves with
+`save_to_disk` plus `build_report.json`.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets.arrow_writer import ArrowWriter
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .build_report import BuildReport
+from .schema import COLUMNS, FEATURES, SPLITS, normalize_text
+
+ImageLike = Image.Image | bytes | str | Path | Callable[[], Any]
+
+# Splits later in this tuple win an image that several splits claim (evaluation stays clean).
+_PRIORITY = ("train", "validation", "test")
+
+
+class UnusableImage(Exception):
+    """An image that is missing or cannot be decoded; carries the drop reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def image_bytes(image: ImageLike) -> bytes:
+    """Return encoded image bytes (original file bytes where there is a file), verified to decode."""
+    if callable(image) and not isinstance(image, Image.Image):
+        image = image()
+    if isinstance(image, Image.Image):
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        data = buf.getvalue()
+    elif isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+    elif isinstance(image, (str, Path)):
+        path = Path(image)
+        if not path.is_file():
+            raise UnusableImage("missing image file", str(path))
+        data = path.read_bytes()
+    else:
+        raise TypeError(f"unsupported image value of type {type(image).__name__}")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except Exception as exc:  # PIL raises many types for corrupt data
+        raise UnusableImage("unreadable image", f"{exc}") from None
+    return data
+
+
+def _clean_record(record: dict, split: str, report: BuildReport) -> dict | None:
+    """Normalise text columns; drop empty captions (keeping source/parallel aligned)."""
+    missing = [c for c in COLUMNS if c not in record]
+    if missing:
+        raise ValueError(f"builder record lacks columns {missing}; expected {COLUMNS}")
+    source = [normalize_text(s) for s in record["source"]]
+    parallel = [normalize_text(p) for p in record["parallel"]]
+    if len(parallel) != len(source):
+        raise ValueError(
+            f"image {record['image_id']}: 'parallel' has {len(parallel)} entries for {len(source)} source captions"
+        )
+    keep = [i for i, s in enumerate(source) if s]
+    if len(keep) < len(source):
+        report.drop(split, "empty source caption", example=record["image_id"], count=len(source) - len(keep))
+    english = [normalize_text(e) for e in record["english"]]
+    if any(not e for e in english):
+        report.drop(split, "empty english caption", example=record["image_id"], count=sum(not e for e in english))
+    out = dict(record)
+    out["source"] = [source[i] for i in keep]
+    out["parallel"] = [parallel[i] for i in keep]
+    out["english"] = [e for e in english if e]
+    out["image_id"] = str(record["image_id"])
+    if not out["source"]:
+        report.drop(split, "no source caption", example=out["image_id"])
+        return None
+    return out
+
+
+def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport) -> dict[str, list[dict]]:
+    """Clean records and make splits image-disjoint (an image claimed twice stays in the later split)."""
+    unknown = set(splits) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split names {sorted(unknown)}; expected a subset of {SPLITS}")
+    cleaned: dict[str, list[dict]] = {}
+    owner: dict[str, str] = {}
+    for split in sorted(splits, key=_PRIORITY.index, reverse=True):
+        rows = []
+        for record in splits[split]:
+            rec = _clean_record(record, split, report)
+            if rec is None:
+                continue
+            prior = owner.get(rec["image_id"])
+            if prior == split:
+                report.drop(split, "duplicate image_id", example=rec["image_id"])
+                continue
+            if prior is not None:
+                report.drop(split, f"image also in {prior} split", example=rec["image_id"])
+                continue
+            owner[rec["image_id"]] = split
+            rows.append(rec)
+        cleaned[split] = rows
+    return cleaned
+
+
+def write_dataset(
+    splits: Mapping[str, Iterable[dict]], out: str | Path, report: BuildReport, *, show_progress: bool = True
+) -> datasets.DatasetDict:
+    """Encode, verify and save `splits` to `out` as a `DatasetDict`; write the build report."""
+    out = Path(out)
+    cleaned = _assign_splits(splits, report)
+    tmp = Path(tempfile.mkdtemp(prefix="groundmt-build-"))
+    try:
+        parts = {}
+        for split in (s for s in SPLITS if s in cleaned):
+            path = tmp / f"{split}.arrow"
+            writer = ArrowWriter(features=FEATURES, path=str(path))
+            for rec in tqdm(cleaned[split], desc=f"{report.builder}:{split}", disable=not show_progress, unit="img"):
+                try:
+                    data = image_bytes(rec["image"])
+                except UnusableImage as exc:
+                    report.drop(split, exc.reason, example=rec["image_id"])
+                    continue
+                row = {c: rec[c] for c in COLUMNS}
+                row["image"] = {"bytes": data, "path": None}
+                writer.write(FEATURES.encode_example(row))
+                report.keep(split, rec)
+            writer.finalize()
+            parts[split] = datasets.Dataset.from_file(str(path))
+        dsd = datasets.DatasetDict(parts)
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        # an empty split saved with the default 0 shards cannot be loaded back: force one shard
+        dsd.save_to_disk(str(out), num_shards={s: 1 for s, ds in dsd.items() if len(ds) == 0} or None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report.save(out)
+    return datasets.load_from_disk(str(out))
