@@ -1,0 +1,80 @@
+"""Source-side tokenizer: SentencePiece trained on the train split's source captions, exposed as
+a `transformers.MarianTokenizer` (the target side of a scratch student is CLIP's BPE).
+
+Ids follow the SentencePiece model: `<pad>`=0 (matching open_clip's pad id, so one Marian
+`pad_token_id` serves both sides), `<unk>`=1, `</s>`=2. The tokenizer is cached next to the
+dataset, keyed by vocabulary size and a hash of the training text.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+
+import sentencepiece as spm
+from transformers import MarianTokenizer
+
+PAD, UNK, EOS = "<pad>", "<unk>", "</s>"
+
+
+def train_source_tokenizer(
+    sentences: Iterable[str], out_dir: str | Path, vocab_size: int = 1000, character_coverage: float = 1.0
+) -> MarianTokenizer:
+    """Train a unigram SentencePiece model on `sentences`, write Marian tokenizer files to `out_dir`.
+
+    `vocab_size` is an upper bound: tiny corpora get the largest vocabulary they support.
+    """
+    sentences = [s for s in sentences if s.strip()]
+    if not sentences:
+        raise ValueError("cannot train a source tokenizer on zero non-empty sentences")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
+        character_coverage=character_coverage, hard_vocab_limit=False, pad_id=0, unk_id=1, eos_id=2, bos_id=-1,
+        pad_piece=PAD, unk_piece=UNK, eos_piece=EOS, minloglevel=2, num_threads=1,
+    )
+    (out / "source.spm").write_bytes(model.getvalue())
+    # Marian tokenizers carry a target model too; a source-only tokenizer uses the same one.
+    shutil.copyfile(out / "source.spm", out / "target.spm")
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
+    (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0))
+    _marian(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json")).save_pretrained(str(out))
+    return load_source_tokenizer(out)
+
+
+def _marian(*args: str, **kwargs) -> MarianTokenizer:
+    """Build a MarianTokenizer without its sacremoses advice: raw text must stay unaltered (DESIGN §3),
+    so Moses punctuation normalisation is deliberately not installed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        if args:
+            return MarianTokenizer(*args, **kwargs)
+        return MarianTokenizer.from_pretrained(**kwargs)
+
+
+def load_source_tokenizer(path: str | Path) -> MarianTokenizer:
+    """Load a tokenizer written by `train_source_tokenizer` (or any local Marian tokenizer dir)."""
+    path = Path(path)
+    if not (path / "source.spm").is_file():
+        raise FileNotFoundError(f"no Marian/SentencePiece tokenizer at {path} (expected source.spm, vocab.json)")
+    return _marian(pretrained_model_name_or_path=str(path))
+
+
+def source_tokenizer_for(dataset_dir: str | Path, sentences: list[str], vocab_size: int = 1000) -> MarianTokenizer:
+    """The cached tokenizer for this dataset's training text, trained on first use."""
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
+    cache = Path(dataset_dir) / "tokenizers" / f"spm-{vocab_size}-{digest}"
+    if (cache / "tokenizer_config.json").is_file():
+        return load_source_tokenizer(cache)
+    tmp = cache.with_name(cache.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train_source_tokenizer(sentences, tmp, vocab_size=vocab_size)
+    tmp.rename(cache)  # atomic: a half-written cache is never picked up
+    return load_source_tokenizer(cache)
