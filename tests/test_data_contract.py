@@ -18,7 +18,8 @@ from data_prep.synthetic.render import render
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("syn") / "es"
-    build_synthetic(out, lang="es", images=40, seed=2, parallel_fraction=0.5, show_progress=False)
+    build_synthetic(out, lang="es", images=40, seed=2, parallel_fraction=0.5, eval_parallel_fraction=0.5,
+                    show_progress=False)
     return out
 
 

@@ -157,3 +157,10 @@ def test_ten_thousand_images(tmp_path):
     ids = [i for split in dsd.values() for i in split["image_id"]]
     assert len(set(ids)) == 10_000
     assert check_dataset(tmp_path / "big").ok
+
+
+def test_evaluation_splits_are_fully_parallel(tmp_path):
+    dsd = build_synthetic(tmp_path / "p", images=50, parallel_fraction=0.0, show_progress=False)
+    assert all(p == "" for row in dsd["train"]["parallel"] for p in row)
+    for split in ("validation", "test"):
+        assert all(p for row in dsd[split]["parallel"] for p in row)

@@ -21,7 +21,8 @@ HELP = "the embedded synthetic world: rendered coloured shapes with independent 
 LAYOUT = """\
 No input files. Each image gets K English and K source-language captions sampled independently
 (different subsets, orders and phrasings of the scene: not translations of each other), and a
-fraction P of source captions get their exact English translation in `parallel`.
+fraction P of training source captions get their exact English translation in `parallel`
+(validation/test captions use --eval-parallel-fraction, default 1: every caption has a reference).
 Scenes, English captions and images depend only on --seed, so `--lang es` and `--lang zh`
 with one seed describe the same pictures.
 Example: python -m data_prep synthetic --lang zh --images 10000 --out data/synthetic-zh"""
@@ -81,6 +82,7 @@ def build_synthetic(
     images: int = 2000,
     seed: int = 0,
     parallel_fraction: float = 0.3,
+    eval_parallel_fraction: float = 1.0,
     captions_per_image: int = 2,
     image_size: int = 64,
     show_progress: bool = True,
@@ -90,18 +92,20 @@ def build_synthetic(
         raise ValueError(f"--lang must be one of {sorted(set(GRAMMARS) - {'en'})}, got {lang!r}")
     if images < 3:
         raise ValueError("--images must be at least 3 (one per split)")
-    if not 0.0 <= parallel_fraction <= 1.0:
-        raise ValueError("--parallel-fraction must be in [0, 1]")
+    if not (0.0 <= parallel_fraction <= 1.0 and 0.0 <= eval_parallel_fraction <= 1.0):
+        raise ValueError("--parallel-fraction and --eval-parallel-fraction must be in [0, 1]")
     if captions_per_image < 1 or image_size < 16:
         raise ValueError("--captions-per-image must be >= 1 and --image-size >= 16")
     settings = dict(lang=lang, images=images, seed=seed, parallel_fraction=parallel_fraction,
-                    captions_per_image=captions_per_image, image_size=image_size)
+                    eval_parallel_fraction=eval_parallel_fraction, captions_per_image=captions_per_image,
+                    image_size=image_size)
     report = BuildReport(NAME, **settings)
     splits: dict[str, list[dict]] = {s: [] for s, _ in SPLIT_FRACTIONS}
     for i in range(images):
-        sample = make_sample(i, seed=seed, captions_per_image=captions_per_image,
-                             parallel_fraction=parallel_fraction, image_size=image_size)
         split = split_of(i, images)
+        fraction = parallel_fraction if split == "train" else eval_parallel_fraction
+        sample = make_sample(i, seed=seed, captions_per_image=captions_per_image,
+                             parallel_fraction=fraction, image_size=image_size)
         splits[split].append(record(sample, lang, split))
     dsd = write_dataset(splits, out, report, show_progress=show_progress)
     print(report.summary())
@@ -113,12 +117,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=2000, help="number of images (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     parser.add_argument("--parallel-fraction", type=float, default=0.3,
-                        help="fraction of source captions with an exact English translation (default: 0.3)")
+                        help="fraction of training source captions with an exact English translation (default: 0.3)")
+    parser.add_argument("--eval-parallel-fraction", type=float, default=1.0,
+                        help="the same for validation and test captions, the references of evaluation (default: 1)")
     parser.add_argument("--captions-per-image", type=int, default=2, help="K captions per language (default: 2)")
     parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default: 64)")
 
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_synthetic(args.out, lang=args.lang, images=args.images, seed=args.seed,
-                           parallel_fraction=args.parallel_fraction, captions_per_image=args.captions_per_image,
+                           parallel_fraction=args.parallel_fraction, eval_parallel_fraction=args.eval_parallel_fraction,
+                           captions_per_image=args.captions_per_image,
                            image_size=args.image_size, show_progress=not args.quiet)

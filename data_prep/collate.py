@@ -1,0 +1,133 @@
+"""From dataset rows to training tensors, with bad rows found up front and counted.
+
+`scan_usable` decodes every image and checks captions once, so batches are always full (every
+process of a distributed run gathers equal-sized features) and no bad row can crash a step.
+`TrainCollator` picks K English and M source captions per image (deterministically per epoch)
+and tokenises them: English with CLIP's BPE, source with the SentencePiece tokenizer.
+"""
+from __future__ import annotations
+
+import io
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import datasets
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+
+@dataclass
+class ScanResult:
+    """Indices of usable rows and counts of skipped rows per reason."""
+
+    usable: list[int]
+    skipped: Counter
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return f"all {len(self.usable)} rows usable"
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items()))
+        return f"{len(self.usable)} rows usable; skipped {sum(self.skipped.values())}: {reasons}"
+
+
+def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: bool = False,
+                show_progress: bool = True) -> ScanResult:
+    """Find rows with a decodable image, a non-empty source caption and `need_english` English captions."""
+    raw = ds.cast_column("image", datasets.Image(decode=False))
+    usable, skipped = [], Counter()
+    columns = ["image", "source", "english", "parallel"]
+    for i, row in enumerate(tqdm(raw.select_columns(columns), desc="scan", disable=not show_progress, unit="row")):
+        image = row["image"] or {}
+        try:
+            with Image.open(io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]) as im:
+                im.load()
+        except Exception:
+            skipped["unreadable image"] += 1
+            continue
+        if not any(s.strip() for s in row["source"]):
+            skipped["no source caption"] += 1
+        elif sum(bool(e.strip()) for e in row["english"]) < min(need_english, 1):
+            skipped["no English caption"] += 1
+        elif need_parallel and not any(p.strip() for p in row["parallel"]):
+            skipped["no parallel caption"] += 1
+        else:
+            usable.append(i)
+    return ScanResult(usable, skipped)
+
+
+@dataclass
+class CaptionChoice:
+    """Which captions of each row a batch uses: K English, M source (with their parallel text)."""
+
+    english: list[list[str]]   # [B][K]
+    source: list[list[str]]    # [B][M]
+    parallel: list[list[str]]  # [B][M], "" where no translation exists
+
+
+def choose_captions(rows: Sequence[dict], k_english: int, m_source: int, seed: int) -> CaptionChoice:
+    """Sample captions without replacement while possible, cycling when a row has fewer; deterministic in `seed`."""
+
+    def pick(n_items: int, k: int, rng: random.Random) -> list[int]:
+        order = list(range(n_items))
+        rng.shuffle(order)
+        return [order[j % n_items] for j in range(k)]
+
+    english, source, parallel = [], [], []
+    for row in rows:
+        rng = random.Random(f"{seed}:{row['image_id']}")
+        eng = [e for e in row["english"] if e.strip()]
+        src = [(s, p) for s, p in zip(row["source"], row["parallel"]) if s.strip()]
+        english.append([eng[j] for j in pick(len(eng), k_english, rng)] if eng and k_english else [])
+        chosen = [src[j] for j in pick(len(src), m_source, rng)]
+        source.append([s for s, _ in chosen])
+        parallel.append([p for _, p in chosen])
+    return CaptionChoice(english, source, parallel)
+
+
+class TrainCollator:
+    """Turn a list of dataset rows into the tensors of one training step.
+
+    Returns a dict: `images` [B,3,H,W]; `english_ids` [B,K,L] (CLIP BPE); `source_ids`,
+    `source_mask` [B*M,Ls] (row-major: image b, caption m); `parallel_ids` [B*M,L] and
+    `has_parallel` [B*M] bool; plus the chosen texts for logging and evaluation.
+    """
+
+    def __init__(self, preprocess: Callable, clip_tokenizer: Callable, source_tokenizer, *, k_english: int,
+                 m_source: int, max_source_len: int = 64) -> None:
+        self.preprocess = preprocess
+        self.clip_tokenizer = clip_tokenizer
+        self.source_tokenizer = source_tokenizer
+        self.k_english = k_english
+        self.m_source = m_source
+        self.max_source_len = max_source_len
+        self.seed = 0
+
+    def set_epoch_seed(self, seed: int) -> None:
+        """Caption choice depends on (seed, image_id): set per epoch for variety and exact resumption."""
+        self.seed = seed
+
+    def __call__(self, rows: Sequence[dict]) -> dict:
+        choice = choose_captions(rows, self.k_english, self.m_source, self.seed)
+        images = torch.stack([self.preprocess(row["image"].convert("RGB")) for row in rows])
+        flat_source = [s for caps in choice.source for s in caps]
+        flat_parallel = [p for caps in choice.parallel for p in caps]
+        src = self.source_tokenizer(flat_source, padding=True, truncation=True, max_length=self.max_source_len,
+                                    return_tensors="pt")
+        batch = {
+            "images": images,
+            "source_ids": src["input_ids"],
+            "source_mask": src["attention_mask"],
+            "parallel_ids": self.clip_tokenizer([p or "" for p in flat_parallel]),
+            "has_parallel": torch.tensor([bool(p) for p in flat_parallel]),
+            "image_ids": [row["image_id"] for row in rows],
+            "source_text": flat_source,
+            "parallel_text": flat_parallel,
+        }
+        if self.k_english:
+            eng = self.clip_tokenizer([e for caps in choice.english for e in caps])
+            batch["english_ids"] = eng.view(len(rows), self.k_english, -1)
+            batch["english_text"] = choice.english
+        return batch
