@@ -1,0 +1,115 @@
+"""Linear CKA (unbiased HSIC) against brute force; embedding-health statistics and warnings."""
+import itertools
+import math
+
+import pytest
+import torch
+
+from eval.cka import LinearCKA, hsic_unbiased, linear_cka
+from eval.health import anchor_stats, collapse_warnings, embedding_stats, health_report
+
+
+def hsic_u_statistic(K, L):
+    """Song et al. (2012), Eq. 4 by definition: the U-statistic over ordered distinct quadruples."""
+    n = K.shape[0]
+    total = 0.0
+    for i, j, q, r in itertools.permutations(range(n), 4):
+        total += K[i, j] * (L[i, j] + L[q, r] - 2 * L[i, q])
+    return total / math.perm(n, 4)
+
+
+def test_unbiased_hsic_closed_form_equals_u_statistic():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(7, 3, generator=g).double(), torch.randn(7, 5, generator=g).double()
+    K, L = x @ x.T, y @ y.T
+    assert float(hsic_unbiased(K, L)) == pytest.approx(float(hsic_u_statistic(K, L)), rel=1e-9)
+
+
+def test_minibatch_accumulation_equals_direct_computation():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 8, generator=g)
+    y = x @ torch.randn(8, 6, generator=g) + 0.5 * torch.randn(60, 6, generator=g)
+    # one batch: the full-batch unbiased CKA
+    K, L = x.double() @ x.double().T, y.double() @ y.double().T
+    direct = hsic_unbiased(K, L) / (hsic_unbiased(K, K) * hsic_unbiased(L, L)).sqrt()
+    assert linear_cka(x, y) == pytest.approx(float(direct), rel=1e-9)
+    # minibatches: the HSIC terms are averaged over batches before the ratio
+    parts = [(x[s:s + 20].double(), y[s:s + 20].double()) for s in (0, 20, 40)]
+    xy = sum(hsic_unbiased(a @ a.T, b @ b.T) for a, b in parts)
+    xx = sum(hsic_unbiased(a @ a.T, a @ a.T) for a, _ in parts)
+    yy = sum(hsic_unbiased(b @ b.T, b @ b.T) for _, b in parts)
+    assert linear_cka(x, y, batch_size=20) == pytest.approx(float(xy / (xx * yy).sqrt()), rel=1e-9)
+
+
+def test_cka_invariances_and_independence():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(200, 10, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(10, 10, generator=g))
+    assert linear_cka(x, 3.0 * x @ q, batch_size=50) == pytest.approx(1.0, abs=1e-6)
+    assert abs(linear_cka(x, torch.randn(200, 7, generator=g), batch_size=50)) < 0.1
+
+
+def test_token_and_eot_variants_select_the_right_samples():
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(12, 9, 5, generator=g), torch.randn(12, 9, 4, generator=g)
+    b[..., :2] += a[..., :2]
+    lengths = torch.randint(3, 10, (12,), generator=g)
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    assert linear_cka(a, b, mask=mask) == pytest.approx(linear_cka(a[mask], b[mask]), rel=1e-12)
+    eot = lengths - 1
+    rows = torch.arange(12)
+    assert linear_cka(a, b, positions=eot) == pytest.approx(linear_cka(a[rows, eot], b[rows, eot]), rel=1e-12)
+    cka = LinearCKA()
+    cka.update(a[:6], b[:6], positions=eot[:6])
+    cka.update(a[6:], b[6:], positions=eot[6:])
+    assert cka.batches == 2
+
+
+def test_cka_errors():
+    with pytest.raises(ValueError, match="n >= 4"):
+        linear_cka(torch.randn(3, 2), torch.randn(3, 2))
+    with pytest.raises(ValueError, match="exactly one of mask"):
+        linear_cka(torch.randn(5, 4, 3), torch.randn(5, 4, 3))
+    with pytest.raises(ValueError, match="no batches"):
+        LinearCKA().compute()
+
+
+def test_embedding_stats_on_known_spectra():
+    eye = torch.eye(16)
+    s = embedding_stats(eye, top_k=4)
+    assert s["effective_rank"] == pytest.approx(16.0)
+    assert s["top_k_share"] == pytest.approx(4 / 16)
+    assert s["mean_offdiag_cosine"] == pytest.approx(0.0, abs=1e-12)
+    collapsed = embedding_stats(torch.ones(10, 16), top_k=4)
+    assert collapsed["effective_rank"] == pytest.approx(1.0, abs=1e-6)
+    assert collapsed["mean_offdiag_cosine"] == pytest.approx(1.0)
+
+
+def test_collapse_is_warned_and_health_is_not():
+    g = torch.Generator().manual_seed(4)
+    images = torch.randn(128, 64, generator=g)
+    healthy = {"image": images, "translation": images + 0.5 * torch.randn(128, 64, generator=g)}
+    anchors = torch.randn(32, 64, generator=g)
+    report = health_report(healthy, reference="image", anchors=anchors, top_k=8)
+    assert collapse_warnings(report) == []
+    point = torch.randn(64, generator=g)
+    collapsed = {"image": images, "translation": point + 0.01 * torch.randn(128, 64, generator=g)}
+    anchors[0] = point
+    warnings = collapse_warnings(health_report(collapsed, reference="image", anchors=anchors, top_k=8))
+    text = "\n".join(warnings)
+    for needle in ("effective rank", "top-8", "off-diagonal cosine", "in-batch R@1",
+                   "anchors active", "anchor entropy"):
+        assert f"translation: " in text and needle in text, needle
+    assert not any(w.startswith("image:") for w in warnings)
+
+
+def test_anchor_stats_by_hand():
+    anchors = torch.eye(4, dtype=torch.float64)
+    near0 = torch.tensor([[1.0, 0.1, 0, 0], [1.0, 0, 0.2, 0]])
+    a = anchor_stats(near0, anchors)
+    assert a["active_anchors"] == 1 and a["anchor_entropy"] == 0.0
+    spread = torch.eye(4, dtype=torch.float64) + 0.05
+    b = anchor_stats(spread, anchors)
+    assert b["active_anchors"] == 4 and b["anchor_entropy"] == pytest.approx(math.log(4))
+    cos = torch.nn.functional.normalize(spread, dim=-1) @ anchors.T
+    assert b["nearest_distance"] == pytest.approx(float(1 - cos.max(1).values.mean()))
