@@ -7,6 +7,7 @@ import json
 import sys
 
 from .builders import BUILDERS, get_builder
+from .builders.files import InputError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None) -> int:
             counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
             print(f"{args.dir}: {len(result.errors)} errors, {len(result.warnings)} warnings ({counts})")
         return 0 if result.ok else 1
-    args.builder.build(args)
+    try:
+        args.builder.build(args)
+    except InputError as exc:  # unusable input files or options: the message says what was expected
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -36,10 +36,12 @@ PROVENANCE_CODES = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED, SYNTHET
 
 def provenance(dataset: str, split: str, **columns: str) -> str:
     """Provenance string `"<dataset>/<split>/<col>=<code>,..."`, e.g.
-    `coco-cn/test/source=hw,english=hw,parallel=ht`."""
+    `coco-cn/train/source=hw,english=hw,parallel=none`. A column mixing origins joins codes with
+    `+` in caption order, e.g. `source=hw+ht` (human-written captions, then human translations)."""
     for col, code in columns.items():
-        if code not in PROVENANCE_CODES:
-            raise ValueError(f"unknown provenance code {code!r} for {col}; expected one of {PROVENANCE_CODES}")
+        if any(part not in PROVENANCE_CODES for part in code.split("+")):
+            raise ValueError(f"unknown provenance code {code!r} for {col}; expected one of {PROVENANCE_CODES}, "
+                             "or several joined by '+'")
     codes = ",".join(f"{col}={code}" for col, code in columns.items())
     return f"{dataset}/{split}/{codes}"
 
