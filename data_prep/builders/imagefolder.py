@@ -1,0 +1,188 @@
+"""Builder for a linguist's own captioned images: `python -m data_prep imagefolder --lang xx --data-dir DIR --out OUT`.
+
+The layout follows Hugging Face's `imagefolder` convention: image files next to a
+`metadata.jsonl` or `metadata.csv` naming each image (`file_name`) with its captions. Rows that
+name the same image are merged, so a CSV can give one caption per row.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from ..build_report import BuildReport
+from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, SPLITS, provenance
+from ..writer import write_dataset
+from . import overlap
+from .files import InputError, LayoutError, open_text, read_lines
+
+NAME = "imagefolder"
+HELP = "your own captioned images: a folder of images with metadata.jsonl or metadata.csv"
+LAYOUT = """\
+Expected layout (either form):
+DIR/                                 (--data-dir)
+  metadata.jsonl  or  metadata.csv   one row per image or per caption
+  photos/0001.jpg ...                any image files, named relative to the metadata file
+or one folder per split, each with its own metadata file:
+DIR/train/metadata.jsonl  DIR/validation/metadata.csv  DIR/test/metadata.jsonl ...
+
+Columns: file_name (required), source (required), english (required, may be empty),
+parallel (optional: the English translation of each source caption, "" where none),
+split (optional: train, validation or test; default --default-split).
+JSONL values may be a string or a list of strings (parallel aligned with source), e.g.
+  {"file_name": "photos/0001.jpg", "source": ["una casa roja"], "english": ["a red house by the sea"],
+   "parallel": ["a red house"], "split": "test"}
+CSV: one caption per row; rows with the same file_name are merged in order.
+
+Output: image_id = file_name without extension; lang = --lang;
+provenance: <--name>/<split>/source=<--source-origin>,english=<--english-origin>,parallel=<--parallel-origin|none>.
+Example: python -m data_prep imagefolder --lang quz --data-dir my_photos --out data/quz"""
+
+METADATA_FILES = ("metadata.jsonl", "metadata.csv")
+REQUIRED_COLUMNS = ("file_name", "source", "english")
+ORIGINS = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED)
+
+
+def metadata_files(data_dir: Path) -> list[tuple[Path, str | None]]:
+    """`(metadata file, split of its folder or None)`: the root file, else one per split folder."""
+    root = [data_dir / name for name in METADATA_FILES if (data_dir / name).is_file()]
+    if root:
+        return [(root[0], None)]
+    found = [(data_dir / split / name, split) for split in SPLITS for name in METADATA_FILES
+             if (data_dir / split / name).is_file()]
+    if not found:
+        raise LayoutError(f"{NAME}: no metadata file: expected {data_dir / 'metadata.jsonl'} or "
+                          f"{data_dir / 'metadata.csv'} (or train/, validation/, test/ folders holding one)\n"
+                          f"Expected layout:\n{LAYOUT}")
+    return found
+
+
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """`(line or row number, row)` of a metadata.jsonl / metadata.csv; required columns checked."""
+    if path.suffix == ".jsonl":
+        rows = []
+        for number, line in read_lines(path):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path}:{number}: not valid JSON ({exc})") from None
+        columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
+    else:
+        with open_text(path) as f:
+            reader = csv.DictReader(f)
+            rows = [(number, row) for number, row in enumerate(reader, start=2)]
+            columns = set(reader.fieldnames or [])
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if missing:
+        raise LayoutError(f"{NAME}: {path} lacks columns {missing}; found {sorted(columns)}, "
+                          f"expected {list(REQUIRED_COLUMNS)} (+ optional parallel, split)")
+    return rows
+
+
+def _texts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return ["" if v is None else str(v) for v in value]
+    return [str(value)]
+
+
+def build_imagefolder(
+    out: str | Path,
+    data_dir: str | Path,
+    lang: str,
+    name: str | None = None,
+    default_split: str = "train",
+    source_origin: str = HUMAN_WRITTEN,
+    english_origin: str = HUMAN_WRITTEN,
+    parallel_origin: str = HUMAN_TRANSLATED,
+    overlap_with: tuple[str, ...] | list[str] = (),
+    drop_overlap_from: tuple[str, ...] | list[str] = (),
+    show_progress: bool = True,
+) -> datasets.DatasetDict:
+    """Build a dataset from an image folder with metadata (layout in `LAYOUT`) and save it at `out`."""
+    data_dir = Path(data_dir)
+    if default_split not in SPLITS:
+        raise InputError(f"--default-split must be one of {SPLITS}, got {default_split!r}")
+    if not data_dir.is_dir():
+        raise LayoutError(f"{NAME}: {data_dir} is not a directory\n{LAYOUT}")
+    name = name or data_dir.resolve().name
+    others = overlap.read_sets(overlap_with, drop_overlap_from)
+    report = BuildReport(NAME, data_dir=str(data_dir), lang=lang, name=name, default_split=default_split,
+                         overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
+    merged: dict[str, dict[str, dict]] = {split: {} for split in SPLITS}
+    for path, folder_split in metadata_files(data_dir):
+        rows = read_rows(path)
+        report.note(f"input rows in {path.relative_to(data_dir)}", len(rows))
+        for number, row in rows:
+            split = str(row.get("split") or folder_split or default_split).strip()
+            where = f"{path.name}:{number}"
+            if split not in SPLITS:
+                report.drop("input", "unknown split value", example=f"{where}: {split!r}")
+                continue
+            file_name = str(row.get("file_name") or "").strip()
+            source, parallel = _texts(row.get("source")), _texts(row.get("parallel"))
+            parallel = parallel or [""] * len(source)
+            if not file_name:
+                report.drop(split, "row without file_name", example=where)
+                continue
+            if len(parallel) != len(source):
+                report.drop(split, "parallel not aligned with source", example=where)
+                continue
+            image_id = Path(file_name).with_suffix("").as_posix()
+            rec = merged[split].setdefault(image_id, {"image": path.parent / file_name, "source": [],
+                                                      "parallel": [], "english": []})
+            rec["source"] += source
+            rec["parallel"] += parallel
+            rec["english"] += [e for e in _texts(row.get("english")) if e.strip()]  # a blank cell is no caption
+    splits = {split: [_record(split, image_id, rec, lang, name, source_origin, english_origin, parallel_origin)
+                      for image_id, rec in recs.items()]
+              for split, recs in merged.items() if recs}
+    if not splits:
+        raise InputError(f"{NAME}: the metadata in {data_dir} lists no images")
+    overlap.apply(splits, others, drop_overlap_from, report)
+    dsd = write_dataset(splits, out, report, show_progress=show_progress)
+    print(report.summary())
+    return dsd
+
+
+def _record(split: str, image_id: str, rec: dict, lang: str, name: str, source_origin: str, english_origin: str,
+            parallel_origin: str) -> dict:
+    has_parallel = any(s.strip() and p.strip() for s, p in zip(rec["source"], rec["parallel"]))
+    return {
+        "image": rec["image"],
+        "image_id": image_id,
+        "lang": lang,
+        "source": rec["source"],
+        "english": list(dict.fromkeys(rec["english"])),  # a CSV repeats an image's English caption on each row
+        "parallel": rec["parallel"],
+        "provenance": provenance(name, split, source=source_origin, english=english_origin,
+                                 parallel=parallel_origin if has_parallel else NONE),
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, required=True, help="the image folder (layout below)")
+    parser.add_argument("--lang", required=True, help="ISO 639 code of the source captions, e.g. es, zh, quz")
+    parser.add_argument("--name", default=None, help="dataset name in provenance (default: the folder name)")
+    parser.add_argument("--default-split", choices=SPLITS, default="train",
+                        help="split of rows without a split value (default: train)")
+    parser.add_argument("--source-origin", choices=ORIGINS, default=HUMAN_WRITTEN,
+                        help="who wrote the source captions: hw, ht or mt (default: hw)")
+    parser.add_argument("--english-origin", choices=ORIGINS, default=HUMAN_WRITTEN,
+                        help="who wrote the English captions (default: hw)")
+    parser.add_argument("--parallel-origin", choices=ORIGINS, default=HUMAN_TRANSLATED,
+                        help="who wrote the parallel translations (default: ht)")
+    overlap.add_arguments(parser)
+
+
+def build(args: argparse.Namespace) -> datasets.DatasetDict:
+    return build_imagefolder(args.out, args.data_dir, args.lang, name=args.name, default_split=args.default_split,
+                             source_origin=args.source_origin, english_origin=args.english_origin,
+                             parallel_origin=args.parallel_origin, overlap_with=args.overlap_with,
+                             drop_overlap_from=args.drop_overlap_from, show_progress=not args.quiet)
