@@ -96,7 +96,6 @@ class CocoImages:
     """Image files under the COCO image folders, indexed by cocoid (2014 and 2017 naming)."""
 
     def __init__(self, coco_dir: Path) -> None:
-        self.root = coco_dir
         folders = [coco_dir / name for name in IMAGE_FOLDERS if (coco_dir / name).is_dir()]
         if not folders:
             raise LayoutError(
@@ -114,7 +113,7 @@ class CocoImages:
 
     def path(self, image_id: str) -> Path:
         """The image file of `image_id`; a non-existent path when absent (the writer counts it as missing)."""
-        return self.index.get(image_id, self.root / "<not found>" / f"{image_id}.jpg")
+        return self.index.get(image_id, self.folders[0] / f"{image_id}.jpg")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -200,7 +200,7 @@ def _record(split: str, raw_id: str, written: list[tuple[int, str]], translated:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="COCO-CN files (layout below)")
     coco_captions.add_arguments(parser)
-    parser.add_argument("--typo-list", type=Path, default=None,
+    parser.add_argument("--typo-list", type=Path, default=None, metavar="FILE",
                         help="apply a known-typo list (COCO-CN's data/detected-typos.txt: listed captions are "
                              "dropped; lines 'caption<TAB>correction' replace the caption). Off by default.")
     overlap.add_arguments(parser)

@@ -41,8 +41,7 @@ provenance: multi30k/<split>/source=ht (task 1) | hw (task 2) | ht+hw,english=hw
 Example: python -m data_prep multi30k --lang de --tasks 1 2 --data-dir multi30k-dataset/data \\
            --images flickr30k-images --out data/multi30k-de"""
 
-TASK1_LANGS = ("de", "fr", "cs")
-TASK2_LANGS = ("de",)
+TASK_LANGS = {1: ("de", "fr", "cs"), 2: ("de",)}  # source languages of each task (English is the target)
 TASK2_CAPTIONS = 5
 
 
@@ -108,12 +107,11 @@ def build_multi30k(
     """Build Multi30k from local files (layout in `LAYOUT`) and save it at `out`."""
     data_dir = Path(data_dir)
     tasks = sorted(set(tasks))
-    if not tasks or any(t not in (1, 2) for t in tasks):
+    if not tasks or any(t not in TASK_LANGS for t in tasks):
         raise InputError(f"--tasks must name 1 and/or 2, got {tasks}")
-    allowed = TASK1_LANGS if 1 in tasks else TASK2_LANGS
-    if lang not in allowed or (2 in tasks and lang not in TASK2_LANGS):
-        raise InputError(f"--lang {lang!r} is not in Multi30k task(s) {tasks}: task 1 has {TASK1_LANGS}, "
-                         f"task 2 has {TASK2_LANGS}")
+    if any(lang not in TASK_LANGS[t] for t in tasks):
+        raise InputError(f"--lang {lang!r} is not in Multi30k task(s) {tasks}: task 1 has {TASK_LANGS[1]}, "
+                         f"task 2 has {TASK_LANGS[2]}")
     entries: dict[str, list[tuple]] = {"train": [], "validation": [], "test": []}
     if 1 in tasks:
         for split, rows in task1_entries(data_dir, lang, {"train": "train", "validation": "val",
