@@ -1,0 +1,144 @@
+"""The MarianMT student in its two flavours, and the vocabulary bridge into CLIP space (DESIGN §4.2).
+
+(a) From scratch: source vocabulary = a SentencePiece model of the source captions; decoder
+    vocabulary = CLIP's BPE (49408), so every output token *is* a CLIP token. Decoding starts
+    from CLIP's SOT (49406, configurable), ends with EOT (49407), and pads with 0 like open_clip.
+    Encoder and decoder embeddings are separate (`share_encoder_decoder_embeddings=False`).
+(b) Pretrained: any local MarianMT directory (e.g. `opus-mt-es-en`) with its own target
+    vocabulary; `VocabBridge` maps its target pieces into CLIP's input-embedding space.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+from huggingface_hub import is_offline_mode
+from torch import Tensor, nn
+from transformers import MarianConfig, MarianMTModel, MarianTokenizer
+
+from models.tiny_configs import marian_preset
+
+CLIP_VOCAB_SIZE = 49408
+CLIP_SOT_ID = 49406
+CLIP_EOT_ID = 49407
+CLIP_PAD_ID = 0
+CLIP_CONTEXT_LENGTH = 77
+STUDENT_OPTION = "--student DIR"
+SENTENCEPIECE_SPACE = "\u2581"  # '▁', SentencePiece's word-start marker
+
+
+def build_scratch_student(
+    source_vocab_size: int,
+    preset: str = "tiny",
+    *,
+    decoder_start_token_id: int = CLIP_SOT_ID,
+    max_length: int = CLIP_CONTEXT_LENGTH,
+    **overrides,
+) -> MarianMTModel:
+    """A randomly initialised Marian whose decoder speaks CLIP BPE.
+
+    `preset`: a `marian_preset` size ("micro", "tiny", "thesis"); `overrides`: any `MarianConfig`
+    field (e.g. `decoder_layers=6`). The source pad id is 0 as well (the source tokenizer puts
+    `<pad>` at 0). `max_length` (CLIP's context length) becomes the generation default, and the
+    generation config suppresses SOT (CLIP never sees it mid-sequence)."""
+    if source_vocab_size < 1:
+        raise ValueError(f"source_vocab_size must be positive, got {source_vocab_size}")
+    if not 0 <= decoder_start_token_id < CLIP_VOCAB_SIZE:
+        raise ValueError(f"decoder_start_token_id must be a CLIP id, got {decoder_start_token_id}")
+    known = set(MarianConfig().to_dict())
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown MarianConfig fields {unknown}")
+    config = MarianConfig(**{
+        **marian_preset(preset),
+        "scale_embedding": True,
+        **overrides,
+        "vocab_size": source_vocab_size,
+        "decoder_vocab_size": CLIP_VOCAB_SIZE,
+        "share_encoder_decoder_embeddings": False,
+        "pad_token_id": CLIP_PAD_ID,
+        "eos_token_id": CLIP_EOT_ID,
+        "forced_eos_token_id": CLIP_EOT_ID,
+        "bos_token_id": None,
+        "decoder_start_token_id": decoder_start_token_id,
+    })
+    student = MarianMTModel(config)
+    student.generation_config.max_length = max_length
+    student.generation_config.suppress_tokens = [CLIP_SOT_ID]  # SOT never appears inside a CLIP sequence
+    return student
+
+
+def load_pretrained_student(path: str | Path) -> tuple[MarianMTModel, MarianTokenizer]:
+    """`(model, tokenizer)` from a local MarianMT directory written by `save_pretrained`.
+
+    A hub name fails at once under `HF_HUB_OFFLINE=1`, naming the local-path option."""
+    where = Path(path)
+    if not where.is_dir():
+        if is_offline_mode():
+            raise FileNotFoundError(
+                f"student {str(path)!r} is not a local directory and no model hub is reachable "
+                f"(HF_HUB_OFFLINE=1): copy the MarianMT directory (config.json, weights, source.spm, "
+                f"target.spm, vocab.json) to this machine and pass {STUDENT_OPTION}"
+            )
+    elif not (where / "config.json").is_file():
+        raise FileNotFoundError(f"{where} has no config.json: expected a MarianMT directory written by save_pretrained")
+    model = MarianMTModel.from_pretrained(str(path))
+    with warnings.catch_warnings():  # raw captions stay unaltered: no Moses normalisation (DESIGN §3)
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        tokenizer = MarianTokenizer.from_pretrained(str(path))
+    return model, tokenizer
+
+
+class VocabBridge(nn.Module):
+    """Trainable map from a pretrained student's target ids to CLIP input embeddings: `weight [V, W]`.
+
+    Initialisation (`from_tokenizers`): each target piece becomes the mean CLIP token embedding of
+    the CLIP-BPE pieces of its surface string. The SentencePiece word-start marker '▁' becomes a
+    space and the piece is encoded by open_clip's own tokenizer (same lower-casing and cleaning),
+    i.e. as a complete word: CLIP BPE marks word *ends* with '</w>', which a SentencePiece piece
+    cannot know, and most frequent pieces are whole words ('▁cat' → 'cat</w>'; 's' → 's</w>').
+    Special cases: `</s>` ↦ CLIP's EOT embedding, the pad piece ↦ CLIP's pad embedding (id 0, what
+    open_clip pads with), and pieces with no CLIP tokens (`<unk>`, a lone '▁') ↦ the mean of all
+    CLIP token embeddings, a neutral in-distribution vector."""
+
+    def __init__(self, weight: Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone())
+
+    def forward(self, ids: Tensor) -> Tensor:
+        return nn.functional.embedding(ids, self.weight)
+
+    @classmethod
+    def from_tokenizers(
+        cls,
+        tokenizer: MarianTokenizer,
+        clip_tokenizer,
+        token_embedding: Tensor,
+        *,
+        vocab_size: int | None = None,
+        clip_eot_id: int = CLIP_EOT_ID,
+        clip_pad_id: int = CLIP_PAD_ID,
+    ) -> VocabBridge:
+        """Bridge for target ids `0..vocab_size-1` (default: the tokenizer's vocabulary; pass the
+        model's `decoder_vocab_size` when it differs). `clip_tokenizer`: open_clip's tokenizer;
+        `token_embedding`: CLIP's `token_embedding.weight [V_clip, W]`."""
+        embedding = token_embedding.detach().float()
+        vocab_size = vocab_size or len(tokenizer)
+        pieces = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+        special = set(tokenizer.all_special_tokens)
+        rows, cols = [], []
+        for i, piece in enumerate(pieces):
+            if piece not in special:
+                for clip_id in clip_tokenizer.encode(piece.replace(SENTENCEPIECE_SPACE, " ")):
+                    rows.append(i)
+                    cols.append(clip_id)
+        rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
+        sums = torch.zeros(vocab_size, embedding.shape[1]).index_add_(0, rows_t, embedding[cols_t])
+        counts = torch.bincount(rows_t, minlength=vocab_size).unsqueeze(1)
+        weight = torch.where(counts > 0, sums / counts.clamp_min(1), embedding.mean(0))
+        if tokenizer.eos_token_id is not None:
+            weight[tokenizer.eos_token_id] = embedding[clip_eot_id]
+        if tokenizer.pad_token_id is not None:
+            weight[tokenizer.pad_token_id] = embedding[clip_pad_id]
+        return cls(weight.to(token_embedding.dtype))
