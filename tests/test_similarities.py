@@ -156,7 +156,7 @@ def _grad_of(fn, X, weights):
 
 
 @pytest.mark.parametrize("name", sorted(SIMILARITIES))
-@pytest.mark.parametrize(("n", "B"), [(2, 4), (3, 4), (4, 3), (5, 3), (6, 2)])
+@pytest.mark.parametrize(("n", "B"), [(2, 4), (4, 3), (6, 2)])
 def test_fibres_and_cube_equal_the_definition(name, n, B):
     """fibres and cube (chunked or not) against `tuples` on gathered vectors, with gradients."""
     sim = get_similarity(name)
@@ -207,7 +207,7 @@ def degenerate_tuples(n, dim, count, dtype, seed=0):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", sorted(SIMILARITIES))     # aliases are the same objects
 def test_no_nan_on_10000_random_and_degenerate_tuples(name, dtype):
     V = degenerate_tuples(5, 8, 10_000, dtype).clone().requires_grad_()
     s = get_similarity(name).tuples(V.float())
