@@ -31,7 +31,7 @@ from transformers import MarianMTModel, PreTrainedTokenizerBase
 from transformers.models.marian.modeling_marian import shift_tokens_right
 
 from models.eot import first_true
-from models.splice import Splice, SpliceOutput, lm_head_of
+from models.splice import CHUNK_ELEMENTS, Splice, SpliceOutput, lm_head_of
 from models.student import VocabBridge
 from models.text_tower import DistributionTextTower
 
@@ -62,7 +62,7 @@ class Decoded:
         weight, bias = self.head
         return F.linear(self.hidden, weight, bias)
 
-    def token_cross_entropy(self, labels: Tensor | None = None, *, chunk_size: int = 8) -> Tensor:
+    def token_cross_entropy(self, labels: Tensor | None = None, *, chunk_size: int | None = None) -> Tensor:
         """Mean token cross-entropy against `labels [B,S-1]` (default: the teacher-forced targets),
         ignoring IGNORE_INDEX; computed chunk by chunk over positions with recomputation, so no
         `B×S×V` logits or logit gradients are ever held."""
@@ -70,10 +70,11 @@ class Decoded:
         if labels is None or labels.shape != self.hidden.shape[:2]:
             raise ValueError(f"token cross-entropy needs labels of shape {tuple(self.hidden.shape[:2])}")
         weight, bias = self.head
+        chunk = chunk_size or max(1, CHUNK_ELEMENTS // (labels.shape[0] * weight.shape[0]))
         total = self.hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, labels.shape[1], chunk_size):
-            total = total + checkpoint(_summed_nll, self.hidden[:, start:start + chunk_size], weight, bias,
-                                       labels[:, start:start + chunk_size], use_reentrant=False)
+        for start in range(0, labels.shape[1], chunk):
+            total = total + checkpoint(_summed_nll, self.hidden[:, start:start + chunk], weight, bias,
+                                       labels[:, start:start + chunk], use_reentrant=False)
         return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
 
 

@@ -5,6 +5,9 @@ import torch
 from PIL import Image
 
 from models.clip_loading import CLIP_PRETRAINED_OPTION, load_clip
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _features(model, tokenizer, preprocess):

@@ -10,6 +10,9 @@ from models.splice import (Splice, TemperatureSchedule, gumbel_noise, gumbel_sof
                            project_tokens)
 from models.student import build_scratch_student
 from models.text_tower import DistributionTextTower
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 B, S, D, V, W = 3, 5, 6, 40, 4
 

@@ -8,6 +8,9 @@ from open_clip.transformer import TextTransformer
 from models.eot import EOTFinder, eot_index_from_ids, eot_index_from_prob, first_true
 from models.splice import gumbel_noise
 from models.text_tower import DistributionTextTower
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SENTENCES = [
     "a red circle left of a big blue square",
