@@ -16,7 +16,6 @@ pooling are rejected with an error. The wrapper shares (does not copy) the tower
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from open_clip.transformer import TextTransformer
 from torch import Tensor, nn

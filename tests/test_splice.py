@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from models.decoding import decode
-from models.splice import (Splice, TemperatureSchedule, gumbel_noise, gumbel_softmax_st, lm_head_of,
-                           project_tokens)
+from models.splice import Splice, TemperatureSchedule, gumbel_noise, gumbel_softmax_st, project_tokens
 from models.student import build_scratch_student
 from models.text_tower import DistributionTextTower
 from torch_threads import one_thread  # noqa: F401  (fixture)

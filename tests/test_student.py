@@ -202,6 +202,20 @@ def test_bridge_is_the_mean_clip_embedding_of_each_pieces_bpe(marian_dir, clip):
     assert bridge.weight.requires_grad
 
 
+@pytest.mark.parametrize("kind", ["gumbel", "linear"])
+def test_gradient_reaches_pretrained_student_and_bridge(marian_dir, clip, kind):
+    tower, clip_tokenizer = clip
+    student, tokenizer = load_pretrained_student(marian_dir)
+    bridge = VocabBridge.from_tokenizers(tokenizer, clip_tokenizer, tower.token_embedding.weight)
+    splice = Splice.for_student(kind, student.train(), bridge.weight)
+    source, mask = _source(student.config.vocab_size, batch=3)
+    decoded = decode(student, splice, tower, source, mask, mode="free-running", bridge=bridge, max_length=6)
+    tower.encode_embeddings(decoded.embeddings, eot="gumbel", **decoded.eot_evidence()).sum().backward()
+    assert student.model.encoder.layers[0].fc1.weight.grad.abs().sum() > 0
+    if kind == "gumbel":  # the linear splice replaces the bridge by its own map
+        assert bridge.weight.grad.abs().sum() > 0
+
+
 def test_pretrained_decoding_needs_the_bridge(marian_dir, clip):
     tower, _ = clip
     student, _ = load_pretrained_student(marian_dir)
