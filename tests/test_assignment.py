@@ -252,7 +252,8 @@ def test_invalid_entries_may_hold_nan_and_inf():
     (dict(scores=torch.rand(2, 3, 4, 5)), ValueError, r"\[N, H, W\] or \[H, W\]"),
     (dict(scores=torch.ones(2, 3, dtype=torch.long)), TypeError, "floating dtype"),
     (dict(scores=torch.tensor([[float("nan"), 1.0]])), ValueError, "non-finite"),
-    (dict(scores=torch.rand(2, 3, 3), row_lengths=torch.tensor([1, 4])), ValueError, r"row_lengths must lie in \[0, 3\]"),
+    (dict(scores=torch.rand(2, 3, 3), row_lengths=torch.tensor([1, 4])), ValueError,
+     r"row_lengths must lie in \[0, 3\]"),
     (dict(scores=torch.rand(2, 3, 3), col_lengths=torch.tensor([1])), ValueError, "col_lengths must have shape"),
     (dict(scores=torch.rand(2, 3, 3), row_lengths=torch.tensor([1.0, 2.0])), TypeError, "integer Tensor"),
     (dict(scores=torch.rand(2, 3, 3), mask=torch.ones(2, 3, 3)), TypeError, "bool Tensor"),
@@ -360,7 +361,7 @@ def test_precision_study_grid():
     rows = precision_study(methods=["exact", "stepped_argmax"], sizes=[6], distributions=["uniform", "detr"],
                            precisions=["fp32", "fp16"], n_items=8)
     assert len(rows) == 2 * 2 * 2
-    fp32_exact = [r for r in rows if r["precision"] == "fp32" and r["method"] == "exact"]
+    fp32_exact = [r for r in rows if r["dtype"] == "fp32" and r["method"] == "exact"]
     assert all(r["f1"] == 1.0 and r["exact_rate"] == 1.0 for r in fp32_exact)
     assert all(0.0 <= r["f1"] <= 1.0 for r in rows)
 
@@ -376,3 +377,14 @@ def test_distributions_and_quantisation():
         assert quantize(torch.tensor([0.3]), "fp8_e4m3").item() == pytest.approx(0.3125)
     with pytest.raises(ValueError, match="unknown precision"):
         quantize(bert, "fp4")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16] + [PRECISIONS[p] for p in ("fp8_e4m3", "fp8_e5m2")
+                                                                     if p in PRECISIONS])
+def test_low_precision_inputs_are_accepted(dtype):
+    scores = torch.rand(4, 5, 6).to(dtype)
+    exact = solve(scores.float())
+    for method in METHODS:
+        result = solve(scores, method=method)
+        assert_valid(result, scores.double(), None, None, None, full=True)
+    torch.testing.assert_close(solve(scores).objective, exact.objective)

@@ -64,11 +64,11 @@ def auction(problem: Problem, *, epsilon: float = 1e-3, stages: int = 4, rounds:
     n, h, w = problem.shape
     s = max(h, w)
     if s == 0 or n == 0:
-        return torch.full((n, h), -1, dtype=torch.long, device=problem.reward.device)
+        return torch.full((n, h), -1, dtype=torch.long, device=problem.scores.device)
     if stages < 1 or not 0 < epsilon <= 1:
         raise ValueError(f"auction needs stages >= 1 and 0 < epsilon <= 1, got {stages} and {epsilon}")
     epsilons = [0.25 * (epsilon / 0.25) ** (t / max(1, stages - 1)) for t in range(stages)] if stages > 1 else [epsilon]
-    r = torch.zeros((n, s, s), device=problem.reward.device)
+    r = torch.zeros((n, s, s), device=problem.scores.device)
     valid = torch.zeros((n, s, s), dtype=torch.bool, device=r.device)
     r[:, :h, :w] = problem.reward
     valid[:, :h, :w] = problem.valid

@@ -8,11 +8,12 @@ with a, so SciPy's optimum maximises cardinality first, and pairs on forbidden e
 dropped afterwards. (SciPy's own -inf handling raises "cost matrix is infeasible" as soon as a
 full assignment does not exist, so it cannot express this.)
 
-SciPy releases the GIL while it solves, so chunks of the batch can run in threads.
+SciPy releases the GIL while it solves (checked: a Python thread keeps running during a long
+solve), so chunks of the batch can run in threads (`workers`). The default is 1 because on the
+shared 2-core machine this was measured on, threads gained nothing (benchmarks/bench_lsa.py).
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,57 +24,48 @@ from torch import Tensor
 from .problem import Problem
 
 
-def _exact_items(reward: np.ndarray, valid: np.ndarray, n_rows: np.ndarray, n_cols: np.ndarray,
-                 penalty: np.ndarray, items: range, out: np.ndarray) -> None:
-    """Solve `items` one by one with SciPy, writing row→column into `out` (a shared array)."""
-    h, w = reward.shape[1:]
+def _solve_item(scores: np.ndarray, allowed: np.ndarray | None, maximize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One item's valid block with SciPy; `allowed` None means no forbidden entry."""
+    if allowed is None or allowed.all():
+        return linear_sum_assignment(scores, maximize=maximize)
+    reward = scores.astype(np.float64) if maximize else -scores.astype(np.float64)
+    values = reward[allowed]
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    lo, span = values.min(), values.max() - values.min()
+    penalty = lo - (min(reward.shape) + 1) * (span if span > 0 else 1.0)
+    rows, cols = linear_sum_assignment(np.where(allowed, reward, penalty), maximize=True)
+    keep = allowed[rows, cols]
+    return rows[keep], cols[keep]
+
+
+def _solve_items(scores: np.ndarray, mask: np.ndarray | None, n_rows: np.ndarray, n_cols: np.ndarray,
+                 maximize: bool, items: range, out: np.ndarray) -> None:
+    """Solve `items` one by one, writing row -> column into `out` (shared between threads)."""
     for i in items:
         n, m = n_rows[i], n_cols[i]
-        if n == 0 or m == 0:
-            continue
-        if np.isnan(penalty[i]):  # the whole block is allowed: plain SciPy
-            rows, cols = linear_sum_assignment(reward[i] if (n, m) == (h, w) else reward[i, :n, :m], maximize=True)
-        else:  # forbidden entries: a penalty low enough that cardinality always comes first
-            block = np.where(valid[i, :n, :m], reward[i, :n, :m], penalty[i])
-            rows, cols = linear_sum_assignment(block, maximize=True)
-            keep = valid[i, rows, cols]
-            rows, cols = rows[keep], cols[keep]
-        out[i, rows] = cols
+        if n and m:
+            rows, cols = _solve_item(scores[i, :n, :m], None if mask is None else mask[i, :n, :m], maximize)
+            out[i, rows] = cols
 
 
-def _auto_workers(items: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, items // 64))
-
-
-def exact(problem: Problem, *, workers: int | None = None) -> Tensor:
-    """SciPy per item (see the module docstring); `workers` threads (default: one per available
-    core, at most one per 64 items) each solve a contiguous chunk of the batch."""
-    n, h, w = problem.shape
-    reward = problem.reward64().cpu().numpy()
-    valid = problem.valid.cpu().numpy()
-    n_rows, n_cols = problem.n_rows.cpu().numpy(), problem.n_cols.cpu().numpy()
-    allowed = valid.sum((1, 2))
-    needs_penalty = allowed < n_rows * n_cols
-    penalty = np.full(n, np.nan)
-    if needs_penalty.any():
-        sub, sub_valid = reward[needs_penalty], valid[needs_penalty]
-        lo = np.where(sub_valid, sub, np.inf).min((1, 2), initial=np.inf)
-        hi = np.where(sub_valid, sub, -np.inf).max((1, 2), initial=-np.inf)
-        lo = np.where(np.isfinite(lo), lo, 0.0)
-        span = np.where(np.isfinite(hi) & (hi > lo), hi - lo, 1.0)
-        k = np.minimum(n_rows, n_cols)[needs_penalty]
-        penalty[needs_penalty] = lo - (k + 1) * span
-
-    out = np.full((n, h), -1, dtype=np.int64)
-    workers = _auto_workers(n) if workers is None else workers
+def exact(problem: Problem, *, workers: int = 1) -> Tensor:
+    """SciPy per item (see the module docstring) on zero-copy views of the caller's fp32/fp64
+    scores (other dtypes go through fp32, which holds them exactly). `workers` > 1 solves
+    contiguous chunks of the batch in that many threads."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    n, h, w = problem.shape
+    scores = problem.scores.detach()
+    scores = (scores if scores.dtype in (torch.float32, torch.float64) else scores.float()).cpu().numpy()
+    mask = None if problem.mask is None else problem.mask.cpu().numpy()
+    n_rows, n_cols = problem.n_rows.cpu().numpy(), problem.n_cols.cpu().numpy()
+    out = np.full((n, h), -1, dtype=np.int64)
     if workers == 1:
-        _exact_items(reward, valid, n_rows, n_cols, penalty, range(n), out)
+        _solve_items(scores, mask, n_rows, n_cols, problem.maximize, range(n), out)
     else:
         bounds = np.linspace(0, n, workers + 1).astype(int)
         with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda ab: _exact_items(reward, valid, n_rows, n_cols, penalty, range(*ab), out),
+            list(pool.map(lambda ab: _solve_items(scores, mask, n_rows, n_cols, problem.maximize, range(*ab), out),
                           zip(bounds[:-1], bounds[1:])))
-    return torch.from_numpy(out).to(problem.reward.device)
+    return torch.from_numpy(out).to(problem.scores.device)

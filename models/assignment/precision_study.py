@@ -93,7 +93,8 @@ def distinct_fraction(scores: Tensor) -> float:
 
 def precision_study(*, methods: list[str], sizes: list[int], distributions: list[str], precisions: list[str],
                     n_items: int = 64, seed: int = 0) -> list[dict]:
-    """One row per (distribution, size, precision, method): F1_LSA, exact-rate and regret."""
+    """One row per (distribution, size, dtype, method): F1_LSA, exact-rate, regret and the
+    fraction of tied values after rounding."""
     rows = []
     for distribution in distributions:
         for size in sizes:
@@ -106,6 +107,6 @@ def precision_study(*, methods: list[str], sizes: list[int], distributions: list
                 for method in methods:
                     got = solve(low, method=method)  # judged on the original values below
                     stats = assignment_metrics(got, reference, scores).summary()
-                    rows.append({"distribution": distribution, "size": size, "precision": precision,
+                    rows.append({"distribution": distribution, "size": size, "dtype": precision,
                                  "method": method, "tied_values": ties, **stats})
     return rows

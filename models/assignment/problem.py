@@ -10,6 +10,7 @@ that no solver ever does arithmetic on padding, NaN or infinities.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -36,22 +37,41 @@ class Assignment:
     certified: Tensor | None
 
 
-@dataclass(frozen=True)
 class Problem:
-    """A validated batch in maximisation form (see the module docstring)."""
+    """A validated batch in maximisation form (see the module docstring).
 
-    scores: Tensor  # [N, H, W] the caller's scores (any float dtype, kept for the objective)
-    reward: Tensor  # [N, H, W] fp32, maximise; 0 where not valid
-    valid: Tensor  # [N, H, W] bool: inside the lengths and allowed by the mask
-    n_rows: Tensor  # [N] long, valid rows per item
-    n_cols: Tensor  # [N] long, valid columns per item
-    maximize: bool
-    squeezed: bool  # the caller passed a single [H, W] matrix
+    `valid` and `reward` are built on first use: the exact solver on an unmasked batch needs
+    neither and hands SciPy zero-copy views of the caller's scores instead.
+    """
+
+    def __init__(self, scores: Tensor, n_rows: Tensor, n_cols: Tensor, mask: Tensor | None,
+                 maximize: bool, squeezed: bool = False):
+        self.scores = scores  # [N, H, W] the caller's scores (any float dtype, kept for the objective)
+        self.n_rows = n_rows  # [N] long, valid rows per item
+        self.n_cols = n_cols  # [N] long, valid columns per item
+        self.mask = mask  # [N, H, W] bool or None: False = forbidden
+        self.maximize = maximize
+        self.squeezed = squeezed  # the caller passed a single [H, W] matrix
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        n, h, w = self.reward.shape
+        n, h, w = self.scores.shape
         return n, h, w
+
+    @cached_property
+    def valid(self) -> Tensor:
+        """[N, H, W] bool: inside the item's lengths and allowed by the mask."""
+        n, h, w = self.shape
+        device = self.scores.device
+        valid = ((torch.arange(h, device=device).view(1, h, 1) < self.n_rows.view(n, 1, 1))
+                 & (torch.arange(w, device=device).view(1, 1, w) < self.n_cols.view(n, 1, 1)))
+        return valid if self.mask is None else valid & self.mask
+
+    @cached_property
+    def reward(self) -> Tensor:
+        """[N, H, W] fp32 rewards to maximise, 0 where not valid."""
+        reward = self.scores.detach().float()
+        return torch.where(self.valid, reward if self.maximize else -reward, 0.0)
 
     def reward64(self) -> Tensor:
         """`reward` in float64 from the caller's scores (no fp32 rounding of fp64 inputs)."""
@@ -60,8 +80,8 @@ class Problem:
 
     def subset(self, items: Tensor) -> Problem:
         """The sub-batch `items` (a LongTensor of item indices), e.g. for an exact fallback."""
-        return Problem(self.scores[items], self.reward[items], self.valid[items],
-                       self.n_rows[items], self.n_cols[items], self.maximize, False)
+        return Problem(self.scores[items], self.n_rows[items], self.n_cols[items],
+                       None if self.mask is None else self.mask[items], self.maximize)
 
 
 def value_range(values: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -106,8 +126,6 @@ def prepare(scores: Tensor, *, maximize: bool, row_lengths: Tensor | None,
     n_rows = _lengths(row_lengths, n, h, "row_lengths", device)
     n_cols = _lengths(col_lengths, n, w, "col_lengths", device)
 
-    valid = ((torch.arange(h, device=device).view(1, h, 1) < n_rows.view(n, 1, 1))
-             & (torch.arange(w, device=device).view(1, 1, w) < n_cols.view(n, 1, 1)))
     if mask is not None:
         if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
             raise TypeError(f"mask must be a bool Tensor (False = forbidden entry), got {mask!r:.80}")
@@ -115,18 +133,17 @@ def prepare(scores: Tensor, *, maximize: bool, row_lengths: Tensor | None,
             mask = mask.unsqueeze(0)
         if mask.shape != scores.shape:
             raise ValueError(f"mask must have the shape of scores {list(scores.shape)}, got {list(mask.shape)}")
-        valid = valid & mask.to(device)
-
-    reward = scores.detach().float()
-    if not maximize:
-        reward = -reward
-    bad = valid & ~torch.isfinite(reward)
-    if bool(bad.any()):
-        item = int(bad.flatten(1).any(1).nonzero()[0])
-        raise ValueError(f"scores has non-finite values at valid entries (first in item {item}); "
-                         "forbid such entries with mask=False instead of using inf or NaN")
-    reward = torch.where(valid, reward, torch.zeros((), device=device))
-    return Problem(scores, reward, valid, n_rows, n_cols, maximize, squeezed)
+        mask = mask.to(device)
+    problem = Problem(scores, n_rows, n_cols, mask, maximize, squeezed)
+    # only values at valid entries must be finite (isfinite has no float8 kernels: check as fp32)
+    finite = torch.isfinite(scores if scores.dtype.itemsize > 1 else scores.float())
+    if not bool(finite.all()):
+        bad = problem.valid & ~finite
+        if bool(bad.any()):
+            item = int(bad.flatten(1).any(1).nonzero()[0])
+            raise ValueError(f"scores has non-finite values at valid entries (first in item {item}); "
+                             "forbid such entries with mask=False instead of using inf or NaN")
+    return problem
 
 
 def build_assignment(problem: Problem, row_to_col: Tensor, certified: Tensor | None) -> Assignment:

@@ -25,7 +25,7 @@ from torch import Tensor
 from .problem import Problem, prepare, value_range
 
 DEFAULT_EPSILON = 1e-3  # final temperature, relative to each item's score range (benchmarked)
-DEFAULT_ITERS = 60  # total iterations, annealing included (benchmarked)
+DEFAULT_ITERS = 100  # total iterations, annealing included (benchmarked)
 
 
 def _schedule(iters: int, epsilon: float) -> list[float]:

@@ -49,7 +49,7 @@ def _approximate(core: Callable[..., Tensor], *, refine: int, certify: bool) -> 
     return method
 
 
-def _exact(problem: Problem, *, workers: int | None = None) -> Solution:
+def _exact(problem: Problem, *, workers: int = 1) -> Solution:
     row_to_col = exact(problem, workers=workers)
     return row_to_col, torch.ones(problem.shape[0], dtype=torch.bool, device=row_to_col.device)
 
@@ -57,7 +57,7 @@ def _exact(problem: Problem, *, workers: int | None = None) -> Solution:
 _sinkhorn = _approximate(sinkhorn, refine=DEFAULT_REFINE, certify=True)
 
 
-def _hybrid(problem: Problem, *, workers: int | None = None, **sinkhorn_kwargs) -> Solution:
+def _hybrid(problem: Problem, *, workers: int = 1, **sinkhorn_kwargs) -> Solution:
     """Sinkhorn with certificates; items it cannot certify are re-solved exactly. Always optimal."""
     row_to_col, certified = _sinkhorn(problem, certify=True, **sinkhorn_kwargs)
     todo = (~certified).nonzero().squeeze(1)
