@@ -256,9 +256,10 @@ class NDimContrastiveLoss(nn.Module):
         dtype = torch.promote_types(features[0].dtype, torch.float32)  # bf16/fp16 -> fp32 math
         return torch.stack([f.to(dtype) for f in features])
 
-    def _axis_weights(self, n: int, device) -> torch.Tensor:
+    def _axis_weights(self, n: int, device) -> torch.Tensor | float:
+        """Normalised weight per axis (a plain 1/n when unweighted)."""
         if self.axis_weights is None:
-            return torch.full((n,), 1 / n, device=device)
+            return 1 / n
         if len(self.axis_weights) != n:
             raise ValueError(f"axis_weights has {len(self.axis_weights)} entries for {n} axes")
         return self.axis_weights.to(device)
@@ -266,22 +267,26 @@ class NDimContrastiveLoss(nn.Module):
     # --- diagonal: fibres only ----------------------------------------------------------------
     def _diagonal(self, X, rows, scale, stats) -> torch.Tensor:
         n, B = X.shape[:2]
-        logits = scale * self.similarity.fibres(X, rows, self.chunk_bytes)       # [n, b, B]
-        ce = F.cross_entropy(logits.reshape(-1, B), rows.repeat(n), reduction="none").view(n, -1)
-        per_axis = ce.mean(1)
+        every_row = len(rows) == B                                                # one process
+        logits = scale * self.similarity.fibres(X, None if every_row else rows, self.chunk_bytes)  # [n, b, B]
+        if every_row:
+            positive = logits.diagonal(dim1=1, dim2=2)
+        else:
+            positive = logits.gather(2, rows.view(1, -1, 1).expand(n, -1, 1)).squeeze(2)
+        per_axis = (logits.logsumexp(-1) - positive).mean(1)                     # CE, target = diagonal
         loss = (self._axis_weights(n, X.device) * per_axis).sum()
         if self.compute_stats:
             with torch.no_grad():
                 for k in range(n):
                     stats[f"loss/axis{k}"] = per_axis[k]
-                positive = F.one_hot(rows, B).bool().expand_as(logits)
-                err = (logits.softmax(-1) - positive.float()).square()
+                is_positive = F.one_hot(rows, B).bool().expand_as(logits)
+                err = (logits.softmax(-1) - is_positive.to(logits.dtype)).square()
                 names = (partition_name((n,)), partition_name((n - 1, 1)))
-                for name, where in zip(names, (positive, ~positive)):
+                for name, where in zip(names, (is_positive, ~is_positive)):
                     stats[f"region/{name}/mean_logit"] = logits[where].mean()
                     stats[f"region/{name}/mse"] = err[where].mean()
                     stats[f"region/{name}/loss_share"] = torch.tensor(float(name == names[0]))
-                self._good_bad(stats, logits[positive], logits[~positive])
+                self._good_bad(stats, positive, logits[~is_positive])
         return loss
 
     def _pairwise(self, X, rows, scale, stats) -> torch.Tensor:
@@ -328,33 +333,40 @@ class NDimContrastiveLoss(nn.Module):
             region = self._region_index(table, index_sets, restricted)
             if self.labels == "sigmoid":
                 return self._sigmoid(scale * s + self.logit_bias, region, table, B, size, stats)
-            mask = self._masked_cube(table, region)
             perfect = None
             if reference is not None:
                 with torch.no_grad():
                     perfect = scale.detach() * evaluate_grid(self.similarity, reference, index_sets, self.chunk_bytes)
-            targets = {k: self._targets(k, region, mask, perfect, B, n, X.dtype) for k in axes}
-            pieces.append((axes, scale * s, region, mask, targets))
+            pieces.append((axes, scale * s, region, self._masked_cube(table, region), perfect))
 
-        coef = self._region_coefficients(table, pieces, stats) if self.labels == "regions" else None
+        def targets(piece, k: int) -> torch.Tensor:
+            _, _, region, mask, perfect = piece
+            return self._targets(k, region, mask, perfect, B, n, X.dtype)
+
+        coef = self._region_coefficients(table, pieces, targets, stats) if self.labels == "regions" else None
         a = self._axis_weights(n, X.device)
         loss = X.new_zeros(())
-        for number, (axes, L, region, mask, targets) in enumerate(pieces):
+        # Σ_t w_t·(lse_line(t) − L_t) = Σ_lines lse·(Σ_line w) − Σ_t w_t L_t: per axis only line-sized
+        # tensors are kept for backward, plus one cube W = Σ_k w^k.
+        for number, piece in enumerate(pieces):
+            axes, L, region, mask, _ = piece
             keep_stats = self.compute_stats and number == 0
             sq_err = contrib = torch.zeros_like(L) if keep_stats else None
+            W = None
             for k in axes:
-                T = targets[k]
-                weight = a[k] * (T * coef[k][region] if coef is not None else T)
+                T = targets(piece, k)
+                w = (a[k] if torch.is_tensor(a) else a) * (T * coef[k][region] if coef is not None else T)
                 logits = L if mask is None else L.masked_fill(mask & (~mask).any(k, keepdim=True), float("-inf"))
                 lse = torch.logsumexp(logits, dim=k, keepdim=True)
-                term = weight * (lse - L)            # T·(−log softmax_k); 0 wherever T = 0
-                loss = loss + term.sum()
+                loss = loss + (w.sum(k, keepdim=True) * lse).sum()
+                W = w if W is None else W + w
                 if keep_stats:
                     with torch.no_grad():
-                        mass = T.sum(k, keepdim=True)
-                        q = torch.where(mass > 0, T / mass.clamp_min(torch.finfo(T.dtype).tiny), 0.0)
-                        sq_err += ((logits - lse).exp() - q).square() / len(axes)
-                        contrib += term.detach()
+                        # label = T normalised per line (lines without targets: 0 everywhere)
+                        q = T / T.sum(k, keepdim=True).clamp_min(torch.finfo(T.dtype).tiny)
+                        sq_err.add_((logits - lse).exp_().sub_(q).square_(), alpha=1 / len(axes))
+                        contrib.addcmul_(w, lse - L)     # T·(−log softmax_k); 0 wherever T = 0
+            loss = loss - (W * L).sum()
             if keep_stats:
                 self._cube_stats(stats, table, L, region, sq_err, contrib)
         return loss * size
@@ -401,15 +413,16 @@ class NDimContrastiveLoss(nn.Module):
         present = [partitions(table.n).index(p) for p in table.partitions]
         return self.region_masked[present].to(region.device)[region]
 
-    def _region_coefficients(self, table, pieces, stats) -> dict[int, torch.Tensor]:
+    def _region_coefficients(self, table, pieces, targets, stats) -> dict[int, torch.Tensor]:
         """w_r / M^k_r per axis k and region r (0 where a region has no target mass)."""
         R = len(table.partitions)
-        axes = [k for piece in pieces for k in piece[0]]
-        mass = torch.stack([
-            torch.zeros(R, dtype=piece[4][k].dtype, device=piece[2].device)
-            .index_add_(0, piece[2].flatten(), piece[4][k].flatten())
-            for piece in pieces for k in piece[0]])
-        mass = all_reduce_sum(mass)                                   # [n, R], global target mass
+        axes, masses = [], []
+        for piece in pieces:
+            for k in piece[0]:
+                T = targets(piece, k)
+                axes.append(k)
+                masses.append(torch.zeros(R, dtype=T.dtype, device=T.device).index_add_(0, piece[2].flatten(), T.flatten()))
+        mass = all_reduce_sum(torch.stack(masses))                    # [n, R], global target mass
         present = [partitions(table.n).index(p) for p in table.partitions]
         has_mass = mass.sum(0) > 0
         if self.region_logits is not None:
@@ -436,7 +449,9 @@ class NDimContrastiveLoss(nn.Module):
     def _check_budget(self, shape, X) -> None:
         tuples = math.prod(shape)
         n = len(shape)
-        cubes = 12 + (2 * n if self._needs_exact() else n)       # cube-sized tensors alive at once
+        # cube-sized tensors alive at once; measured peak / (4·B^n) at n=6: 8-13 (stats on),
+        # 2n more for regions with learnable weights and masks (docs/ndim_loss.md)
+        cubes = 16 + (2 * n if self.labels == "regions" else 0)
         nbytes = tuples * cubes * X.element_size()
         require_fits(
             nbytes, self.max_cube_bytes,
@@ -453,14 +468,15 @@ class NDimContrastiveLoss(nn.Module):
         def per_region(values: torch.Tensor) -> torch.Tensor:
             return torch.zeros(R, dtype=values.dtype, device=values.device).index_add_(0, flat, values.flatten())
 
-        count = per_region(torch.ones_like(L)).clamp_min(1)
-        mean_logit = per_region(L.detach()) / count
-        mse = per_region(sq_err) / count
+        count = torch.bincount(flat, minlength=R).to(L.dtype)
+        logit_sum = per_region(L)
+        mean_logit = logit_sum / count.clamp_min(1)
+        mse = per_region(sq_err) / count.clamp_min(1)
         share = per_region(contrib)
         share = share / share.sum().clamp_min(torch.finfo(share.dtype).tiny)
         for r, name in enumerate(table.names):
             stats[f"region/{name}/mean_logit"] = mean_logit[r]
             stats[f"region/{name}/mse"] = mse[r]
             stats[f"region/{name}/loss_share"] = share[r]
-        diagonal = region == 0
-        self._good_bad(stats, L.detach()[diagonal], L.detach()[~diagonal])
+        bad = logit_sum[1:].sum() / count[1:].sum().clamp_min(1)          # region 0 is the diagonal
+        stats["logit/good"], stats["logit/bad"], stats["logit/gap"] = mean_logit[0], bad, mean_logit[0] - bad

@@ -91,9 +91,8 @@ class ProductSimilarity(Similarity):
     family = "product"
 
     def fibres(self, X, rows=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
-        n, B = X.shape[:2]
-        rows = torch.arange(B, device=X.device) if rows is None else rows
-        Xr = X[:, rows]
+        n = X.shape[0]
+        Xr = X if rows is None else X[:, rows]
         others = torch.stack([torch.cat([Xr[:k], Xr[k + 1:]]).prod(0) for k in range(n)])
         return torch.bmm(others, X.transpose(1, 2))
 
@@ -141,29 +140,33 @@ class PairSumSimilarity(GramSimilarity):
         self.fn = lambda G: fn(torch.diagonal(G, dim1=-2, dim2=-1).sum(-1), G.sum((-2, -1)), n_of(G))
 
     def fibres(self, X, rows=None, chunk_bytes=DEFAULT_CHUNK_BYTES):
-        n, B = X.shape[:2]
-        rows = torch.arange(B, device=X.device) if rows is None else rows
-        Xr = X[:, rows]
+        n = X.shape[0]
+        Xr = X if rows is None else X[:, rows]
         R = Xr.sum(0, keepdim=True) - Xr                       # [n, b, F] sum of the other axes
         q = X.square().sum(-1)                                 # [n, B]
-        q_others = q[:, rows].sum(0, keepdim=True) - q[:, rows]
+        qr = q if rows is None else q[:, rows]
+        q_others = qr.sum(0, keepdim=True) - qr
         N = R.square().sum(-1, keepdim=True) + 2 * torch.bmm(R, X.transpose(1, 2)) + q.unsqueeze(1)
         return self.from_qn(q_others.unsqueeze(-1) + q.unsqueeze(1), N, n)
 
     def grid(self, X: torch.Tensor, index_sets: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The whole grid from one Gram matmul, growing Q and N one axis at a time
+        (≈ n full-size adds instead of n(n-1)/2)."""
         n = X.shape[0]
-
-        def spread(t: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
-            shape = [1] * n
-            for axis, size in zip(axes, t.shape):
-                shape[axis] = size
-            return t.reshape(shape)
-
-        parts = [X[k, index_sets[k]] for k in range(n)]
-        Q = sum(spread(p.square().sum(-1), (k,)) for k, p in enumerate(parts))
-        cross = sum(spread(parts[k] @ parts[l].T, (k, l)) for k in range(n) for l in range(k + 1, n))
-        shape = tuple(len(s) for s in index_sets)
-        return self.from_qn(Q.expand(shape), (Q + 2 * cross).expand(shape), n)
+        sizes = [len(s) for s in index_sets]
+        picked = torch.cat([X[k, index_sets[k]] for k in range(n)])
+        G = picked @ picked.T
+        start = [sum(sizes[:k]) for k in range(n)]
+        q = torch.diagonal(G).split(sizes)
+        Q = N = q[0]
+        for l in range(1, n):
+            grow = (...,) + (None,)
+            cols = slice(start[l], start[l] + sizes[l])
+            cross = sum(G[start[k]:start[k] + sizes[k], cols].reshape([1] * k + [sizes[k]] + [1] * (l - k - 1) + [sizes[l]])
+                        for k in range(l))
+            Q = Q[grow] + q[l]
+            N = N[grow] + (q[l] + 2 * cross)
+        return self.from_qn(Q, N, n)
 
 
 class MomentSimilarity(Similarity):

@@ -237,7 +237,7 @@ def test_chunked_cube_equals_unchunked(name):
 
 
 def test_cube_that_cannot_fit_is_refused_with_its_size():
-    loss_fn = NDimContrastiveLoss("v4", "exact", max_cube_bytes=2**30)
+    loss_fn = NDimContrastiveLoss("v4", "exact", max_cube_bytes=2**29)
     with pytest.raises(CubeMemoryError, match=r"16×16×16×16×16×16 cube.*needs about [\d.]+ GiB.*labels='diagonal'"):
         loss_fn(features(6, 16, dtype=torch.float32))
 
