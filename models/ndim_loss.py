@@ -31,6 +31,7 @@ lines (fibres, tuples) it owns and averages over ranks to the single-process los
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -201,8 +202,9 @@ class NDimContrastiveLoss(nn.Module):
             if init.sum() <= 0:
                 raise ValueError("region_weights must give some region a positive weight")
         self.register_buffer("region_masked", torch.tensor([p in masked for p in all_parts]))
+        self.register_buffer("region_zero", init == 0)            # weight 0: negatives, no loss
         if learn:
-            self.region_logits = nn.Parameter(init.log())
+            self.region_logits = nn.Parameter(init.clamp_min(1e-30).log().masked_fill(init == 0, 0.0))
         else:
             self.register_buffer("region_fixed", init)
             self.region_logits = None
@@ -253,7 +255,7 @@ class NDimContrastiveLoss(nn.Module):
             axis = getattr(self, name)
             if axis is not None and not 0 <= axis < len(features):
                 raise ValueError(f"{name}={axis} is out of range for {len(features)} axes")
-        dtype = torch.promote_types(features[0].dtype, torch.float32)  # bf16/fp16 -> fp32 math
+        dtype = functools.reduce(torch.promote_types, [f.dtype for f in features], torch.float32)  # bf16 -> fp32
         return torch.stack([f.to(dtype) for f in features])
 
     def _axis_weights(self, n: int, device) -> torch.Tensor | float:
@@ -410,8 +412,7 @@ class NDimContrastiveLoss(nn.Module):
         """Boolean cube of tuples in masked regions (None when nothing is masked)."""
         if self.labels != "regions" or not bool(self.region_masked.any()):
             return None
-        present = [partitions(table.n).index(p) for p in table.partitions]
-        return self.region_masked[present].to(region.device)[region]
+        return self.region_masked[table.positions][region]
 
     def _region_coefficients(self, table, pieces, targets, stats) -> dict[int, torch.Tensor]:
         """w_r / M^k_r per axis k and region r (0 where a region has no target mass)."""
@@ -423,14 +424,14 @@ class NDimContrastiveLoss(nn.Module):
                 axes.append(k)
                 masses.append(torch.zeros(R, dtype=T.dtype, device=T.device).index_add_(0, piece[2].flatten(), T.flatten()))
         mass = all_reduce_sum(torch.stack(masses))                    # [n, R], global target mass
-        present = [partitions(table.n).index(p) for p in table.partitions]
-        has_mass = mass.sum(0) > 0
+        present = table.positions
+        used = (mass.sum(0) > 0) & ~self.region_zero[present]
+        if not bool(used.any()):
+            raise ValueError("every region that carries targets has weight 0 in region_weights")
         if self.region_logits is not None:
-            w = self.region_logits[present].to(mass.device).masked_fill(~has_mass, float("-inf")).softmax(0)
+            w = self.region_logits[present].masked_fill(~used, float("-inf")).softmax(0)
         else:
-            raw = self.region_fixed[present].to(mass.device) * has_mass
-            if raw.sum() <= 0:
-                raise ValueError("every region that carries targets has weight 0 in region_weights")
+            raw = self.region_fixed[present] * used
             w = raw / raw.sum()
         if self.compute_stats:
             for name, value in zip(table.names, w.detach()):

@@ -133,6 +133,12 @@ class RegionTable:
     def names(self) -> tuple[str, ...]:
         return tuple(partition_name(p) for p in self.partitions)
 
+    @property
+    def positions(self) -> list[int]:
+        """Where each present region sits in `partitions(n)` (all regions of n, any B)."""
+        every = partitions(self.n)
+        return [every.index(p) for p in self.partitions]
+
     def index(self, ids: torch.Tensor) -> torch.Tensor:
         """Map region ids (any shape) to region numbers 0..R-1 (int64)."""
         table = torch.tensor(self.ids, dtype=torch.int64, device=ids.device)

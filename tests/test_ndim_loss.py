@@ -199,6 +199,18 @@ def test_regions_with_mask_and_weights_equal_brute_force():
     assert math.isclose(sum(v for k, v in out.stats.items() if k.endswith("/weight")), 1.0, rel_tol=1e-6)
 
 
+def test_learnable_region_weights_start_at_the_fixed_ones():
+    feats = features(4, 3, seed=35)
+    weights = {"4": 2.0, "3+1": 1.0, "2+2": 0.0}
+    fixed = NDimContrastiveLoss("v4", "regions", n_axes=4, region_weights=weights).double()
+    learned = NDimContrastiveLoss("v4", "regions", n_axes=4, region_weights=weights, learn_region_weights=True).double()
+    out = learned(feats)
+    torch.testing.assert_close(out.loss, fixed(feats).loss)
+    out.loss.backward()
+    assert torch.isfinite(learned.region_logits).all() and torch.isfinite(learned.region_logits.grad).all()
+    assert learned.region_logits.grad[2] == 0 and out.stats["region/2+2/weight"] == 0.0
+
+
 def test_regions_weighted_by_target_mass_is_exact():
     n, B = 3, 4
     feats = features(n, B, seed=40)
