@@ -1,0 +1,105 @@
+"""A run directory: where a training run keeps its config, metrics, checkpoints and model.
+
+```
+RUN/config.json        resolved configuration
+RUN/metrics.jsonl      one JSON object per logged step
+RUN/checkpoints/step_00000400/   complete accelerate states (written to .tmp-*, then renamed)
+RUN/model/             the exported system that `translate` and `eval` load
+RUN/eval/              scores and per-sentence outputs
+RUN/report.html
+```
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+_STEP_DIR = re.compile(r"^step_(\d{8})$")
+
+
+class RunDir:
+    """Paths and bookkeeping of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.metrics = self.root / "metrics.jsonl"
+        self.checkpoints = self.root / "checkpoints"
+        self.model = self.root / "model"
+        self.eval = self.root / "eval"
+        self.report = self.root / "report.html"
+
+    def create(self) -> None:
+        for path in (self.root, self.checkpoints, self.eval):
+            path.mkdir(parents=True, exist_ok=True)
+
+    # -- config -------------------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.config.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.config.is_file():
+            raise FileNotFoundError(f"{self.root} is not a run directory (no config.json); train one with "
+                                    "`accelerate launch train.py --out RUN`")
+        return json.loads(self.config.read_text())
+
+    # -- checkpoints --------------------------------------------------------------------
+    def checkpoint_dir(self, step: int) -> Path:
+        return self.checkpoints / f"step_{step:08d}"
+
+    def staging_dir(self, step: int) -> Path:
+        """Where a checkpoint is written before the atomic rename that makes it count."""
+        return self.checkpoints / f".tmp-step_{step:08d}"
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        """The newest complete checkpoint (staging directories never count)."""
+        if not self.checkpoints.is_dir():
+            return None
+        steps = [(int(m.group(1)), p) for p in self.checkpoints.iterdir() if (m := _STEP_DIR.match(p.name))]
+        return max(steps) if steps else None
+
+    def commit_checkpoint(self, step: int, keep: int = 2) -> Path:
+        """Rename the staged checkpoint into place and prune older ones, keeping `keep`."""
+        final = self.checkpoint_dir(step)
+        if final.exists():
+            shutil.rmtree(final)
+        self.staging_dir(step).rename(final)
+        complete = sorted(p for p in self.checkpoints.iterdir() if _STEP_DIR.match(p.name))
+        for old in complete[:-keep]:
+            shutil.rmtree(old)
+        for stale in self.checkpoints.glob(".tmp-step_*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return final
+
+    # -- metrics ------------------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+    def truncate_metrics(self, after_step: int) -> int:
+        """Drop records logged after `after_step` (lost with a killed run); return how many."""
+        if not self.metrics.is_file():
+            return 0
+        kept, dropped = [], 0
+        for line in self.metrics.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by SIGKILL
+                dropped += 1
+                continue
+            if rec.get("step", -1) > after_step:
+                dropped += 1
+            else:
+                kept.append(line)
+        self.metrics.write_text("".join(line + "\n" for line in kept))
+        return dropped
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
