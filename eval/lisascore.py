@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -50,17 +51,28 @@ def matchings() -> tuple[str, ...]:
     return ("greedy", "lsa", *(m for m in METHODS if m != "exact"))
 
 
+class Tokens(NamedTuple):
+    """One encoded sentence: what greedy mode needs (raw embeddings and idf of all tokens, as
+    the library pads them) and what assignments need (unit vectors and per-sentence
+    normalised weights of content tokens: no [CLS]/[SEP])."""
+
+    emb: torch.Tensor  # [L, d]
+    idf: torch.Tensor  # [L]
+    unit: torch.Tensor  # [Lc, d]
+    weight: torch.Tensor  # [Lc], sums to 1 (or all 0 when nothing carries weight)
+
+
 @dataclass
 class PairBatch:
     """A chunk of candidate–reference pairs in two forms.
 
     `library_args` is what `bert_score.utils.greedy_cos_idf` takes (raw embeddings padded
     with 2.0, padding masks and idf weights for references then candidates), so greedy mode
-    is the library's own computation. `content_*` hold unit-norm embeddings' similarities
-    and per-pair normalised idf weights of content tokens only (no [CLS]/[SEP], no padding),
-    left-aligned so that lengths describe them."""
+    is the library's own computation (None when not built). `content_*` hold cosine
+    similarities and normalised idf weights of content tokens only (no [CLS]/[SEP], no
+    padding), left-aligned so that lengths describe them."""
 
-    library_args: tuple[torch.Tensor, ...]
+    library_args: tuple[torch.Tensor, ...] | None
     content_sim: torch.Tensor  # [B, h, w]
     content_hyp_w: torch.Tensor  # [B, h]
     content_ref_w: torch.Tensor  # [B, w]
@@ -83,6 +95,8 @@ def greedy_match(batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
     normalises its inputs in place)."""
     from bert_score.utils import greedy_cos_idf
 
+    if batch.library_args is None:
+        raise ValueError("this PairBatch was built without greedy-mode tensors (library=False)")
     P, R, _ = greedy_cos_idf(*(t.clone() for t in batch.library_args))
     # idf weights summing to 0 (blank sentence, or idf from a single reference) make the
     # library divide 0 by 0; such a side has nothing to score: 0, like LiSAScore's value
@@ -132,10 +146,11 @@ class LiSAScorer:
         return sent_encode(self.tokenizer, sentence)
 
     @torch.no_grad()
-    def embed(self, sentences: Sequence[str], weights: dict) -> dict[str, tuple]:
-        """sentence → (token embeddings [L, d], idf weights [L], content mask [L]) for each
-        distinct sentence, encoded longest-first in batches as `bert_score.score` does,
-        through the library's `padding` and `bert_encode`."""
+    def embed(self, sentences: Sequence[str], weights: dict) -> dict[str, Tokens]:
+        """sentence → `Tokens` for each distinct sentence, encoded longest-first in batches as
+        `bert_score.score` does, through the library's `padding` and `bert_encode`. Everything
+        that depends on one sentence only (unit vectors, normalised weights) is done here,
+        once per sentence, not once per pair."""
         from bert_score.utils import bert_encode, padding
 
         unique = sorted(set(sentences), key=lambda s: len(s.split(" ")), reverse=True)
@@ -145,24 +160,33 @@ class LiSAScorer:
             ids = [self._token_ids(s) for s in chunk]
             padded, lens, mask = padding(ids, self.tokenizer.pad_token_id, dtype=torch.long)
             idf, _, _ = padding([[weights[i] for i in a] for a in ids], 0, dtype=torch.float)
+            idf = idf.to(self.device)
             emb = bert_encode(self.model, padded.to(self.device), mask.to(self.device))
-            content = ~torch.isin(padded, self.special_ids)
-            for k, s in enumerate(chunk):
-                n = int(lens[k])
-                out[s] = (emb[k, :n], idf[k, :n].to(self.device), content[k, :n].to(self.device))
+            content = (~torch.isin(padded, self.special_ids) & mask.bool()).to(self.device)
+            # content tokens moved to the front of each row by one gather per batch (stable
+            # sort keeps their order), so that per-sentence work below is only slicing
+            front = torch.sort((~content).to(torch.uint8), dim=1, stable=True).indices
+            unit = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            unit = unit.gather(1, front[:, :, None].expand_as(unit))
+            w = (idf * content).gather(1, front)
+            total = w.sum(1, keepdim=True)
+            w = w / torch.where(total > 0, total, 1)
+            for k, (s, n, c) in enumerate(zip(chunk, lens.tolist(), content.sum(1).tolist())):
+                out[s] = Tokens(emb[k, :n], idf[k, :n], unit[k, :c], w[k, :c])
         return out
 
-    def pair_batches(self, cands: Sequence[str], refs: Sequence[str]
+    def pair_batches(self, cands: Sequence[str], refs: Sequence[str], *, library: bool = True
                      ) -> Iterator[tuple[slice, PairBatch]]:
         """(pair slice, PairBatch) for consecutive chunks of `batch_size` (cands[k], refs[k])
         pairs — the library's chunking, so greedy mode pads exactly as it does. Each distinct
-        sentence is encoded once."""
+        sentence is encoded once. `library=False` skips the greedy-mode tensors."""
         if len(cands) != len(refs):
             raise ValueError(f"{len(cands)} candidates vs {len(refs)} references")
         table = self.embed(list(cands) + list(refs), idf_dict(self.tokenizer, refs, self.idf))
         for start in range(0, len(cands), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            yield chunk, _pair_batch([table[c] for c in cands[chunk]], [table[r] for r in refs[chunk]])
+            yield chunk, _pair_batch([table[c] for c in cands[chunk]], [table[r] for r in refs[chunk]],
+                                     library)
 
     # -- scores -----------------------------------------------------------------------------
     def pair_scores(self, cands: Sequence[str], refs: Sequence[str],
@@ -173,7 +197,7 @@ class LiSAScorer:
             if m not in known:
                 raise ValueError(f"unknown matching {m!r}; expected one of {known}")
         out = {m: torch.zeros(3, len(cands)) for m in requested}
-        for chunk, batch in self.pair_batches(cands, refs):
+        for chunk, batch in self.pair_batches(cands, refs, library="greedy" in requested):
             for m in requested:
                 if m == "greedy":
                     P, R = greedy_match(batch)
@@ -213,26 +237,23 @@ class LiSAScorer:
                 f"bert_score:{bert_score.__version__}|transformers:{transformers.__version__}")
 
 
-def _pair_batch(hyp: list[tuple], ref: list[tuple]) -> PairBatch:
-    """Pad one chunk of (embedding, idf, content mask) triples into a PairBatch."""
+def _pair_batch(hyp: list[Tokens], ref: list[Tokens], library: bool) -> PairBatch:
+    """Pad one chunk of candidate and reference `Tokens` into a PairBatch."""
 
     def library_side(items):  # as bert_score.utils.bert_cos_score_idf's pad_batch_stats
-        embs, idfs = [e for e, _, _ in items], [w for _, w, _ in items]
-        lens = torch.tensor([len(e) for e in embs], device=embs[0].device)
+        lens = torch.tensor([len(t.emb) for t in items], device=items[0].emb.device)
         mask = torch.arange(int(lens.max()), device=lens.device)[None, :] < lens[:, None]
-        return (pad_sequence(embs, batch_first=True, padding_value=2.0), mask,
-                pad_sequence(idfs, batch_first=True))
+        return (pad_sequence([t.emb for t in items], batch_first=True, padding_value=2.0), mask,
+                pad_sequence([t.idf for t in items], batch_first=True))
 
     def content_side(items):
-        embs = [e[c] / e[c].norm(dim=-1, keepdim=True).clamp_min(1e-12) for e, _, c in items]
-        w = pad_sequence([w[c] for _, w, c in items], batch_first=True)
-        total = w.sum(1, keepdim=True)
-        return (pad_sequence(embs, batch_first=True), w / torch.where(total > 0, total, 1),
-                torch.tensor([len(e) for e in embs], device=w.device))
+        return (pad_sequence([t.unit for t in items], batch_first=True),
+                pad_sequence([t.weight for t in items], batch_first=True),
+                torch.tensor([len(t.unit) for t in items], device=items[0].unit.device))
 
     (he, hw, hl), (re, rw, rl) = content_side(hyp), content_side(ref)
-    return PairBatch((*library_side(ref), *library_side(hyp)), torch.bmm(he, re.transpose(1, 2)),
-                     hw, rw, hl, rl)
+    return PairBatch((*library_side(ref), *library_side(hyp)) if library else None,
+                     torch.bmm(he, re.transpose(1, 2)), hw, rw, hl, rl)
 
 
 def lisascore(hyps: Sequence[str], refs: References, *, matching: str = "lsa",
