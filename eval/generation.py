@@ -1,0 +1,60 @@
+"""Translations from a student whose own LM head is trained: greedy or beam search through
+`transformers`' `generate()`, decoded to text with special tokens stripped.
+
+`decode` is the target side's id→text function (e.g. `tok.decode` of a Marian target
+tokenizer, or open_clip's `SimpleTokenizer().decode` for a CLIP-vocabulary decoder, which does
+not strip specials itself — hence `decode_ids` strips them first).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+
+import torch
+
+Decode = Callable[[list[int]], str]
+
+
+def decode_ids(rows: Sequence[Sequence[int]], decode: Decode,
+               special_ids: Collection[int] = ()) -> list[str]:
+    """Token id rows → stripped strings, leaving out `special_ids` and negative ids (-100)."""
+    special = set(int(i) for i in special_ids)
+    return [decode([int(t) for t in row if int(t) >= 0 and int(t) not in special]).strip()
+            for row in rows]
+
+
+def generation_special_ids(model) -> set[int]:
+    """pad / eos / bos / decoder-start ids of a seq2seq model (the ids `generate` adds)."""
+    ids = set()
+    for cfg in (model.config, getattr(model, "generation_config", None)):
+        for key in ("pad_token_id", "eos_token_id", "bos_token_id", "decoder_start_token_id"):
+            value = getattr(cfg, key, None) if cfg is not None else None
+            ids.update(value if isinstance(value, (list, tuple)) else [] if value is None else [value])
+    return ids
+
+
+@torch.no_grad()
+def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *,
+              special_ids: Collection[int] | None = None, num_beams: int = 1,
+              max_new_tokens: int = 64, batch_size: int = 32, device: str | None = None,
+              **generate_kwargs) -> list[str]:
+    """Translate `sources` with `model.generate` (greedy when num_beams=1, else beam search;
+    never sampling). `special_ids` default to the model's pad/eos/bos/decoder-start ids."""
+    if isinstance(sources, str):
+        raise TypeError("sources must be a list of sentences, not a single string")
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+    special = generation_special_ids(model) if special_ids is None else special_ids
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: list[str] = []
+    try:
+        for s in range(0, len(sources), batch_size):
+            enc = source_tokenizer(list(sources[s:s + batch_size]), return_tensors="pt",
+                                   padding=True, truncation=True).to(device)
+            ids = model.generate(**enc, num_beams=num_beams, do_sample=False,
+                                 max_new_tokens=max_new_tokens, **generate_kwargs)
+            out += decode_ids(ids.tolist(), decode, special)
+    finally:
+        model.train(was_training)
+    return out
