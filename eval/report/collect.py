@@ -1,0 +1,90 @@
+"""Reading run directories (config.json, metrics.jsonl, eval/scores.json) into `Run` records.
+
+Every part is optional: a missing or unreadable file becomes a note on the run, so a report
+can still be built from whatever a run produced (docs/architecture.md, "Run directory").
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    """One run directory as the report sees it."""
+
+    path: Path
+    name: str
+    config: dict
+    metrics: list[dict]  # metrics.jsonl records, in file order
+    scores: dict | None  # eval/scores.json, None when absent
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sentences(self) -> list[dict]:
+        return (self.scores or {}).get("sentences") or []
+
+
+def _read_json(path: Path, notes: list[str]) -> dict | None:
+    if not path.is_file():
+        notes.append(f"{path} is missing")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        notes.append(f"{path} is not valid JSON ({err})")
+        return None
+
+
+def read_metrics(path: Path, notes: list[str]) -> list[dict]:
+    """metrics.jsonl records; unparsable lines (a run killed mid-write) are skipped and noted."""
+    if not path.is_file():
+        notes.append(f"{path} is missing: no training curves")
+        return []
+    records, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and "step" in record:
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        notes.append(f"{path}: skipped {bad} line(s) that are not JSON objects with a 'step'")
+    return records
+
+
+def load_run(path: str | Path) -> Run:
+    """A `Run` from a run directory; raises FileNotFoundError when `path` is not a directory."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory {path} does not exist (expected the --out folder "
+                                "of train.py, holding config.json, metrics.jsonl and eval/)")
+    notes: list[str] = []
+    config = _read_json(path / "config.json", notes) or {}
+    scores = _read_json(path / "eval" / "scores.json", notes)
+    if scores is None:
+        notes.append(f"{path.name}: no eval/scores.json, so no scores or examples for this run")
+    metrics = read_metrics(path / "metrics.jsonl", notes)
+    name = str((scores or {}).get("run_id") or config.get("run_id") or path.name)
+    return Run(path, name, config, metrics, scores, notes)
+
+
+def load_runs(paths: list[str | Path]) -> list[Run]:
+    """Runs in the given order (the first is the baseline), names made unique."""
+    if not paths:
+        raise ValueError("give at least one run directory")
+    runs = [load_run(p) for p in paths]
+    seen: dict[str, int] = {}
+    for run in runs:
+        count = seen.get(run.name, 0)
+        seen[run.name] = count + 1
+        if count:
+            run.name = f"{run.name} ({count + 1})"
+    return runs
