@@ -4,6 +4,7 @@
         [--images DIR|LIST.txt --clip NAME --clip-pretrained PATH]
         [--metrics bleu,chrf,bertscore,lisascore,retrieval] [--bertscore-model DIR --num-layers L]
         [--idf] [--bootstrap N] [--seed S] [--compare BASELINE.txt] --out S.json
+    python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
 
 Text files have one sentence per line, line-aligned; several --ref files are reference
 streams (as in sacreBLEU). Each command is a (add_arguments, run) pair in COMMANDS.
@@ -14,6 +15,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+from eval.report import add_report_arguments, run_report
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -126,6 +129,8 @@ def _summary(name: str, m: dict) -> str:
 
 COMMANDS = {
     "score": ("score hypotheses against references", add_score_arguments, run_score),
+    "report": ("HTML/Markdown/JSON quality report of one or more run directories",
+               add_report_arguments, run_report),
 }
 
 
