@@ -98,12 +98,15 @@ def run_score(args: argparse.Namespace) -> int:
         from models.clip_loading import load_clip
 
         clip = load_clip(args.clip, args.clip_pretrained)
-    result = score(hyps, streams_to_lists([files[r] for r in args.ref]), metrics,
-                   target_lang=args.target_lang, bootstrap=args.bootstrap, seed=args.seed,
-                   model_type=args.bertscore_model, num_layers=args.num_layers, idf=args.idf,
-                   baseline_path=args.bertscore_baseline, matching=args.matching,
-                   batch_size=args.batch_size, device=args.device, images=images, clip=clip,
-                   **{k: v for k, v in extra.items() if v is not None})
+    try:
+        result = score(hyps, streams_to_lists([files[r] for r in args.ref]), metrics,
+                       target_lang=args.target_lang, bootstrap=args.bootstrap, seed=args.seed,
+                       model_type=args.bertscore_model, num_layers=args.num_layers, idf=args.idf,
+                       baseline_path=args.bertscore_baseline, matching=args.matching,
+                       batch_size=args.batch_size, device=args.device, images=images, clip=clip,
+                       **{k: v for k, v in extra.items() if v is not None})
+    except (ValueError, FileNotFoundError) as e:  # bad options or inputs: a message, not a traceback
+        raise SystemExit(f"error: {e}") from e
     result["files"] = {"hyp": args.hyp, "ref": args.ref, "src": args.src, "compare": args.compare,
                        "images": args.images}
     out = Path(args.out)

@@ -99,6 +99,10 @@ def test_cli_errors_are_clear(files, tmp_path):
     bad = subprocess.run(run + ["--ref", files["ref"], "--metrics", "retrieval"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "needs --images" in bad.stderr
+    bad = subprocess.run(run + ["--ref", files["ref"], "--metrics", "lisascore", "--matching", "hungarian"],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and "unknown matching 'hungarian'" in bad.stderr
+    assert "Traceback" not in bad.stderr
     helps = subprocess.run([sys.executable, "-m", "eval", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert helps.returncode == 0 and "score" in helps.stdout
 
