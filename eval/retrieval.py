@@ -6,8 +6,10 @@ default is one text per image, aligned by index.
 
 - R@k text→image: the text's image is among the k most similar images.
 - R@k image→text: at least one of the image's texts is among the k most similar texts.
-  Ranks count gallery items scoring strictly higher than the correct one (ties favour the
-  correct item), computed in query chunks so memory stays O(chunk × gallery).
+  Ranks count gallery items scoring strictly higher than the correct one, and ties are counted
+  separately: a hit is the *expected* hit under a uniformly random order of tied items
+  (`hits`), so a collapsed embedding (every score equal) scores chance, not 1. Computed in
+  query chunks so memory stays O(chunk × gallery).
 - Grounding score: CLIP cosine between each text and its own image.
 - In-batch R@1: the same retrieval inside random batches of `batch_size` (default 32, as in
   training's acceptance criterion "R@1 ≥ 5× chance in batches of 32"); chance = 1/batch_size.
@@ -44,29 +46,44 @@ def _text_image(text_image: torch.Tensor | None, n_images: int, n_texts: int) ->
 def ranks(image_emb: torch.Tensor, text_emb: torch.Tensor, text_image: torch.Tensor | None = None,
           *, chunk: int = 1024) -> dict[str, torch.Tensor]:
     """{"t2i": [T] rank of each text's image, "i2t": [I] rank of each image's best text}
-    (0 = retrieved first). Images without any text get rank −1 and are left out of R@k."""
+    (0 = retrieved first: the number of competitors scoring strictly higher), and "t2i_ties",
+    "i2t_ties": competitors scoring exactly as high. Images without any text get rank −1 and
+    are left out of R@k."""
     img, txt = _unit(image_emb), _unit(text_emb)
     owner = _text_image(text_image, len(img), len(txt)).to(txt.device)
-    t2i = torch.empty(len(txt), dtype=torch.long)
+    t2i, t2i_ties = torch.empty(len(txt), dtype=torch.long), torch.empty(len(txt), dtype=torch.long)
     for s in range(0, len(txt), chunk):
         sim = txt[s:s + chunk] @ img.T  # [c, I]
         correct = sim.gather(1, owner[s:s + chunk, None])
         t2i[s:s + chunk] = (sim > correct).sum(1).cpu()
+        t2i_ties[s:s + chunk] = ((sim == correct).sum(1) - 1).cpu()
     i2t = torch.full((len(img),), -1, dtype=torch.long)
+    i2t_ties = torch.zeros(len(img), dtype=torch.long)
     for s in range(0, len(img), chunk):
         sim = img[s:s + chunk] @ txt.T  # [c, T]
         mine = owner[None, :] == torch.arange(s, s + len(sim), device=txt.device)[:, None]
         best = sim.masked_fill(~mine, -float("inf")).amax(1, keepdim=True)
         r = (sim > best).sum(1)
         i2t[s:s + chunk] = torch.where(mine.any(1), r, -1).cpu()
-    return {"t2i": t2i, "i2t": i2t}
+        i2t_ties[s:s + chunk] = ((sim == best) & ~mine).sum(1).cpu()
+    return {"t2i": t2i, "i2t": i2t, "t2i_ties": t2i_ties, "i2t_ties": i2t_ties}
+
+
+def hits(better: torch.Tensor, ties: torch.Tensor, k: int) -> torch.Tensor:
+    """Expected hit@k of each query under a uniformly random order of the items tied with the
+    correct one: the correct item lands at rank better + U{0..ties}, so P(rank < k) =
+    clamp((k − better) / (ties + 1), 0, 1)."""
+    return ((k - better).double() / (ties + 1).double()).clamp(0.0, 1.0)
 
 
 def recall_at_k(image_emb: torch.Tensor, text_emb: torch.Tensor,
                 text_image: torch.Tensor | None = None, ks: Sequence[int] = KS) -> dict:
     """{"t2i": {"R@1": ..}, "i2t": {..}, "chance": {"t2i": {..}}} as fractions in [0, 1]."""
     r = ranks(image_emb, text_emb, text_image)
-    out = {d: {f"R@{k}": float((v[v >= 0] < k).float().mean()) for k in ks} for d, v in r.items()}
+    out = {}
+    for d in ("t2i", "i2t"):
+        scored = r[d] >= 0
+        out[d] = {f"R@{k}": float(hits(r[d][scored], r[f"{d}_ties"][scored], k).mean()) for k in ks}
     out["chance"] = {"t2i": {f"R@{k}": min(1.0, k / len(image_emb)) for k in ks}}
     return out
 
@@ -82,7 +99,8 @@ def grounding_scores(image_emb: torch.Tensor, text_emb: torch.Tensor,
 def in_batch_recall_at_1(a: torch.Tensor, b: torch.Tensor, *, batch_size: int = 32,
                          seed: int = 0) -> dict:
     """R@1 of aligned rows a[i] ↔ b[i] inside seeded random batches of `batch_size` (the last
-    incomplete batch is dropped unless it is the only one). {"a2b", "b2a", "chance", "batches"}."""
+    incomplete batch is dropped unless it is the only one); ties count as expected hits (`hits`).
+    {"a2b", "b2a", "chance", "batches"}."""
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"in-batch retrieval needs aligned rows: {a.shape[0]} vs {b.shape[0]}")
     n = a.shape[0]
@@ -94,9 +112,12 @@ def in_batch_recall_at_1(a: torch.Tensor, b: torch.Tensor, *, batch_size: int = 
     ua, ub = _unit(a)[batches], _unit(b)[batches]  # [nb, size, D]
     sim = ua @ ub.transpose(1, 2)
     diag = sim.diagonal(dim1=1, dim2=2)[..., None]
-    a2b = (sim > diag).sum(2).eq(0).float().mean()
-    b2a = (sim.transpose(1, 2) > diag).sum(2).eq(0).float().mean()
-    return {"a2b": float(a2b), "b2a": float(b2a), "chance": 1.0 / size, "batches": len(batches)}
+
+    def r1(s: torch.Tensor) -> float:
+        return float(hits((s > diag).sum(2), (s == diag).sum(2) - 1, 1).mean())
+
+    a2b, b2a = r1(sim), r1(sim.transpose(1, 2))
+    return {"a2b": a2b, "b2a": b2a, "chance": 1.0 / size, "batches": len(batches)}
 
 
 def retrieval_report(image_emb: torch.Tensor, hyp_emb: torch.Tensor,

@@ -68,7 +68,9 @@ def _evaluate(hyps: Sequence[str], ref_lists: list[list[str]], metrics: Sequence
 
 
 def _retrieval(hyps, ref_lists, opts):
-    from eval.retrieval import clip_embeddings, ranks, retrieval_report
+    import torch
+
+    from eval.retrieval import clip_embeddings, hits, ranks, retrieval_report
 
     if opts["images"] is None or opts["clip"] is None:
         raise ValueError("the retrieval metric needs images (one per hypothesis) and clip="
@@ -76,16 +78,21 @@ def _retrieval(hyps, ref_lists, opts):
     if len(opts["images"]) != len(hyps):
         raise ValueError(f"retrieval needs one image per hypothesis: {len(opts['images'])} "
                          f"images for {len(hyps)} hypotheses")
+    # Hypotheses sharing one image (the same object or path) share one gallery entry: a
+    # duplicate in the gallery would tie with the correct image.
+    gallery, owner = {}, []
+    for image in opts["images"]:
+        owner.append(gallery.setdefault(image if isinstance(image, (str, bytes)) else id(image), len(gallery)))
+    unique = list({(image if isinstance(image, (str, bytes)) else id(image)): image for image in opts["images"]}.values())
+    owner = torch.tensor(owner)
     model, preprocess, tokenizer = opts["clip"]
     device = opts["device"] or "cpu"
-    img, hyp = clip_embeddings(model, preprocess, tokenizer, images=opts["images"], texts=hyps,
-                               device=device)
-    _, ref = clip_embeddings(model, preprocess, tokenizer, texts=[g[0] for g in ref_lists],
-                             device=device)
-    report = retrieval_report(img, hyp, ref, seed=opts["seed"])
-    r = ranks(img, hyp)
-    statistics = {f"retrieval.{d}.R@{k}": stats.Statistic.mean((r[d] < k).double().numpy())
-                  for d in ("t2i", "i2t") for k in (1, 5, 10)}
+    img, hyp = clip_embeddings(model, preprocess, tokenizer, images=unique, texts=hyps, device=device)
+    _, ref = clip_embeddings(model, preprocess, tokenizer, texts=[g[0] for g in ref_lists], device=device)
+    report = retrieval_report(img, hyp, ref, owner, seed=opts["seed"])
+    r = ranks(img, hyp, owner)
+    statistics = {f"retrieval.t2i.R@{k}": stats.Statistic.mean(hits(r["t2i"], r["t2i_ties"], k).numpy())
+                  for k in (1, 5, 10)}
     grounding = report["translation"].pop("grounding_per_sentence")
     report["oracle"].pop("grounding_per_sentence")
     statistics["retrieval.grounding"] = stats.Statistic.mean(grounding)

@@ -113,3 +113,27 @@ def test_bad_inputs_are_explained():
         recall_at_k(torch.randn(3, 4), torch.randn(2, 4), torch.tensor([0, 3]))
     with pytest.raises(ValueError, match="aligned rows"):
         in_batch_recall_at_1(torch.randn(3, 4), torch.randn(4, 4))
+
+
+def test_ties_count_as_expected_hits_so_collapse_scores_chance():
+    """A collapsed embedding (every row identical) must score chance, not a perfect recall."""
+    img = torch.randn(40, 8)
+    collapsed = torch.ones(40, 8)
+    r = recall_at_k(img[:1].expand(40, 8), collapsed)  # every score equal
+    assert r["t2i"]["R@1"] == pytest.approx(1 / 40)
+    assert r["t2i"]["R@5"] == pytest.approx(5 / 40)
+    in_batch = in_batch_recall_at_1(torch.randn(64, 8), collapsed[:1].expand(64, 8), batch_size=32)
+    assert in_batch["b2a"] == pytest.approx(1 / 32) and in_batch["a2b"] <= 1.0
+    assert in_batch_recall_at_1(collapsed[:1].expand(64, 8), collapsed[:1].expand(64, 8))["a2b"] == pytest.approx(1 / 32)
+
+
+def test_hits_against_brute_force_over_tie_orders():
+    """hits() equals the hit rate averaged over every order of the tied items (brute force)."""
+    import itertools
+
+    from eval.retrieval import hits
+
+    for better, ties, k in [(0, 0, 1), (0, 3, 1), (1, 2, 2), (2, 1, 5), (4, 0, 3), (0, 4, 3)]:
+        orders = list(itertools.permutations(range(ties + 1)))
+        expected = sum((better + order.index(0)) < k for order in orders) / len(orders)
+        assert float(hits(torch.tensor([better]), torch.tensor([ties]), k)) == pytest.approx(expected)
