@@ -90,44 +90,42 @@ def choose_captions(rows: Sequence[dict], k_english: int, m_source: int, seed: i
 class TrainCollator:
     """Turn a list of dataset rows into the tensors of one training step.
 
-    Returns a dict: `images` [B,3,H,W]; `english_ids` [B,K,L] (CLIP BPE); `source_ids`,
-    `source_mask` [B*M,Ls] (row-major: image b, caption m); `parallel_ids` [B*M,L] and
-    `has_parallel` [B*M] bool; plus the chosen texts for logging and evaluation.
+    Always: `source_ids`, `source_mask` [B*M,Ls] (row-major: image b, caption m), `labels`
+    [B*M,S-1] from `labels_for(parallel texts)` (the student's targets; all-ignored rows where a
+    caption has no translation), `has_parallel` [B*M], and the chosen texts. With `preprocess`:
+    `images` [B,3,H,W]; with `clip_tokenizer`: `english_ids` [B,K,L] (CLIP BPE). Frozen towers read
+    cached features instead, so neither is needed then.
     """
 
-    def __init__(self, preprocess: Callable, clip_tokenizer: Callable, source_tokenizer, *, k_english: int,
-                 m_source: int, max_source_len: int = 64) -> None:
-        self.preprocess = preprocess
-        self.clip_tokenizer = clip_tokenizer
+    def __init__(self, source_tokenizer, labels_for: Callable[[list[str]], torch.Tensor], *, k_english: int,
+                 m_source: int, preprocess: Callable | None = None, clip_tokenizer: Callable | None = None,
+                 max_source_len: int = 64) -> None:
         self.source_tokenizer = source_tokenizer
-        self.k_english = k_english
-        self.m_source = m_source
+        self.labels_for = labels_for
+        self.k_english, self.m_source = k_english, m_source
+        self.preprocess, self.clip_tokenizer = preprocess, clip_tokenizer
         self.max_source_len = max_source_len
-        self.seed = 0
 
-    def set_epoch_seed(self, seed: int) -> None:
-        """Caption choice depends on (seed, image_id): set per epoch for variety and exact resumption."""
-        self.seed = seed
-
-    def __call__(self, rows: Sequence[dict]) -> dict:
-        choice = choose_captions(rows, self.k_english, self.m_source, self.seed)
-        images = torch.stack([self.preprocess(row["image"].convert("RGB")) for row in rows])
+    def __call__(self, rows: Sequence[dict], seed: int) -> dict:
+        """`seed` fixes the caption choice (pass a per-epoch seed: variety across epochs, exact resumption)."""
+        choice = choose_captions(rows, self.k_english, self.m_source, seed)
         flat_source = [s for caps in choice.source for s in caps]
         flat_parallel = [p for caps in choice.parallel for p in caps]
         src = self.source_tokenizer(flat_source, padding=True, truncation=True, max_length=self.max_source_len,
                                     return_tensors="pt")
         batch = {
-            "images": images,
             "source_ids": src["input_ids"],
             "source_mask": src["attention_mask"],
-            "parallel_ids": self.clip_tokenizer([p or "" for p in flat_parallel]),
+            "labels": self.labels_for(flat_parallel),
             "has_parallel": torch.tensor([bool(p) for p in flat_parallel]),
             "image_ids": [row["image_id"] for row in rows],
             "source_text": flat_source,
             "parallel_text": flat_parallel,
+            "english_text": choice.english,
         }
-        if self.k_english:
+        if self.preprocess is not None:
+            batch["images"] = torch.stack([self.preprocess(row["image"].convert("RGB")) for row in rows])
+        if self.clip_tokenizer is not None and self.k_english:
             eng = self.clip_tokenizer([e for caps in choice.english for e in caps])
             batch["english_ids"] = eng.view(len(rows), self.k_english, -1)
-            batch["english_text"] = choice.english
         return batch

@@ -143,7 +143,14 @@ def write_dataset(
             shutil.rmtree(out)
         out.mkdir(parents=True)
         # an empty split saved with the default 0 shards cannot be loaded back: force one shard
-        dsd.save_to_disk(str(out), num_shards={s: 1 for s, ds in dsd.items() if len(ds) == 0} or None)
+        bars_were_on = datasets.utils.is_progress_bar_enabled()
+        if not show_progress:
+            datasets.utils.disable_progress_bars()
+        try:
+            dsd.save_to_disk(str(out), num_shards={s: 1 for s, ds in dsd.items() if len(ds) == 0} or None)
+        finally:
+            if bars_were_on:
+                datasets.utils.enable_progress_bars()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report.save(out)

@@ -154,8 +154,8 @@ def decode(
     cache, finished, steps, states = None, torch.zeros(batch, dtype=torch.bool, device=input_ids.device), [], []
     for position in range(1, length):
         state = decoder(inputs_embeds=inputs, encoder_hidden_states=encoder, encoder_attention_mask=attention_mask,
-                        past_key_values=cache, use_cache=True)
-        cache, hidden = state.past_key_values, state.last_hidden_state
+                        cache=cache, use_cache=True)
+        cache, hidden = state.cache, state.last_hidden_state
         out = run(hidden, only_eos if position == length - 1 else suppress, feedback_matrix)
         steps.append((out, ~finished))
         states.append(hidden)

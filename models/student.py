@@ -34,6 +34,10 @@ def build_scratch_student(
     *,
     decoder_start_token_id: int = CLIP_SOT_ID,
     max_length: int = CLIP_CONTEXT_LENGTH,
+    decoder_vocab_size: int = CLIP_VOCAB_SIZE,
+    sot_id: int = CLIP_SOT_ID,
+    eot_id: int = CLIP_EOT_ID,
+    pad_id: int = CLIP_PAD_ID,
     **overrides,
 ) -> MarianMTModel:
     """A randomly initialised Marian whose decoder speaks CLIP BPE.
@@ -41,11 +45,15 @@ def build_scratch_student(
     `preset`: a `marian_preset` size ("micro", "tiny", "thesis"); `overrides`: any `MarianConfig`
     field (e.g. `decoder_layers=6`). The source pad id is 0 as well (the source tokenizer puts
     `<pad>` at 0). `max_length` (CLIP's context length) becomes the generation default, and the
-    generation config suppresses SOT (CLIP never sees it mid-sequence)."""
+    generation config suppresses SOT (CLIP never sees it mid-sequence). With a vocabulary shortlist
+    (`models.shortlist`), pass its size as `decoder_vocab_size` and the student ids of SOT
+    (`sot_id`, and usually `decoder_start_token_id`), EOT and pad."""
     if source_vocab_size < 1:
         raise ValueError(f"source_vocab_size must be positive, got {source_vocab_size}")
-    if not 0 <= decoder_start_token_id < CLIP_VOCAB_SIZE:
-        raise ValueError(f"decoder_start_token_id must be a CLIP id, got {decoder_start_token_id}")
+    for name, value in (("decoder_start_token_id", decoder_start_token_id), ("sot_id", sot_id), ("eot_id", eot_id),
+                        ("pad_id", pad_id)):
+        if not 0 <= value < decoder_vocab_size:
+            raise ValueError(f"{name} must be a decoder id in [0, {decoder_vocab_size}), got {value}")
     known = set(MarianConfig().to_dict())
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -55,17 +63,17 @@ def build_scratch_student(
         "scale_embedding": True,
         **overrides,
         "vocab_size": source_vocab_size,
-        "decoder_vocab_size": CLIP_VOCAB_SIZE,
+        "decoder_vocab_size": decoder_vocab_size,
         "share_encoder_decoder_embeddings": False,
-        "pad_token_id": CLIP_PAD_ID,
-        "eos_token_id": CLIP_EOT_ID,
-        "forced_eos_token_id": CLIP_EOT_ID,
+        "pad_token_id": pad_id,
+        "eos_token_id": eot_id,
+        "forced_eos_token_id": eot_id,
         "bos_token_id": None,
         "decoder_start_token_id": decoder_start_token_id,
     })
     student = MarianMTModel(config)
     student.generation_config.max_length = max_length
-    student.generation_config.suppress_tokens = [CLIP_SOT_ID]  # SOT never appears inside a CLIP sequence
+    student.generation_config.suppress_tokens = [sot_id]  # SOT never appears inside a CLIP sequence
     return student
 
 

@@ -53,9 +53,11 @@ def train_teacher(
     lr: float,
     seed: int,
     log: Callable[[dict], None] | None = None,
+    show_progress: bool = True,
 ) -> dict:
     """Train `clip` in place with the two-tower CLIP loss on (image, random English caption)."""
     world, rank = accelerator.num_processes, accelerator.process_index
+    clip.output_dict = True  # open_clip's forward then returns named features
     model = clip
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -65,7 +67,7 @@ def train_teacher(
     order: list[int] = []
     per_rank = batch_size // world
     model.train()
-    bar = tqdm(range(steps), desc="stage 0: CLIP teacher", disable=not accelerator.is_local_main_process)
+    bar = tqdm(range(steps), desc="stage 0: CLIP teacher", disable=not (show_progress and accelerator.is_local_main_process))
     last = {}
     for step in bar:
         while len(order) < batch_size:
@@ -90,6 +92,7 @@ def train_teacher(
             log({"teacher/step": step, **last})
         bar.set_postfix(loss=f"{last['teacher/loss']:.3f}")
     model.eval()
+    clip.output_dict = False
     return last
 
 

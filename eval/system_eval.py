@@ -1,0 +1,170 @@
+"""End-of-run evaluation of a trained `GroundedSystem` on the test split, written to `RUN/eval/`.
+
+One test sentence per (image, source caption): the student's translation (greedy `generate()`)
+is scored against the human translation (`parallel`) with every corpus metric of `eval.score`,
+paired against the untrained student (same initialisation, no training) as the baseline, and
+retrieved against its image in CLIP space. Two further views: `grounded` — the student's
+differentiable CLIP embedding (the path the loss trains) against the image, in-batch R@1 in
+batches of 32, trained vs untrained — and `probe`, the test-time linear LM head on the frozen
+decoder states (fit on validation, scored on test). File layout: docs/architecture.md.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from eval.probe import probe
+from eval.retrieval import in_batch_recall_at_1
+from eval.score import score
+
+METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
+
+
+@torch.no_grad()
+def student_features(system, sources: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """`[N, F]` CLIP features of the student's translations through the splice (eval mode: argmax)."""
+    device = next(system.parameters()).device
+    out = []
+    for s in range(0, len(sources), batch_size):
+        enc = {k: v.to(device) for k, v in system.tokenize_source(sources[s:s + batch_size]).items()}
+        out.append(system.encode_decoded(system.decode(enc["source_ids"], enc["source_mask"])).float())
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+    """`[N, S-1, d]` decoder states behind CLIP positions 1..S-1 (zeros after decoding stopped)."""
+    device = next(system.parameters()).device
+    length = system.context_length - 1
+    out = []
+    for s in range(0, len(sources), batch_size):
+        enc = {k: v.to(device) for k, v in system.tokenize_source(sources[s:s + batch_size]).items()}
+        hidden = system.decode(enc["source_ids"], enc["source_mask"]).hidden.float()
+        out.append(F.pad(hidden, (0, 0, 0, length - hidden.shape[1])))
+    return torch.cat(out)
+
+
+def test_sentences(ds, rows: Sequence[int]) -> list[dict]:
+    """One entry per (usable row, non-empty source caption): image_id, row, source, references
+    (the caption's human translation; every English caption of the image when it has none)."""
+    out = []
+    for row, item in zip(rows, ds.select(rows).select_columns(["image_id", "source", "parallel", "english"])):
+        english = [e for e in item["english"] if e.strip()]
+        for source, parallel in zip(item["source"], item["parallel"]):
+            if source.strip():
+                out.append({"image_id": item["image_id"], "row": row, "source": source,
+                            "references": [parallel] if parallel.strip() else english,
+                            "has_translation": bool(parallel.strip())})
+    return out
+
+
+@torch.no_grad()
+def image_features(system, preprocess, ds, rows: Sequence[int], batch_size: int = 64) -> torch.Tensor:
+    device = next(system.parameters()).device
+    out = []
+    for s in range(0, len(rows), batch_size):
+        images = ds.select(rows[s:s + batch_size])["image"]
+        out.append(system.encode_images(torch.stack([preprocess(im.convert("RGB")) for im in images]).to(device)).float())
+    return torch.cat(out)
+
+
+def grounded_retrieval(system, preprocess, ds, sentences: list[dict]) -> dict:
+    """In-batch R@1 (batches of 32) between each image and the student's differentiable embedding
+    of its first test caption."""
+    first = {}
+    for s in sentences:
+        first.setdefault(s["row"], s["source"])
+    rows = list(first)
+    r = in_batch_recall_at_1(image_features(system, preprocess, ds, rows), student_features(system, list(first.values())))
+    return {"image_to_student": r["a2b"], "student_to_image": r["b2a"], "chance": r["chance"], "batches": r["batches"]}
+
+
+def run_probe(system, dsd, scans, test: list[dict]) -> dict:
+    """Heldout protocol: fit the linear LM head on validation decoder states, score on test."""
+    valid = [s for s in test_sentences(dsd["validation"], scans["validation"].usable) if s["has_translation"]]
+    test = [s for s in test if s["has_translation"]]
+    if not valid or not test:
+        return {"skipped": "needs human translations in the validation and test splits"}
+
+    def states_and_labels(items):
+        return (decoder_states(system, [s["source"] for s in items]),
+                system.labels_for([s["references"][0] for s in items]))
+
+    fit_x, fit_y = states_and_labels(valid)
+    test_x, test_y = states_and_labels(test)
+    decode_fn, special = system.target_decoder()
+    result = probe(test_x, test_y, vocab_size=system.student.config.decoder_vocab_size, protocol="heldout",
+                   fit_states=fit_x, fit_labels=fit_y, epochs=3, decode=decode_fn, special_ids=special)
+    return {"fit_sentences": len(valid), **result}
+
+
+def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, bootstrap: int = 1000,
+                    show_progress: bool = True, clip_weights: str | None = None) -> str:
+    """Evaluate on the test split, write `RUN/eval/`, return a one-paragraph summary."""
+    system.eval()
+    ds = dsd["test"]
+    sentences = test_sentences(ds, scans["test"].usable)
+    sources = [s["source"] for s in sentences]
+    refs = [s["references"] for s in sentences]
+    hyps = system.translate(sources)
+    image_of_row = dict(zip(scans["test"].usable, ds.select(scans["test"].usable)["image"]))
+    images = [image_of_row[s["row"]] for s in sentences]
+    translated = all(s["has_translation"] for s in sentences)
+    metrics = METRICS if translated else ("retrieval",)
+    common = dict(metrics=metrics, sources=sources, bootstrap=bootstrap, images=images,
+                  clip=(system.clip, preprocess, system.clip_tokenizer))
+    result = {"run_id": run.root.name, "split": "test", "clip_weights": clip_weights,
+              "references": "parallel (human translations)" if translated else "English captions (retrieval only)"}
+    untrained_hyps = None
+    if untrained is not None:
+        untrained_hyps = untrained.translate(sources)
+        base = score(untrained_hyps, refs, **common)
+        result["untrained"] = {k: v for k, v in base.items() if k != "sentences"}
+        result["untrained"]["hypotheses"] = untrained_hyps
+    main = score(hyps, refs, baseline_hyps=untrained_hyps if bootstrap > 0 else None, **common)
+    for row, s in zip(main["sentences"], sentences):
+        row["image_id"] = s["image_id"]
+    result = {**main, **result}
+    result["grounded"] = {"trained": grounded_retrieval(system, preprocess, ds, sentences)}
+    if untrained is not None:
+        result["grounded"]["untrained"] = grounded_retrieval(untrained, preprocess, ds, sentences)
+    result["probe"] = run_probe(system, dsd, scans, sentences)
+
+    out = Path(run.eval)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scores.json").write_text(json.dumps(result, indent=1, ensure_ascii=False, default=float) + "\n")
+    for name, lines in (("src.txt", sources), ("hyp.txt", hyps), ("ref.txt", [r[0] for r in refs])):
+        (out / name).write_text("".join(line.replace("\n", " ") + "\n" for line in lines))
+    if untrained_hyps is not None:
+        (out / "untrained_hyp.txt").write_text("".join(h.replace("\n", " ") + "\n" for h in untrained_hyps))
+    return summarize(result)
+
+
+def summarize(result: dict) -> str:
+    """The headline numbers of a `scores.json`."""
+    m = result["metrics"]
+    lines = [f"test ({result['n_sentences']} sentences):"]
+    ret = m["retrieval"]["translation"]["in_batch"]
+    line = (f"  translation→image R@1 in batches of 32: {ret['b2a']:.3f} (chance {ret['chance']:.3f}, "
+            f"oracle {m['retrieval']['oracle']['in_batch']['b2a']:.3f}")
+    if "untrained" in result:
+        line += f", untrained {result['untrained']['metrics']['retrieval']['translation']['in_batch']['b2a']:.3f}"
+    lines.append(line + ")")
+    g = result["grounded"]
+    lines.append(f"  student embedding→image R@1: {g['trained']['student_to_image']:.3f}"
+                 + (f" (untrained {g['untrained']['student_to_image']:.3f})" if "untrained" in g else ""))
+    if "bleu" in m:
+        base = result.get("untrained", {}).get("metrics", {})
+        for label, value in (("BLEU", lambda x: x["bleu"]["score"]), ("chrF", lambda x: x["chrf"]["score"]),
+                             ("BERTScore F", lambda x: x["bertscore"]["corpus"]["F"]),
+                             ("LiSAScore F", lambda x: x["lisascore"]["corpus"]["F"])):
+            lines.append(f"  {label}: {value(m):.3f}" + (f" (untrained {value(base):.3f})" if base else ""))
+    if "ce" in result.get("probe", {}):
+        p = result["probe"]
+        lines.append(f"  probe head CE {p['ce']:.3f} nats (uniform {p['uniform_ce']:.3f}), token accuracy "
+                     f"{p['token_accuracy']:.3f}")
+    return "\n".join(lines)
