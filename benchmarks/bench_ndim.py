@@ -8,7 +8,7 @@ reference is the thesis' single n-operand einsum. Per cell, forward + backward o
 - reference: the whole B^n cube from (B, …, B, F) intermediates, dense one-hot CE per axis.
 Then the dense cube path (labels="regions", exact targets) at n = 6 — v4 (its grid is built from
 Gram blocks) at B = 16, and v1 (per-feature: chunks of gathered vectors, recomputed in backward)
-at B = 8 and 12 — against the B^n·F·4 bytes a broadcast implementation allocates per intermediate.
+at B = 8 (B = 12 with --v1-b12: ~6 min more on a shared 2-core CPU) — against the B^n·F·4 bytes a broadcast implementation allocates per intermediate.
 
 Targets (issue 4): at n=6, B=16, F=512 the fibre path is >= 100x faster than the reference and
 within 3x of n CLIP losses; the regions cube path never allocates a B^n·F tensor.
@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from open_clip.loss import ClipLoss  # noqa: E402
 from reference_ndim import reference_bytes, reference_loss  # noqa: E402
 
 from models.cube import format_bytes  # noqa: E402
@@ -66,6 +65,7 @@ def build(method: str, similarity: str, n: int, B: int, dim: int, device: str, l
         loss_fn = NDimContrastiveLoss(similarity, labels, n_axes=n).to(device)
         return lambda: loss_fn(feats).loss.backward()
     if method == "clip":
+        from open_clip.loss import ClipLoss     # here, not at the top: it adds ~4 s to every worker process
         clip, scale = ClipLoss(), torch.tensor(math.log(1 / 0.07), device=device, requires_grad=True)
 
         def run():
@@ -226,7 +226,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--budget-gib", type=float, default=8.0, help="largest reference run attempted")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--min-time", type=float, default=2.0, help="seconds of timing per method and cell")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per method and cell")
+    parser.add_argument("--v1-b12", action="store_true", help="add the v1 regions cube at n=6, B=12")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_ndim.json"))
     parser.add_argument("--worker", choices=["peak", "times"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -247,7 +248,7 @@ def main() -> None:
                 grid.append(cell(similarity, n, B, dim, args))
                 print(summary_line(grid[-1]), flush=True)
     cubes = [cube_cell("v4", "regions", 6, 16, dim, args), cube_cell("v1", "regions", 6, 8, dim, args)]
-    if not args.quick:
+    if args.v1_b12:
         cubes.append(cube_cell("v1", "regions", 6, 12, dim, args))
     for row in cubes:
         print(f"cube {row['similarity']} {row['labels']} n={row['n']} B={row['B']}: {row['first_call_s']:.1f} s, "
@@ -273,6 +274,7 @@ def main() -> None:
         "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
         "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
         "seconds": time.time() - started, "F": dim, "budget_gib": args.budget_gib, "quick": args.quick,
+        "repeats": args.repeats, "min_time_s": args.min_time,
         "notes": "times are forward+backward; peaks are extra bytes over the inputs; reference values "
                  "marked extrapolated=true are linear fits in F from the two measured_at points",
         "targets": targets, "grid": grid, "cube": cubes,
