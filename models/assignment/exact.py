@@ -61,6 +61,7 @@ def exact(problem: Problem, *, workers: int = 1) -> Tensor:
     mask = None if problem.mask is None else problem.mask.cpu().numpy()
     n_rows, n_cols = problem.n_rows.cpu().numpy(), problem.n_cols.cpu().numpy()
     out = np.full((n, h), -1, dtype=np.int64)
+    workers = min(workers, max(n, 1))  # no idle threads (nor a pool) for tiny batches
     if workers == 1:
         _solve_items(scores, mask, n_rows, n_cols, problem.maximize, range(n), out)
     else:
