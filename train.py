@@ -451,8 +451,22 @@ def main(argv: list[str] | None = None) -> int:
             summary = evaluate_system(core, dsd, scans, preprocess, run, untrained=untrained,
                                       bootstrap=cfg.eval_bootstrap, show_progress=show, clip_weights=clip_weights)
             say(summary)
+            write_report(run, say)
     accelerator.end_training()
     return 0
+
+
+def write_report(run, say) -> None:
+    """RUN/report.html (+ .md, .json). The run is complete without it, so a failure here is
+    reported with the command that retries it rather than raised."""
+    from eval.report import build_report
+
+    try:
+        build_report([run.root], run.report)
+        say(f"report: {run.report}")
+    except Exception as exc:  # noqa: BLE001 - the trained model and scores are already saved
+        say(f"WARNING: the report could not be written ({type(exc).__name__}: {exc}); retry with "
+            f"`python -m eval report {run.root} --out {run.report}`")
 
 
 def stage0_clip(cfg, accelerator, train, rows, data_path, say, show):

@@ -65,8 +65,8 @@ def _write_run(root, name, rows, hyps, *, data_dir, lr, clip=None, images=None, 
     result.update(run_id=name, split="test")
     (run / "eval" / "scores.json").write_text(json.dumps(result, indent=1))
     config = {"lang": "es", "lr": lr, "similarity": "v4", "batch_size": 8, "run_id": name,
-              "data": {"name": "synthetic", "dir": str(data_dir), "lang": "es"},
-              "clip": {"name": "groundmt-micro", "pretrained": None}}
+              "data": "synthetic", "data_path": str(data_dir), "clip": "groundmt-micro",
+              "clip_pretrained": None}
     (run / "config.json").write_text(json.dumps(config))
     (run / "metrics.jsonl").write_text("\n".join(_metrics_lines(30, speed, extra_curves)) + "\n")
     return run
@@ -166,7 +166,9 @@ def test_table_values_are_the_scores_and_markdown_agrees(report, runs):
         cells = dict(zip(labels, (c.strip() for c in line.strip("|").split("|"))))
         for key, cell in r["cells"].items():
             digits = 2 if key in ("bleu", "chrf") else 4
-            assert cells[key] == f"{cell['value']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
+            ci = "no CI" if cell["low"] is None else f"[{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
+            assert cells[key] == f"{cell['value']:.{digits}f} {ci}"
+    assert row["cells"]["retrieval.i2t.R@1"]["low"] is None  # image→text has no per-sentence statistic
     assert "## Configuration differences" in md and "| `lr` |" in md
 
 
@@ -209,7 +211,7 @@ def test_differing_test_sets_are_reported_and_missing_parts_tolerated(runs, tmp_
     (small / "eval" / "scores.json").write_text(json.dumps(scores))
     (small / "metrics.jsonl").unlink()
     cfg = json.loads((small / "config.json").read_text())
-    cfg["data"]["dir"] = str(tmp_path / "nowhere")
+    cfg["data_path"] = str(tmp_path / "nowhere")
     (small / "config.json").write_text(json.dumps(cfg))
     rep = build_report([runs["a"], small], tmp_path / "r.html", examples=1, heatmaps=0)
     assert "test sets differ" in rep["paired_vs_baseline"]["run-b"]["reason"]

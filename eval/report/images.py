@@ -1,5 +1,5 @@
 """Test images of a run, looked up by image_id in the dataset directory it was trained on
-(config["data"]["dir"], split = the split it was scored on)."""
+(config["data_path"], written by train.py; split = the split it was scored on)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +9,7 @@ from eval.report.collect import Run
 
 def dataset_dir(run: Run) -> Path | None:
     """The run's dataset directory; a relative path is tried as given, then inside the run."""
-    d = (run.config.get("data") or {}).get("dir")
+    d = run.config.get("data_path")
     if not d:
         return None
     p = Path(d)
