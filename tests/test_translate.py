@@ -1,0 +1,298 @@
+"""translate: the Translator API against GroundedSystem and CLIP oracles, `translate text` on argv,
+--file and stdin, `translate corpus` outputs and their consistency, resume after an interruption,
+and a captions file full of bad lines. One tiny run directory is trained once per session."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import unicodedata
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import torch
+from torch_threads import one_thread  # noqa: F401
+
+import train
+from data_prep.load import load_dataset_dir
+from data_prep.schema import normalize_text
+from eval.retrieval import clip_embeddings, grounding_scores
+from eval.system_eval import student_features
+from models.clip_loading import load_clip
+from models.grounded import GroundedSystem
+from translate import Translator
+from translate import corpus as corpus_mod
+from translate.__main__ import main
+from translate.flags import Filters, finalize, record_flags
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory) -> Path:
+    """A real run directory from a few steps of the micro system (about 30 s)."""
+    root = tmp_path_factory.mktemp("translate-run")
+    torch.set_num_threads(1)
+    assert train.main(["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
+                       "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "4", "--batch-size", "8",
+                       "--k-english", "1", "--m-source", "1", "--quiet", "--no-evaluate",
+                       "--cache-dir", str(root / "cache"), "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def data(run) -> Path:
+    return Path(json.loads((run / "config.json").read_text())["data_path"])
+
+
+@pytest.fixture(scope="session")
+def translator(run) -> Translator:
+    return Translator.from_run(run, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_split(data):
+    return load_dataset_dir(data)["test"]
+
+
+def corpus_args(run: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    return ["corpus", "--run", str(run), "--data", str(data), "--split", "test", "--out", str(out),
+            "--batch-size", "4", "--quiet", *extra]
+
+
+@pytest.fixture(scope="session")
+def full_corpus(run, data, test_split, tmp_path_factory) -> Path:
+    """An uninterrupted corpus of the test split: threshold at the median grounding, dedupe, TMX."""
+    out = tmp_path_factory.mktemp("corpus-full")
+    assert main(corpus_args(run, data, out, "--tmx", "--dedupe")) == 0
+    grounding = sorted(json.loads(line)["grounding"] for line in (out / "corpus.jsonl").read_text().splitlines())
+    threshold = str(grounding[len(grounding) // 2])
+    assert main(corpus_args(run, data, out, "--tmx", "--dedupe", "--min-grounding", threshold)) == 0
+    return out
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# -- Translator -----------------------------------------------------------------------------------
+def test_translator_equals_grounded_system_and_clip_oracles(run, translator, test_split):
+    sources = [s for row in test_split["source"] for s in row][:8]
+    system = GroundedSystem.load(run / "model")
+    for beams in (1, 2):
+        assert translator.translate(sources, beams=beams, batch_size=3) == system.translate(sources, num_beams=beams)
+    images = [im for im, row in zip(test_split["image"], test_split["source"]) for _ in row][:8]
+    hyps = translator.translate(sources)
+    clip, preprocess, tokenizer = load_clip(system.clip_name, pretrained=run / "model" / "clip" / "open_clip_model.pt")
+    img, txt = clip_embeddings(clip, preprocess, tokenizer, images=images, texts=hyps)
+    torch.testing.assert_close(torch.tensor(translator.grounding(images, hyps)), grounding_scores(img, txt))
+    torch.testing.assert_close(torch.tensor(translator.source_image_scores(images, sources)),
+                               grounding_scores(img, student_features(system, sources)))
+    assert translator.translate(["", "  "]) == ["", ""]
+    with pytest.raises(ValueError, match="aligned"):
+        translator.grounding(images[:2], hyps[:3])
+
+
+def test_missing_model_names_the_training_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="accelerate launch train.py --out RUN"):
+        Translator.from_run(tmp_path)
+    assert main(["text", "--run", str(tmp_path), "hola"]) == 2
+
+
+def test_help_for_both_subcommands(capsys):
+    for command in ("text", "corpus"):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0 and "--run" in capsys.readouterr().out
+
+
+# -- translate text --------------------------------------------------------------------------------
+def test_text_cli_prints_one_line_per_input(run, translator, tmp_path, capsys, monkeypatch):
+    sentences = ["una casa roja", "", unicodedata.normalize("NFD", "  un triángulo azul ")]
+    expected = translator.translate(sentences)
+    assert expected == translator.translate([normalize_text(s) for s in sentences]) and expected[1] == ""
+
+    assert main(["text", "--run", str(run), *sentences]) == 0
+    assert capsys.readouterr().out.split("\n") == [*expected, ""]
+
+    file = tmp_path / "in.es"
+    file.write_text("\r\n".join(sentences) + "\r\n", encoding="utf-8")
+    assert main(["text", "--run", str(run), "--file", str(file), "--beams", "2", "--batch-size", "2"]) == 0
+    assert capsys.readouterr().out.split("\n") == [*translator.translate(sentences, beams=2), ""]
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(sentences).encode("utf-8"))))
+    out = tmp_path / "out.en"
+    assert main(["text", "--run", str(run), "-", "--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").split("\n") == [*expected, ""]
+
+    file.write_bytes(b"una casa\ncami\xf3n rojo\n")
+    with pytest.raises(SystemExit, match=r"in.es:2: not valid UTF-8"):
+        main(["text", "--run", str(run), "--file", str(file)])
+
+
+# -- translate corpus ------------------------------------------------------------------------------
+def test_corpus_outputs_are_consistent(full_corpus, translator, test_split):
+    out = full_corpus
+    for name in ("corpus.jsonl", "corpus.es", "corpus.en", "corpus.tsv", "corpus.tmx", "summary.json", "summary.md",
+                 "grounding_hist.png", "length_ratio_hist.png", "input_report.jsonl"):
+        assert (out / name).is_file(), name
+    records = jsonl(out / "corpus.jsonl")
+    sources = [normalize_text(s) for row in test_split["source"] for s in row]
+    assert [r["source"] for r in records] == sources
+    assert [r["translation"] for r in records] == translator.translate(sources)
+    assert len({r["id"] for r in records}) == len(records)
+
+    summary = json.loads((out / "summary.json").read_text())
+    threshold = summary["thresholds"]["min_grounding"]
+    assert threshold is not None and summary["thresholds"]["dedupe"] is True
+    low = [r for r in records if r["grounding"] < threshold]
+    assert low and all("low_grounding" in r["flags"] for r in low)
+    aligned = [r for r in records if r["aligned_line"] is not None]
+    assert [r["aligned_line"] for r in aligned] == list(range(1, len(aligned) + 1))
+    assert all(not r["flags"] for r in aligned) and len(aligned) == summary["aligned_pairs"] == len(records) - len(low)
+    assert summary["flags"]["low_grounding"] == len(low) and summary["records"] == len(records)
+
+    src_lines = (out / "corpus.es").read_text(encoding="utf-8").splitlines()
+    en_lines = (out / "corpus.en").read_text(encoding="utf-8").splitlines()
+    assert src_lines == [r["source"] for r in aligned] and en_lines == [r["translation"] for r in aligned]
+    with (out / "corpus.tsv").open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    assert [(r["id"], r["source"], r["translation"]) for r in rows] == \
+        [(r["id"], r["source"], r["translation"]) for r in aligned]
+
+    tmx = ET.parse(out / "corpus.tmx").getroot()
+    assert tmx.get("version") == "1.4" and tmx.find("header").get("srclang") == "es"
+    tus = tmx.findall("body/tu")
+    assert [tu.get("tuid") for tu in tus] == [r["id"] for r in aligned]
+    assert [[seg.text for seg in tu.iter("seg")] for tu in tus] == [[r["source"], r["translation"]] for r in aligned]
+    assert [[tuv.get(XML_LANG) for tuv in tu.findall("tuv")] for tu in tus] == [["es", "en"]] * len(tus)
+
+
+def test_corpus_resumes_after_an_interruption(full_corpus, run, data, tmp_path, monkeypatch):
+    out = tmp_path / "resumed"
+    real = corpus_mod.translate_batch
+    calls = []
+
+    def interrupted(*args, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kw)
+
+    threshold = str(json.loads((full_corpus / "summary.json").read_text())["thresholds"]["min_grounding"])
+    args = corpus_args(run, data, out, "--tmx", "--dedupe", "--min-grounding", threshold)
+    monkeypatch.setattr(corpus_mod, "translate_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    assert json.loads((out / "progress.json").read_text())["records"] == 8 == len(jsonl(out / "corpus.jsonl"))
+    with (out / "corpus.jsonl").open("a") as f:  # a batch cut off mid-write by a kill
+        f.write('{"id": "syn0-000058#0", "source": "hay un')
+    monkeypatch.setattr(corpus_mod, "translate_batch", real)
+    assert main(args) == 0
+    assert jsonl(out / "corpus.jsonl") == jsonl(full_corpus / "corpus.jsonl")
+    assert json.loads((out / "summary.json").read_text())["resumed_records"] == 8
+    for name in ("corpus.es", "corpus.en", "corpus.tsv", "corpus.tmx"):
+        assert (out / name).read_text() == (full_corpus / name).read_text(), name
+
+    assert main(args) == 0  # a complete corpus: nothing translated again, nothing duplicated
+    assert jsonl(out / "corpus.jsonl") == jsonl(full_corpus / "corpus.jsonl")
+    with pytest.raises(SystemExit, match="another run or input"):
+        main(corpus_args(run, data, out, "--split", "validation"))
+
+
+@pytest.fixture()
+def captions_dir(test_split, tmp_path) -> Path:
+    """Three images on disk and a JSONL + CSV captions file with good and bad lines."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for k, im in enumerate(test_split["image"][:3]):
+        im.save(images / f"im{k}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    return images
+
+
+def write_jsonl_captions(path: Path) -> None:
+    lines = [json.dumps({"file_name": "im0.png", "caption": "una cruz negra"}, ensure_ascii=False).encode(),
+             json.dumps({"file_name": "missing.png", "caption": "un círculo"}, ensure_ascii=False).encode(),
+             json.dumps({"file_name": "im1.png", "caption": "  "}).encode(),
+             '{"file_name": "im1.png", "caption": "un cami\xf3n rojo"}'.encode("latin-1"),
+             b'{"file_name": "im2.png", "caption": ',
+             json.dumps({"file_name": "broken.png", "caption": "una estrella"}).encode(),
+             b"",
+             json.dumps({"file_name": "im2.png", "caption": "dos estrellas\u0301 verdes", "image_id": "x2",
+                         "lang": "es"}, ensure_ascii=False).encode(),
+             json.dumps({"file_name": "im0.png", "caption": "una cruz negra"}, ensure_ascii=False).encode()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def test_bad_captions_give_a_line_report_and_a_corpus_of_the_good_lines(run, translator, captions_dir, tmp_path,
+                                                                        capsys):
+    captions = tmp_path / "captions.jsonl"
+    write_jsonl_captions(captions)
+    out = tmp_path / "out"
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
+                 "--out", str(out), "--dedupe", "--tmx", "--quiet"]) == 0
+    report = jsonl(out / "input_report.jsonl")
+    assert [(r["line"], r["reason"], r["action"]) for r in report] == [
+        (2, "missing image", "skipped"), (3, "empty caption", "flagged"), (4, "not valid UTF-8", "skipped"),
+        (5, "not valid JSON (Expecting value)", "skipped"), (6, "unreadable image (UnidentifiedImageError)", "skipped")]
+    err = capsys.readouterr().err
+    assert "line 4: not valid UTF-8 (skipped)" in err and "line 2: missing image" in err
+    records = jsonl(out / "corpus.jsonl")
+    assert [r["id"] for r in records] == ["im0#0", "im1#0", "x2#0", "im0#1"]
+    assert [r["provenance"] for r in records] == [f"captions.jsonl:{n}" for n in (1, 3, 8, 9)]
+    assert records[2]["source"] == unicodedata.normalize("NFC", "dos estrellas\u0301 verdes")
+    assert records[1]["flags"] == ["empty", "untranslated"] and records[1]["grounding"] is None
+    assert records[3]["flags"] == ["duplicate"]
+    assert [r["translation"] for r in records] == translator.translate([r["source"] for r in records])
+    assert (out / "corpus.es").read_text(encoding="utf-8").splitlines() == [records[0]["source"], records[2]["source"]]
+    assert len(ET.parse(out / "corpus.tmx").getroot().findall("body/tu")) == 2
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_inputs"] == {"missing image": 1, "not valid UTF-8": 1,
+                                         "not valid JSON (Expecting value)": 1,
+                                         "unreadable image (UnidentifiedImageError)": 1}
+    assert summary["flags"] == {"duplicate": 1, "empty": 1, "untranslated": 1}
+
+
+def test_csv_captions_with_mismatched_columns(run, captions_dir, tmp_path):
+    captions = tmp_path / "captions.csv"
+    captions.write_bytes("file_name,caption,lang\n"
+                         "im0.png,\"una <cruz>, \"\"negra\"\" & roja\",es\n"
+                         "im1.png,un círculo\n"
+                         "im2.png,tres,es,extra\n".encode("utf-8")
+                         + "im1.png,cami\xf3n,es\n".encode("latin-1")
+                         + "im2.png,\"dos estrellas\nverdes\",es\n".encode("utf-8"))
+    out = tmp_path / "out"
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
+                 "--out", str(out), "--quiet", "--tmx"]) == 0
+    report = jsonl(out / "input_report.jsonl")
+    assert [(r["line"], r["reason"]) for r in report] == [
+        (3, "expected 3 columns, found 2"), (4, "expected 3 columns, found 4"), (5, "not valid UTF-8")]
+    records = jsonl(out / "corpus.jsonl")
+    good = 'una <cruz>, "negra" & roja'
+    assert [r["source"] for r in records] == [good, "dos estrellas\nverdes"]
+    assert records[1]["flags"] == ["control_characters"] and records[1]["aligned_line"] is None
+    assert (out / "corpus.es").read_text(encoding="utf-8") == good + "\n"
+    tus = ET.parse(out / "corpus.tmx").getroot().findall("body/tu")  # escaped on the way in, intact on the way out
+    assert [[seg.text for seg in tu.iter("seg")] for tu in tus] == [[good, records[0]["translation"]]]
+
+
+# -- flags -----------------------------------------------------------------------------------------
+def test_flags_and_filters():
+    assert record_flags("una casa", "a house", True) == []
+    assert record_flags("", "", True) == ["empty", "untranslated"]
+    assert record_flags("Hola", "hola", False) == ["untranslated", "unreadable_image"]
+    assert record_flags("a\tb", "x\u2028y", True) == ["control_characters"]
+
+    def rec(source, grounding, flags=()):
+        return {"source": source, "grounding": grounding, "flags": list(flags)}
+
+    records = [rec("a", 0.1), rec("a", 0.5), rec("a", 0.6), rec("b", 0.7, ["untranslated"]), rec("b", 0.8)]
+    out = finalize(records, Filters(min_grounding=0.3, dedupe=True))
+    assert [r["flags"] for r in out] == [["low_grounding"], [], ["duplicate"], ["untranslated"], []]
+    assert [r["aligned_line"] for r in out] == [None, 1, None, None, 2]
+    again = finalize(out, Filters())  # option flags are recomputed, not accumulated
+    assert [r["flags"] for r in again] == [[], ["duplicate"], ["duplicate"], ["untranslated"], []]
+    assert [r["aligned_line"] for r in again] == [1, 2, 3, None, 4]
