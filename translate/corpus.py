@@ -42,6 +42,8 @@ class CorpusWriter:
         self.resumed = 0
         if self.marker.is_file():
             progress = json.loads(self.marker.read_text())
+            if not self.corpus.is_file():
+                raise SystemExit(f"error: {self.marker} exists but {self.corpus} does not; pass --restart")
             if progress["fingerprint"] != fingerprint:
                 raise SystemExit(f"error: {out} holds a corpus of another run or input "
                                  f"({progress['fingerprint']}); pass --restart to replace it, or another --out")
