@@ -28,7 +28,7 @@ HELP_EPILOG = """examples:
   accelerate launch train.py --lang es
   accelerate launch train.py --lang zh --data coco-cn --data-dir DATA --clip ViT-B-32 \\
       --clip-pretrained PATH --student scratch --out runs/coco-cn
-  accelerate launch --num_processes 2 --cpu train.py --steps 20
+  accelerate launch --multi_gpu --num_processes 2 train.py --steps 20   # 2 processes (gloo on a CPU machine)
   accelerate launch train.py --out runs/NAME --resume
 """
 
@@ -58,6 +58,8 @@ class TrainConfig:
     cache_dir: str | None = _flag(None, "where built datasets and CLIP teachers are cached (default: "
                                         "$GROUNDMT_CACHE or ~/.cache/groundmt)")
     quiet: bool = _flag(False, "no progress bars")
+    threads: int = _flag(0, "CPU threads per process; 0 = the machine's cores shared among this machine's processes "
+                            "(`accelerate launch` alone would pin each process to 1 thread)")
     # CLIP and stage 0
     clip: str = _flag("groundmt-tiny", "open_clip architecture name")
     clip_pretrained: str | None = _flag(None, "an open_clip checkpoint file with the CLIP weights (skips stage 0)")
@@ -72,6 +74,8 @@ class TrainConfig:
     target_vocab: str = _flag("corpus", "a scratch student's decoder vocabulary: the CLIP BPE ids of the training "
                                         "split's English text (a shortlist, much faster), or all of CLIP's BPE",
                               choices=("corpus", "full"))
+    max_target_length: int = _flag(0, "CLIP positions (SOT and EOT included) a translation may use; 0 = the longest "
+                                      "training English caption + 2, at most CLIP's context length")
     splice: str = _flag("gumbel", "how the student's output reaches CLIP", choices=("gumbel", "linear", "soft", "argmax"))
     tau_start: float = _flag(1.0, "Gumbel/softmax temperature at step 0")
     tau_end: float = _flag(0.5, "temperature at the last step (exponential schedule)")
@@ -89,9 +93,9 @@ class TrainConfig:
     token_ce_weight: float = _flag(1.0, "weight of the token cross-entropy on captions with a human translation "
                                         "(0 = purely grounded)")
     # optimisation
-    steps: int = _flag(300, "stage 1 steps")
+    steps: int = _flag(500, "stage 1 steps")
     batch_size: int = _flag(32, "images per step (global, over all processes)")
-    lr: float = _flag(1e-3, "stage 1 peak learning rate (AdamW, warm-up then cosine)")
+    lr: float = _flag(2e-3, "stage 1 peak learning rate (AdamW, warm-up then cosine)")
     weight_decay: float = _flag(0.01, "AdamW weight decay")
     warmup_steps: int = _flag(20, "linear warm-up steps")
     grad_clip: float = _flag(1.0, "gradient norm clip (0 = off)")
@@ -277,13 +281,22 @@ def main(argv: list[str] | None = None) -> int:
     # (accelerate sets RANK for every launched process; only rank 0 builds, the others wait below)
     data_path = resolve_data(cfg, is_main=int(os.environ.get("RANK", "0")) == 0)
     run_path = [str(resolve_run_dir(cfg))]
-    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0])
+    # Several processes on a machine without CUDA (`accelerate launch --multi_gpu --num_processes 2` starts them
+    # with torchrun; accelerate's own `--cpu` launcher starts one unless MPI is installed): a gloo process group.
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu)
     broadcast_object_list(run_path)  # one timestamped name for every process
     accelerator.wait_for_everyone()  # the main process may still be building the data
     run = RunDir(run_path[0])
     accelerator.project_configuration.project_dir = str(run.root)
     main_proc = accelerator.is_main_process
     show = main_proc and not cfg.quiet
+    if not show:  # the libraries' own bars (dataset saving, weight loading) follow --quiet too
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
     log_file = None
 
     def say(message: str) -> None:
@@ -305,7 +318,9 @@ def main(argv: list[str] | None = None) -> int:
         run.write_config(record)
     accelerator.wait_for_everyone()
     set_seed(cfg.seed)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if accelerator.device.type == "cpu":
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // max(1, local)))
     say(f"run {run.root} ({'resuming' if resuming else 'new'}), data {data_path}, "
         f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
@@ -317,22 +332,28 @@ def main(argv: list[str] | None = None) -> int:
     for split, scan in scans.items():
         say(f"{split}: {scan.summary()}")
     train_rows = scans["train"].usable
-    source_tokenizer = source_tokenizer_for(
-        data_path, [s for row in dsd["train"].select(train_rows).select_columns(["source"]) for s in row["source"]
-                    if s.strip()], vocab_size=cfg.source_vocab)
+    source_tokenizer = None  # a pretrained student reads its own source vocabulary
+    if cfg.student == "scratch":
+        source_tokenizer = source_tokenizer_for(
+            data_path, [s for row in dsd["train"].select(train_rows).select_columns(["source"]) for s in row["source"]
+                        if s.strip()], vocab_size=cfg.source_vocab)
 
     # Stage 0: a CLIP that reads English.
     clip, preprocess, clip_tokenizer, clip_weights = stage0_clip(cfg, accelerator, dsd["train"], train_rows, data_path,
                                                                  say, show)
 
     # Stage 1: the student read by CLIP.
+    english = dsd["train"].select(train_rows).select_columns(["english", "parallel"])
+    english = [t for row in english for t in row["english"] + row["parallel"] if t.strip()]
     shortlist = None
     if cfg.student == "scratch" and cfg.target_vocab == "corpus":
         from models.shortlist import ClipShortlist
 
-        english = dsd["train"].select(train_rows).select_columns(["english", "parallel"])
-        shortlist = ClipShortlist.from_texts(clip_tokenizer, [t for row in english for t in row["english"] + row["parallel"]])
+        shortlist = ClipShortlist.from_texts(clip_tokenizer, english)
         say(f"student target vocabulary: {len(shortlist)} CLIP BPE ids of the training English text")
+    if not cfg.max_target_length:
+        cfg.max_target_length = int((clip_tokenizer(english) != 0).sum(1).max()) + 2
+        say(f"translations use at most {cfg.max_target_length} CLIP positions")
     system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
     freeze_towers(system, cfg.freeze)
     from models.ndim_loss import NDimContrastiveLoss
@@ -361,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                  if e.strip()]
         english_table = FeatureTable.of_texts(core.encode_english, clip_tokenizer, texts, device=device,
                                               show_progress=show)
-    collate = TrainCollator(source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
+    collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
                             preprocess=None if frozen_image else preprocess,
                             clip_tokenizer=None if frozen_text else clip_tokenizer)
     sampler = StepSampler(train_rows, cfg.batch_size, seed=cfg.seed, rank=accelerator.process_index,
@@ -413,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
                 record = {"step": done, "loss": loss.detach().item(), "loss/token_ce": float(out["token_ce"].detach()),
-                          **{f"loss/{k}": float(v) for k, v in result.terms.items()}, **result.stats,
+                          **{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
                           "tau": core.splice.tau, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
                 student0 = axes[1 + K]
                 record["r1/image_student"] = in_batch_r1(image, student0)
@@ -535,19 +556,23 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
         splice = Splice.for_student(cfg.splice, student, embedding, tau=cfg.tau_start)
     return GroundedSystem(clip, cfg.clip, clip_tokenizer, student, source_tokenizer, splice,
                           eot_finder=cfg.eot_finder, decoding=cfg.decoding, bridge=bridge,
-                          target_tokenizer=target_tokenizer, shortlist=shortlist).to(next(clip.parameters()).device)
+                          target_tokenizer=target_tokenizer, shortlist=shortlist,
+                          max_length=cfg.max_target_length or None).to(next(clip.parameters()).device)
 
 
 def freeze_towers(system, freeze: str) -> None:
     """Freeze the CLIP towers named by --freeze (the text tower's gradient still reaches the student)."""
+    import torch
+
     clip = system.clip
     text_names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
     for name, param in clip.named_parameters():
         is_text = name.split(".")[0] in text_names
         if freeze == "both" or (freeze == "text" and is_text) or (freeze == "image" and not is_text):
             param.requires_grad_(False)
-    if freeze != "none":
-        clip.logit_scale.requires_grad_(False)  # stage 1 has its own logit scale in the n-dim loss
+    for name in ("logit_scale", "logit_bias"):  # unused in stage 1: the n-dim loss has its own
+        if isinstance(getattr(clip, name, None), torch.nn.Parameter):
+            getattr(clip, name).requires_grad_(False)
 
 
 def save_checkpoint(accelerator, run, step: int, keep: int) -> None:

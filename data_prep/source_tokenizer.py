@@ -21,22 +21,35 @@ from transformers import MarianTokenizer
 PAD, UNK, EOS = "<pad>", "<unk>", "</s>"
 
 
+def piece_length_for(sentences: list[str]) -> int:
+    """Longest piece SentencePiece may learn: its default 16 for space-separated scripts; 3 when
+    most sentences have no space (Chinese, Japanese, Thai). Without spaces nothing bounds a piece,
+    and a small corpus fills the vocabulary with whole phrases ('图中有一个紫色的大三角形' as one
+    piece), which a student cannot learn compositionally."""
+    spaced = sum(" " in s.strip() for s in sentences)
+    return 16 if spaced >= len(sentences) / 2 else 3
+
+
 def train_source_tokenizer(
-    sentences: Iterable[str], out_dir: str | Path, vocab_size: int = 1000, character_coverage: float = 1.0
+    sentences: Iterable[str], out_dir: str | Path, vocab_size: int = 1000, character_coverage: float = 1.0,
+    max_piece_length: int | None = None,
 ) -> MarianTokenizer:
     """Train a unigram SentencePiece model on `sentences`, write Marian tokenizer files to `out_dir`.
 
     `vocab_size` is an upper bound: tiny corpora get the largest vocabulary they support.
+    `max_piece_length`: longest piece in characters (default: `piece_length_for(sentences)`).
     """
     sentences = [s for s in sentences if s.strip()]
     if not sentences:
         raise ValueError("cannot train a source tokenizer on zero non-empty sentences")
+    max_piece_length = max_piece_length or piece_length_for(sentences)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size, model_type="unigram",
-        character_coverage=character_coverage, hard_vocab_limit=False, pad_id=0, unk_id=1, eos_id=2, bos_id=-1,
+        character_coverage=character_coverage, hard_vocab_limit=False, max_sentencepiece_length=max_piece_length,
+        pad_id=0, unk_id=1, eos_id=2, bos_id=-1,
         pad_piece=PAD, unk_piece=UNK, eos_piece=EOS, minloglevel=2, num_threads=1,
     )
     (out / "source.spm").write_bytes(model.getvalue())
@@ -70,11 +83,12 @@ def load_source_tokenizer(path: str | Path) -> MarianTokenizer:
 def source_tokenizer_for(dataset_dir: str | Path, sentences: list[str], vocab_size: int = 1000) -> MarianTokenizer:
     """The cached tokenizer for this dataset's training text, trained on first use."""
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()[:12]
-    cache = Path(dataset_dir) / "tokenizers" / f"spm-{vocab_size}-{digest}"
+    pieces = piece_length_for([s for s in sentences if s.strip()])
+    cache = Path(dataset_dir) / "tokenizers" / f"spm-{vocab_size}-p{pieces}-{digest}"
     if (cache / "tokenizer_config.json").is_file():
         return load_source_tokenizer(cache)
     tmp = cache.with_name(cache.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    train_source_tokenizer(sentences, tmp, vocab_size=vocab_size)
+    train_source_tokenizer(sentences, tmp, vocab_size=vocab_size, max_piece_length=pieces)
     tmp.rename(cache)  # atomic: a half-written cache is never picked up
     return load_source_tokenizer(cache)

@@ -35,10 +35,12 @@ def generation_special_ids(model) -> set[int]:
 @torch.no_grad()
 def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *,
               special_ids: Collection[int] | None = None, num_beams: int = 1,
-              max_new_tokens: int = 64, batch_size: int = 32, device: str | None = None,
+              max_new_tokens: int | None = 64, batch_size: int = 32, device: str | None = None,
               **generate_kwargs) -> list[str]:
     """Translate `sources` with `model.generate` (greedy when num_beams=1, else beam search;
-    never sampling). `special_ids` default to the model's pad/eos/bos/decoder-start ids."""
+    never sampling). `special_ids` default to the model's pad/eos/bos/decoder-start ids.
+    `max_new_tokens=None` leaves the length to `max_length` in `generate_kwargs` or the model's
+    generation config."""
     if isinstance(sources, str):
         raise TypeError("sources must be a list of sentences, not a single string")
     if num_beams < 1:
@@ -52,8 +54,8 @@ def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *
         for s in range(0, len(sources), batch_size):
             enc = source_tokenizer(list(sources[s:s + batch_size]), return_tensors="pt",
                                    padding=True, truncation=True).to(device)
-            ids = model.generate(**enc, num_beams=num_beams, do_sample=False,
-                                 max_new_tokens=max_new_tokens, **generate_kwargs)
+            length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
+            ids = model.generate(**enc, num_beams=num_beams, do_sample=False, **length, **generate_kwargs)
             out += decode_ids(ids.tolist(), decode, special)
     finally:
         model.train(was_training)

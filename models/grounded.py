@@ -36,14 +36,16 @@ class GroundedSystem(nn.Module):
 
     `bridge`: the `VocabBridge` of a pretrained student (None for a scratch student, whose
     decoder vocabulary is CLIP's BPE); `target_tokenizer`: a pretrained student's own tokenizer;
-    `shortlist`: a scratch student's decoder vocabulary when it is a corpus subset of CLIP's BPE.
+    `shortlist`: a scratch student's decoder vocabulary when it is a corpus subset of CLIP's BPE;
+    `max_length`: CLIP positions (SOT included) a translation may use (default: CLIP's context).
     `eot_finder` pools the student's sequence in the CLIP tower; `decoding` is the training-time
     decoding mode. In eval mode a `gumbel` splice becomes `argmax` (deterministic features)."""
 
     def __init__(self, clip: nn.Module, clip_name: str, clip_tokenizer: Callable, student: MarianMTModel,
                  source_tokenizer: MarianTokenizer, splice: Splice, *, eot_finder: str = "prob",
                  decoding: str = "free-running", bridge: VocabBridge | None = None,
-                 target_tokenizer: MarianTokenizer | None = None, shortlist: ClipShortlist | None = None):
+                 target_tokenizer: MarianTokenizer | None = None, shortlist: ClipShortlist | None = None,
+                 max_length: int | None = None):
         super().__init__()
         self.clip, self.clip_name, self.clip_tokenizer = clip, clip_name, clip_tokenizer
         self.tower = DistributionTextTower(clip)
@@ -56,6 +58,7 @@ class GroundedSystem(nn.Module):
         if shortlist is not None and bridge is not None:
             raise ValueError("a vocabulary shortlist applies to scratch students only")
         self.shortlist = shortlist.bind(self.tower.token_embedding) if shortlist is not None else None
+        self.max_length = min(max_length or self.tower.context_length, self.tower.context_length)
 
     @property
     def vocabulary_map(self) -> VocabBridge | ClipShortlist | None:
@@ -88,7 +91,7 @@ class GroundedSystem(nn.Module):
         splice = self.splice if self.training else self.eval_splice
         mode = self.decoding if self.training or self.decoding != "teacher-forced" else "free-running"
         return decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode,
-                      bridge=self.vocabulary_map, max_length=self.context_length)
+                      bridge=self.vocabulary_map, max_length=self.max_length)
 
     def encode_decoded(self, decoded: Decoded) -> Tensor:
         return self.tower.encode_embeddings(decoded.embeddings, eot=self.eot_finder, **decoded.eot_evidence())
@@ -151,7 +154,8 @@ class GroundedSystem(nn.Module):
 
         decode_fn, special = self.target_decoder()
         return translate(self.student, self.source_tokenizer, sources, decode_fn, special_ids=special,
-                         num_beams=num_beams, max_new_tokens=self.context_length - 1, batch_size=batch_size)
+                         num_beams=num_beams, max_new_tokens=None, max_length=self.max_length,
+                         batch_size=batch_size)
 
     # -- RUN/model ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -171,6 +175,7 @@ class GroundedSystem(nn.Module):
             torch.save(self.splice.state_dict(), tmp / "splice.pt")
         spec = {"clip": self.clip_name, "splice": self.splice.kind, "feedback_kind": self.splice.feedback_kind,
                 "tau": self.splice.tau, "eot_finder": self.eot_finder, "decoding": self.decoding,
+                "max_length": self.max_length,
                 "pretrained_student": self.target_tokenizer is not None,
                 "shortlist": self.shortlist.clip_ids.tolist() if self.shortlist is not None else None}
         (tmp / SYSTEM_FILE).write_text(json.dumps(spec, indent=2) + "\n")
@@ -203,5 +208,5 @@ class GroundedSystem(nn.Module):
             splice.load_state_dict(torch.load(directory / "splice.pt", weights_only=True))
         system = cls(clip, spec["clip"], clip_tokenizer, student, source_tokenizer, splice,
                      eot_finder=spec["eot_finder"], decoding=spec["decoding"], bridge=bridge,
-                     target_tokenizer=target_tokenizer, shortlist=shortlist)
+                     target_tokenizer=target_tokenizer, shortlist=shortlist, max_length=spec.get("max_length"))
         return system.to(device).eval()

@@ -15,6 +15,9 @@ Memory discipline (V = 49408): the token splices never hold a `B×S×V` tensor. 
 processed in chunks of sequence positions; each chunk computes logits → probabilities → `@ E`
 inside `torch.utils.checkpoint`, so only the chunk's `[B, c, W]` result survives the forward pass
 and the chunk is recomputed (same Gumbel noise: checkpoint restores the RNG state) in backward.
+Vocabularies under `RECOMPUTE_MIN_VOCAB` ids (a corpus shortlist of CLIP's BPE) are not recomputed:
+there a `B×S×V` tensor is smaller than the decoder's own activations (B=32, S=77, V=4096: 40 MB),
+and recomputation would only cost time. The discipline is about V = 49,408.
 
 Gumbel noise is drawn whenever the kind is `gumbel`, in train and eval mode alike: use the
 `argmax` kind for deterministic decoding.
@@ -32,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 SPLICES = ("linear", "gumbel", "soft", "argmax")
 TOKEN_KINDS = ("gumbel", "soft", "argmax")
 CHUNK_ELEMENTS = 2**22  # elements of one [B, c, V] fp32 chunk tensor (16 MiB) when chunk_size is automatic
+RECOMPUTE_MIN_VOCAB = 4096  # smaller vocabularies keep chunk activations for backward instead of recomputing
 
 
 def gumbel_noise(shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
@@ -147,7 +151,9 @@ def project_tokens(
         if m.shape[0] != vocab:
             raise ValueError(f"embedding matrix has {m.shape[0]} rows but the LM head has {vocab} tokens")
     chunk = chunk_size or max(1, CHUNK_ELEMENTS // max(1, batch * vocab))
-    recompute = kind != "argmax" and torch.is_grad_enabled()
+    # Small (shortlisted) vocabularies keep their chunk activations instead of recomputing them:
+    # see RECOMPUTE_MIN_VOCAB.
+    recompute = kind != "argmax" and torch.is_grad_enabled() and vocab >= RECOMPUTE_MIN_VOCAB
     pieces = []
     for start in range(0, length, chunk):
         args = (hidden[:, start:start + chunk], weight, bias, suppress, *matrices)

@@ -3,6 +3,7 @@ import io
 import json
 import subprocess
 import sys
+import unicodedata
 
 import datasets
 import numpy as np
@@ -119,6 +120,24 @@ def test_source_tokenizer_round_trip_and_cache(built):
     again = source_tokenizer_for(built, sentences, vocab_size=500)
     assert again.get_vocab() == tok.get_vocab()
     assert load_source_tokenizer(cached[0]).get_vocab() == tok.get_vocab()
+
+
+def test_unspaced_scripts_get_short_pieces(tmp_path):
+    """Chinese has no spaces to bound a piece: without a cap a small corpus turns whole captions
+    into single pieces. Pieces stay within 3 characters and still round-trip."""
+    from data_prep.source_tokenizer import piece_length_for, train_source_tokenizer
+    from data_prep.synthetic.build import build_synthetic
+
+    zh = build_synthetic(tmp_path / "zh", lang="zh", images=200, show_progress=False)
+    sentences = [s for row in zh["train"]["source"] for s in row]
+    assert piece_length_for(sentences) == 3
+    assert piece_length_for(["un círculo rojo", "dos cuadrados"]) == 16
+    tok = train_source_tokenizer(sentences, tmp_path / "tok", vocab_size=1000)
+    pieces = [p for s in sentences for p in tok.tokenize(s)]
+    assert max(len(p.lstrip("\u2581")) for p in pieces) <= 3
+    # SentencePiece's nmt_nfkc normalisation (model input only; data stays NFC) folds '，' to ','
+    decoded = tok.batch_decode(tok(sentences, padding=True)["input_ids"], skip_special_tokens=True)
+    assert decoded == [unicodedata.normalize("NFKC", s) for s in sentences]
 
 
 def test_cli_build_and_check(tmp_path):

@@ -30,7 +30,7 @@ def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
     return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
             "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "8", "--batch-size", "8",
             "--k-english", "1", "--m-source", "1", "--log-every", "1", "--eval-every", "4",
-            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--cache-dir", str(cache),
+            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--threads", "1", "--cache-dir", str(cache),
             "--out", str(out), *extra]
 
 
@@ -123,7 +123,9 @@ def test_sigterm_writes_a_final_checkpoint(cache, tmp_path):
 def test_two_process_cpu_run(cache, tmp_path):
     run = tmp_path / "run"
     # the teacher is trained (and cached) per world size; keep it tiny
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+    # accelerate's --cpu launcher starts one process unless MPI is installed; --multi_gpu starts two with
+    # torchrun, and train.py forms a gloo group when there is no CUDA
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                            str(ROOT / "train.py"), *tiny(cache, run, "--steps", "4", "--no-evaluate")],
                           env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -196,3 +198,18 @@ def test_real_weight_formats_through_train(cache, tmp_path):
     assert f"CLIP groundmt-micro from {weights}" in log
     assert json.loads((run / "model" / "system.json").read_text())["pretrained_student"] is True
     assert (run / "eval" / "scores.json").is_file()
+
+    from translate import Translator
+
+    translated = Translator.from_run(run).translate(["un círculo rojo", "dos cuadrados azules"])
+    assert len(translated) == 2 and all(isinstance(t, str) for t in translated)
+
+
+def test_unfrozen_towers_with_region_labels(cache, tmp_path):
+    """--freeze none encodes images and English captions every step; --labels regions logs per-region stats."""
+    run = tmp_path / "run"
+    assert train.main(tiny(cache, run, "--freeze", "none", "--labels", "regions", "--m-source", "2", "--steps", "2",
+                           "--no-evaluate")) == 0
+    record = metrics(run)[-1]
+    assert any(k.startswith("region/") and k.endswith("/loss_share") for k in record)
+    assert all(v == v for v in record.values() if isinstance(v, float))
