@@ -256,12 +256,11 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def in_batch_r1(a, b) -> float:
-    """Share of rows of `a` whose most similar row of `b` is their own (one batch, cosine)."""
-    import torch.nn.functional as F
+def batch_r1(query, gallery) -> float:
+    """R@1 of `query` rows retrieving their own `gallery` row inside this batch (ties as expected hits)."""
+    from eval.retrieval import in_batch_recall_at_1
 
-    sim = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T
-    return (sim.argmax(1) == sim.new_tensor(range(len(a))).long()).float().mean().item()
+    return in_batch_recall_at_1(gallery.detach(), query.detach(), batch_size=len(query))["b2a"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,9 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                     f.write(message + "\n")
 
     resuming = cfg.resume and run.latest_checkpoint() is not None
+    if run.config.is_file() and not cfg.resume:  # every process stops, before any writes
+        raise SystemExit(f"error: {run.root} already holds a run; pass --resume to continue it, or a new --out")
+    accelerator.wait_for_everyone()
     if main_proc:
-        if run.config.is_file() and not cfg.resume:
-            raise SystemExit(f"error: {run.root} already holds a run; pass --resume to continue it, or a new --out")
         run.create()
         log_file = run.root / "train.log"
         record = {**dataclasses.asdict(cfg), "out": str(run.root), "run_id": run.root.name,
@@ -343,16 +343,17 @@ def main(argv: list[str] | None = None) -> int:
                                                                  say, show)
 
     # Stage 1: the student read by CLIP.
-    english = dsd["train"].select(train_rows).select_columns(["english", "parallel"])
-    english = [t for row in english for t in row["english"] + row["parallel"] if t.strip()]
+    train_text = dsd["train"].select(train_rows).select_columns(["english", "parallel"])
+    captions = [t for row in train_text for t in row["english"] if t.strip()]
+    targets = captions + [t for row in train_text for t in row["parallel"] if t.strip()]
     shortlist = None
     if cfg.student == "scratch" and cfg.target_vocab == "corpus":
         from models.shortlist import ClipShortlist
 
-        shortlist = ClipShortlist.from_texts(clip_tokenizer, english)
+        shortlist = ClipShortlist.from_texts(clip_tokenizer, targets)
         say(f"student target vocabulary: {len(shortlist)} CLIP BPE ids of the training English text")
     if not cfg.max_target_length:
-        cfg.max_target_length = int((clip_tokenizer(english) != 0).sum(1).max()) + 2
+        cfg.max_target_length = int((clip_tokenizer(targets) != 0).sum(1).max()) + 2
         say(f"translations use at most {cfg.max_target_length} CLIP positions")
     system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
     freeze_towers(system, cfg.freeze)
@@ -378,9 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         image_table = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows, device=device,
                                              show_progress=show)
     if frozen_text and cfg.k_english:
-        texts = [e for row in dsd["train"].select(train_rows).select_columns(["english"]) for e in row["english"]
-                 if e.strip()]
-        english_table = FeatureTable.of_texts(core.encode_english, clip_tokenizer, texts, device=device,
+        english_table = FeatureTable.of_texts(core.encode_english, clip_tokenizer, captions, device=device,
                                               show_progress=show)
     collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
                             preprocess=None if frozen_image else preprocess,
@@ -408,7 +407,6 @@ def main(argv: list[str] | None = None) -> int:
 
     with StopSignal() as stop:
         bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="stage 1: student", disable=not show)
-        step = start
         t0 = time.time()
         system.train()
         for step in bar:
@@ -437,16 +435,16 @@ def main(argv: list[str] | None = None) -> int:
                           **{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
                           "tau": core.splice.tau, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
                 student0 = axes[1 + K]
-                record["r1/image_student"] = in_batch_r1(image, student0)
+                record["r1/student_image"] = batch_r1(student0, image)
                 if K:
-                    record["r1/image_english"] = in_batch_r1(image, axes[1])
-                    record["r1/english_student"] = in_batch_r1(axes[1], student0)
+                    record["r1/english_image"] = batch_r1(axes[1], image)
+                    record["r1/student_english"] = batch_r1(student0, axes[1])
                 if main_proc:
                     run.append_metrics(record)
                     accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", r1=f"{record['r1/image_student']:.2f}")
+                bar.set_postfix(loss=f"{record['loss']:.3f}", r1=f"{record['r1/student_image']:.2f}")
             if done % cfg.eval_every == 0 and done < cfg.steps:
-                validate(core, dsd["validation"], scans["validation"].usable, preprocess, cfg, accelerator, run, done, say)
+                validate(core, dsd["validation"], scans["validation"].usable, preprocess, accelerator, run, done, say)
                 system.train()
             stopping = stop_requested(stop, accelerator)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps or stopping:
@@ -586,22 +584,20 @@ def save_checkpoint(accelerator, run, step: int, keep: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def validate(system, ds, rows, preprocess, cfg, accelerator, run, step, say, limit: int = 256) -> None:
+def validate(system, ds, rows, preprocess, accelerator, run, step, say, limit: int = 256) -> None:
     """Validation R@1 (student translation ↔ image) and embedding health; warns on collapse."""
     import torch
 
     from eval.health import collapse_warnings, health_report
-    from eval.system_eval import student_features
+    from eval.system_eval import image_features, student_features
 
     if not accelerator.is_main_process:
         return
     system.eval()
     rows = rows[:limit]
     subset = ds.select(rows)
+    images = image_features(system, preprocess, ds, rows)
     with torch.no_grad():
-        images = torch.cat([system.encode_images(torch.stack([preprocess(im.convert("RGB")) for im in
-                                                              subset[s:s + 64]["image"]]).to(accelerator.device))
-                            for s in range(0, len(rows), 64)])
         sources = [next(s for s in row if s.strip()) for row in subset["source"]]
         english = [next(e for e in row if e.strip()) for row in subset["english"]]
         student = student_features(system, sources)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from eval.probe import probe
 from eval.retrieval import in_batch_recall_at_1
 from eval.score import score
+from models.feature_cache import FeatureTable
 
 METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
 
@@ -62,14 +63,11 @@ def test_sentences(ds, rows: Sequence[int]) -> list[dict]:
     return out
 
 
-@torch.no_grad()
-def image_features(system, preprocess, ds, rows: Sequence[int], batch_size: int = 64) -> torch.Tensor:
+def image_features(system, preprocess, ds, rows: Sequence[int]) -> torch.Tensor:
+    """`[len(rows), F]` CLIP image features of dataset rows."""
     device = next(system.parameters()).device
-    out = []
-    for s in range(0, len(rows), batch_size):
-        images = ds.select(rows[s:s + batch_size])["image"]
-        out.append(system.encode_images(torch.stack([preprocess(im.convert("RGB")) for im in images]).to(device)).float())
-    return torch.cat(out)
+    return FeatureTable.of_images(system.encode_images, preprocess, ds, list(rows), device=device,
+                                  show_progress=False).features
 
 
 def grounded_retrieval(system, preprocess, ds, sentences: list[dict]) -> dict:

@@ -57,7 +57,7 @@ def test_full_run_writes_the_run_directory(cache, tmp_path):
     assert steps == list(range(1, 9))
     record = metrics(run)[-1]
     for key in ("loss", "loss/contrastive", "loss/token_ce", "logit_scale", "logit/good", "logit/bad",
-                "cos/student_english", "cos/student_image", "r1/image_student", "tau", "lr"):
+                "cos/student_english", "cos/student_image", "r1/student_image", "tau", "lr"):
         assert key in record and record[key] == record[key], key  # present and not NaN
     validation = [m for m in metrics(run) if m.get("split") == "validation"]
     assert validation and "health/student/effective_rank" in validation[0]
