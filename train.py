@@ -157,7 +157,9 @@ def resolve_data(cfg: TrainConfig, is_main: bool) -> Path:
     """The dataset directory to train on; built here (once, cached) for the synthetic world or raw files.
 
     Fails before any model is built when the data is missing, naming the builder command."""
+    from data_prep.__main__ import add_builder_arguments
     from data_prep.builders import BUILDERS, get_builder
+    from data_prep.builders.files import InputError
 
     if cfg.data not in BUILDERS:
         raise SystemExit(f"error: unknown --data {cfg.data!r}; choose one of {sorted(BUILDERS)}")
@@ -190,15 +192,16 @@ def resolve_data(cfg: TrainConfig, is_main: bool) -> Path:
     path = cache_root(cfg) / "data" / f"{cfg.data}-{key}"
     if is_main and not (path / "dataset_dict.json").is_file():
         parser = argparse.ArgumentParser(prog=f"python -m data_prep {cfg.data}")
-        builder.add_arguments(parser)
-        parser.add_argument("--out", required=True)
-        parser.add_argument("--quiet", action="store_true")
+        add_builder_arguments(parser, builder)
         argv = ["--data-dir", str(data_dir), "--out", str(path.with_name(path.name + ".tmp")), *shlex.split(cfg.data_args)]
         if any(a.option_strings == ["--lang"] for a in parser._actions) and "--lang" not in argv:
             argv += ["--lang", cfg.lang]
         args = parser.parse_args(argv + (["--quiet"] if cfg.quiet else []))
         print(f"building {cfg.data} from {data_dir} into {path}")
-        builder.build(args)
+        try:
+            builder.build(args)
+        except InputError as exc:  # wrong layout or options: the builder's message says what it expected
+            raise SystemExit(f"error: {exc}") from None
         path.with_name(path.name + ".tmp").rename(path)
     return path
 

@@ -10,6 +10,14 @@ from .builders import BUILDERS, get_builder
 from .builders.files import InputError
 
 
+def add_builder_arguments(parser: argparse.ArgumentParser, module) -> None:
+    """A builder's own options plus the common `--out` and `--quiet` (also used by train.py)."""
+    module.add_arguments(parser)
+    parser.add_argument("--out", required=True, help="output dataset directory")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(builder=module)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep",
@@ -23,10 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         module = get_builder(name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=module.LAYOUT,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(p)
-        p.add_argument("--out", required=True, help="output dataset directory")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.set_defaults(builder=module)
+        add_builder_arguments(p, module)
     check = sub.add_parser("check", help="validate a dataset directory against the data contract")
     check.add_argument("dir", help="dataset directory written by a builder")
     check.add_argument("--json", action="store_true", help="print the result as JSON")

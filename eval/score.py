@@ -123,10 +123,12 @@ def score(hyps: Sequence[str], refs: References, metrics: Sequence[str] = DEFAUL
     `baseline_path` (BERTScore rescaling), `matching` (LiSAScore). Retrieval: `images` (one
     per hypothesis, PIL or paths) and `clip=(model, preprocess, tokenizer)`.
     `bootstrap`: resamples for the 95% intervals (0 disables); `baseline_hyps`: another
-    system's outputs for paired bootstrap tests (needs `bootstrap` > 0).
+    system's outputs for paired bootstrap tests (needs `bootstrap` > 0); its own scores, with
+    intervals on the same resamples, come back under "baseline" (no need to score it again).
 
-    Returns {"n_sentences", "target_lang", "metrics": {name: {..., "ci"}}, "paired" (with a
-    baseline), "bootstrap", "sentences": per-sentence rows, "versions"}.
+    Returns {"n_sentences", "target_lang", "metrics": {name: {..., "ci"}}, "paired" and
+    "baseline": {"n_sentences", "metrics"} (with a baseline), "bootstrap", "sentences":
+    per-sentence rows, "versions"}.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
@@ -151,7 +153,10 @@ def score(hyps: Sequence[str], refs: References, metrics: Sequence[str] = DEFAUL
         out["bootstrap"] = {"n_samples": bootstrap, "seed": seed, "confidence": 0.95,
                             "method": "percentile, sacreBLEU resampling"}
         if baseline_hyps is not None:
-            _, base_statistics, _ = _evaluate(list(baseline_hyps), ref_lists, metrics, opts)
+            base_results, base_statistics, _ = _evaluate(list(baseline_hyps), ref_lists, metrics, opts)
+            for name, statistic in base_statistics.items():
+                _attach_ci(base_results, name, stats.bootstrap_ci(statistic, idxs=idxs, seed=seed))
+            out["baseline"] = {"n_sentences": len(hyps), "metrics": base_results}
             out["paired"] = {name: stats.paired_bootstrap(statistic, base_statistics[name],
                                                           idxs=idxs, seed=seed)
                              for name, statistic in statistics.items()}

@@ -70,14 +70,10 @@ def image_features(system, preprocess, ds, rows: Sequence[int]) -> torch.Tensor:
                                   show_progress=False).features
 
 
-def grounded_retrieval(system, preprocess, ds, sentences: list[dict]) -> dict:
-    """In-batch R@1 (batches of 32) between each image and the student's differentiable embedding
-    of its first test caption."""
-    first = {}
-    for s in sentences:
-        first.setdefault(s["row"], s["source"])
-    rows = list(first)
-    r = in_batch_recall_at_1(image_features(system, preprocess, ds, rows), student_features(system, list(first.values())))
+def grounded_retrieval(system, image_emb: torch.Tensor, sources: list[str]) -> dict:
+    """In-batch R@1 (batches of 32) between images `image_emb` and the student's differentiable
+    embedding of one caption each (`sources`, aligned)."""
+    r = in_batch_recall_at_1(image_emb, student_features(system, sources))
     return {"image_to_student": r["a2b"], "student_to_image": r["b2a"], "chance": r["chance"], "batches": r["batches"]}
 
 
@@ -117,19 +113,21 @@ def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, boot
                   clip=(system.clip, preprocess, system.clip_tokenizer))
     result = {"run_id": run.root.name, "split": "test", "clip_weights": clip_weights,
               "references": "parallel (human translations)" if translated else "English captions (retrieval only)"}
-    untrained_hyps = None
-    if untrained is not None:
-        untrained_hyps = untrained.translate(sources)
-        base = score(untrained_hyps, refs, **common)
-        result["untrained"] = {k: v for k, v in base.items() if k != "sentences"}
-        result["untrained"]["hypotheses"] = untrained_hyps
+    untrained_hyps = untrained.translate(sources) if untrained is not None else None
     main = score(hyps, refs, baseline_hyps=untrained_hyps if bootstrap > 0 else None, **common)
+    if untrained_hyps is not None:  # scored once: by the paired test, or on its own without bootstrap
+        base = main.pop("baseline", None) or score(untrained_hyps, refs, **common)
+        result["untrained"] = {"n_sentences": base["n_sentences"], "metrics": base["metrics"],
+                               "hypotheses": untrained_hyps}
     for row, s in zip(main["sentences"], sentences):
         row["image_id"] = s["image_id"]
     result = {**main, **result}
-    result["grounded"] = {"trained": grounded_retrieval(system, preprocess, ds, sentences)}
-    if untrained is not None:
-        result["grounded"]["untrained"] = grounded_retrieval(untrained, preprocess, ds, sentences)
+    first = {}  # each test image with its first caption
+    for s in sentences:
+        first.setdefault(s["row"], s["source"])
+    image_emb = image_features(system, preprocess, ds, list(first))
+    result["grounded"] = {name: grounded_retrieval(model, image_emb, list(first.values()))
+                          for name, model in (("trained", system), ("untrained", untrained)) if model is not None}
     result["probe"] = run_probe(system, dsd, scans, sentences)
 
     out = Path(run.eval)

@@ -118,3 +118,16 @@ def test_library_api_returns_plain_dict_matching_sacrebleu():
     assert result["metrics"]["bleu"]["score"] == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score)
     assert result["metrics"]["chrf"]["score"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
     assert [row["hypothesis"] for row in result["sentences"]] == hyps
+
+
+def test_baseline_scores_equal_scoring_the_baseline_alone():
+    """score(..., baseline_hyps=B)["baseline"] is what score(B) gives, intervals included (same resamples)."""
+    from eval import score
+
+    refs = ["a red circle above a blue square", "two small green stars", "a black cross", "three triangles"] * 5
+    hyps = ["a red circle above a square", "two green stars", "a black cross", "two triangles"] * 5
+    base = ["a circle", "stars", "a cross", "triangles"] * 5
+    paired = score(hyps, refs, ["bleu", "chrf"], baseline_hyps=base, bootstrap=50)
+    alone = score(base, refs, ["bleu", "chrf"], bootstrap=50)
+    assert paired["baseline"]["metrics"] == alone["metrics"]
+    assert paired["baseline"]["n_sentences"] == alone["n_sentences"] == 20
