@@ -24,6 +24,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+EMBEDDED_PARALLEL_FRACTION = 0.3
+
 HELP_EPILOG = """examples:
   accelerate launch train.py --lang es
   accelerate launch train.py --lang zh --data coco-cn --data-dir DATA --clip ViT-B-32 \\
@@ -49,6 +53,10 @@ class TrainConfig:
                                        "(then built once into the cache)")
     data_args: str = _flag("", "extra builder arguments when --data-dir holds raw files, e.g. \"--coco-dir COCO\"")
     synthetic_images: int = _flag(2000, "images in the embedded synthetic world")
+    parallel_fraction: float | None = _flag(None, "fraction of training source captions that keep their human "
+                                                  "translation (a hashed, nested subset; default: all the dataset "
+                                                  f"has, and {EMBEDDED_PARALLEL_FRACTION} for the embedded world, "
+                                                  "which is built with a translation for every caption)")
     source_vocab: int = _flag(1000, "SentencePiece vocabulary size for the source language (an upper bound)")
     # run
     out: str | None = _flag(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
@@ -90,11 +98,32 @@ class TrainConfig:
     labels: str = _flag("diagonal", "label scheme", choices=("diagonal", "exact", "regions", "smoothed", "sigmoid"))
     anchor: str = _flag("none", "anchor term between student and English axes", choices=("none", "cosine", "mse"))
     anchor_weight: float = _flag(1.0, "weight of the anchor term")
-    token_ce_weight: float = _flag(1.0, "weight of the token cross-entropy on captions with a human translation "
-                                        "(0 = purely grounded)")
+    grounding_weight: float = _flag(1.0, "weight of the n-dim contrastive loss (0 = token cross-entropy only: the "
+                                         "student is not decoded through CLIP during training)")
+    token_ce_weight: float = _flag(1.0, "weight of the token cross-entropy on captions with a target (0 = purely "
+                                        "grounded)")
+    # image-pivoted pseudo-parallel pairs (data_prep.pivot)
+    pivot: bool = _flag(False, "give every caption without a human translation the English caption of its image "
+                               "that agrees best with it through a lexicon induced from images (word level, then "
+                               "sentence level), as a pseudo-parallel target weighted by the agreement")
+    pivot_threshold: float = _flag(0.5, "least lexical agreement (0..1) for a pivot target")
+    pivot_weight: float = _flag(1.0, "token cross-entropy weight of a pivot target at agreement 1")
+    # grounded self-training (DESIGN §11): the image as a filter of the student's own translations
+    self_train_rounds: int = _flag(0, "rounds in which the student translates the training captions without a "
+                                      "human translation and keeps, as pseudo-parallel targets, the translations "
+                                      "whose CLIP pair ranks their own image first")
+    self_train_start: float = _flag(0.4, "fraction of --steps at which the first round runs (the others are spread "
+                                         "evenly over the rest)")
+    self_train_nbest: int = _flag(4, "beam-search candidates per caption, reranked by CLIP with the image")
+    self_train_group: int = _flag(32, "images among which a kept translation must rank its own image first")
+    rerank_beta: float = _flag(1.0, "weight of the CLIP image-translation score against the student's "
+                                    "log-probability when candidates are reranked")
+    pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1)")
     # optimisation
     steps: int = _flag(500, "stage 1 steps")
-    batch_size: int = _flag(32, "images per step (global, over all processes)")
+    batch_size: int = _flag(32, "images per step for the n-dim loss (global, over all processes)")
+    ce_batch_size: int = _flag(32, "captions with a target per step for the token cross-entropy (global; fewer when "
+                                   "fewer captions have one)")
     lr: float = _flag(2e-3, "stage 1 peak learning rate (AdamW, warm-up then cosine)")
     weight_decay: float = _flag(0.01, "AdamW weight decay")
     warmup_steps: int = _flag(20, "linear warm-up steps")
@@ -112,8 +141,15 @@ class TrainConfig:
         return 1 + self.k_english + self.m_source
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad input is one line (`error: ...`) and exit code 2; `--help` shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="accelerate launch train.py", description=__doc__.split("\n\n")[0],
         epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options (command-line flags override it)")
@@ -124,28 +160,95 @@ def build_parser() -> argparse.ArgumentParser:
         if f.type in ("bool", bool):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         else:
-            kind = {"int": int, "float": float}.get(f.type, str)
+            kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
             parser.add_argument(name, type=kind, default=f.default, help=help_text, **meta)
     return parser
 
 
+def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The options of a YAML file as command-line tokens, so they pass the same type and choice
+    checks as flags (`steps: 2.7` is refused as an int would be on the command line)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        parser.error(f"--config {path}: {exc.strerror or exc}")
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        parser.error(f"--config {path} is not valid YAML ({str(exc).splitlines()[0]})")
+    if loaded is None:
+        return []
+    if not isinstance(loaded, dict):
+        parser.error(f"--config {path} must hold a mapping of option: value, not a {type(loaded).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    argv = []
+    for key, value in loaded.items():
+        name = str(key).replace("-", "_")
+        if name not in fields:
+            parser.error(f"--config {path}: unknown option {key!r}")
+        flag = "--" + name.replace("_", "-")
+        if fields[name].type in ("bool", bool):
+            if not isinstance(value, bool):
+                parser.error(f"--config {path}: {key} must be true or false, got {value!r}")
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is None:
+            if fields[name].default is not None:
+                parser.error(f"--config {path}: {key} needs a value")
+        elif isinstance(value, (dict, list, bool)):
+            parser.error(f"--config {path}: {key} must be a single value, got {value!r}")
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults < YAML file < command line."""
+    """Defaults < YAML file < command line; then the combinations that cannot train are refused."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.config:
-        import yaml
+        args = parser.parse_args(yaml_argv(args.config, parser) + argv)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    problem = config_problem(cfg)
+    if problem:
+        parser.error(problem)
+    return cfg
 
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        loaded = {k.replace("-", "_"): v for k, v in loaded.items()}
-        unknown = sorted(set(loaded) - known)
-        if unknown:
-            parser.error(f"{args.config}: unknown options {unknown}")
-        parser.set_defaults(**loaded)
-        args = parser.parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    return TrainConfig(**values)
+
+def config_problem(cfg: TrainConfig) -> str | None:
+    """Why this configuration cannot train, in one line (None when it can)."""
+    positive = {"batch_size": 2, "ce_batch_size": 1, "teacher_batch_size": 2, "log_every": 1, "eval_every": 1,
+                "checkpoint_every": 1, "keep_checkpoints": 1, "source_vocab": 8, "self_train_nbest": 1,
+                "self_train_group": 2, "synthetic_images": 3}
+    for name, least in positive.items():
+        if getattr(cfg, name) < least:
+            return f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}"
+    for name in ("steps", "teacher_steps", "max_target_length", "warmup_steps", "grad_clip", "weight_decay",
+                 "eval_bootstrap", "grounding_weight", "token_ce_weight", "anchor_weight", "pivot_weight",
+                 "pseudo_weight", "rerank_beta", "self_train_rounds", "k_english", "threads"):
+        if getattr(cfg, name) < 0:
+            return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
+    if cfg.lr <= 0 or cfg.teacher_lr <= 0:
+        return "--lr and --teacher-lr must be positive"
+    if cfg.tau_start <= 0 or cfg.tau_end <= 0:
+        return "--tau-start and --tau-end must be positive (Gumbel/softmax temperatures)"
+    if cfg.parallel_fraction is not None and not 0 <= cfg.parallel_fraction <= 1:
+        return f"--parallel-fraction must be in [0, 1], got {cfg.parallel_fraction}"
+    if not 0 <= cfg.self_train_start < 1:
+        return f"--self-train-start must be in [0, 1), got {cfg.self_train_start}"
+    if not 0 <= cfg.pivot_threshold <= 1:
+        return f"--pivot-threshold must be in [0, 1], got {cfg.pivot_threshold}"
+    if cfg.grounding_weight > 0 and cfg.m_source < 1:
+        return "--m-source must be at least 1: the grounded term reads the student's translations"
+    if cfg.grounding_weight == 0 and cfg.freeze != "both":
+        return f"--freeze {cfg.freeze} trains CLIP towers through the n-dim loss, which --grounding-weight 0 turns off"
+    if cfg.steps and cfg.grounding_weight == 0 and cfg.token_ce_weight == 0:
+        return "--grounding-weight 0 and --token-ce-weight 0 leave nothing to train"
+    if cfg.splice == "argmax" and cfg.token_ce_weight == 0 and cfg.freeze == "both" and cfg.steps:
+        return "--splice argmax passes no gradient to the student: with --token-ce-weight 0 nothing trains it"
+    if cfg.token_ce_weight == 0 and (cfg.pivot or cfg.self_train_rounds):
+        return "--pivot and --self-train-rounds make targets for the token cross-entropy: it needs --token-ce-weight > 0"
+    return None
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -164,13 +267,13 @@ def resolve_data(cfg: TrainConfig, is_main: bool) -> Path:
     if cfg.data not in BUILDERS:
         raise SystemExit(f"error: unknown --data {cfg.data!r}; choose one of {sorted(BUILDERS)}")
     if cfg.data == "synthetic" and cfg.data_dir is None:
-        path = cache_root(cfg) / "data" / f"synthetic-{cfg.lang}-{cfg.synthetic_images}-seed{cfg.seed}"
+        path = cache_root(cfg) / "data" / f"synthetic-{cfg.lang}-{cfg.synthetic_images}-seed{cfg.seed}-translated"
         if is_main and not (path / "dataset_dict.json").is_file():
             from data_prep.synthetic.build import build_synthetic
 
             print(f"building the embedded synthetic world ({cfg.synthetic_images} images, {cfg.lang}) at {path}")
             build_synthetic(path.with_name(path.name + ".tmp"), lang=cfg.lang, images=cfg.synthetic_images,
-                            seed=cfg.seed, show_progress=not cfg.quiet)
+                            seed=cfg.seed, parallel_fraction=1.0, show_progress=not cfg.quiet)
             path.with_name(path.name + ".tmp").rename(path)
         return path
     if cfg.data_dir is None:
@@ -274,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate.utils import broadcast_object_list, set_seed
 
     from data_prep.collate import TrainCollator, scan_usable
+    from data_prep.targets import TargetTable
     from data_prep.load import load_dataset_dir
     from data_prep.sampling import StepSampler
     from data_prep.source_tokenizer import source_tokenizer_for
@@ -335,20 +439,35 @@ def main(argv: list[str] | None = None) -> int:
     for split, scan in scans.items():
         say(f"{split}: {scan.summary()}")
     train_rows = scans["train"].usable
+    fraction = cfg.parallel_fraction
+    if fraction is None and cfg.data == "synthetic" and cfg.data_dir is None:
+        fraction = cfg.parallel_fraction = EMBEDDED_PARALLEL_FRACTION
+    initial_targets = TargetTable.from_dataset(dsd["train"], train_rows, fraction=fraction, seed=cfg.seed)
+    n_captions = sum(len([c for c in r if c.strip()]) for r in dsd["train"].select(train_rows)["source"])
     source_tokenizer = None  # a pretrained student reads its own source vocabulary
     if cfg.student == "scratch":
         source_tokenizer = source_tokenizer_for(
             data_path, [s for row in dsd["train"].select(train_rows).select_columns(["source"]) for s in row["source"]
                         if s.strip()], vocab_size=cfg.source_vocab)
+    if cfg.pivot:
+        from transformers import AutoTokenizer
+
+        from data_prep.pivot import induce_lexicon, pivot_targets
+
+        pieces = (source_tokenizer or AutoTokenizer.from_pretrained(cfg.student)).tokenize
+        lexicon = induce_lexicon(dsd["train"], train_rows, pieces)
+        pivots = pivot_targets(dsd["train"], train_rows, lexicon, pieces, skip=initial_targets.human_keys(),
+                               threshold=cfg.pivot_threshold, weight=cfg.pivot_weight)
+        initial_targets = initial_targets.with_pseudo(pivots)
+    say(f"train: {initial_targets.summary(n_captions)}")
 
     # Stage 0: a CLIP that reads English.
     clip, preprocess, clip_tokenizer, clip_weights = stage0_clip(cfg, accelerator, dsd["train"], train_rows, data_path,
                                                                  say, show)
 
     # Stage 1: the student read by CLIP.
-    train_text = dsd["train"].select(train_rows).select_columns(["english", "parallel"])
-    captions = [t for row in train_text for t in row["english"] if t.strip()]
-    targets = captions + [t for row in train_text for t in row["parallel"] if t.strip()]
+    captions = [t for row in dsd["train"].select(train_rows)["english"] for t in row if t.strip()]
+    targets = captions + [t.text for _, t in initial_targets]
     shortlist = None
     if cfg.student == "scratch" and cfg.target_vocab == "corpus":
         from models.shortlist import ClipShortlist
@@ -373,20 +492,22 @@ def main(argv: list[str] | None = None) -> int:
     core = accelerator.unwrap_model(system)
     device = accelerator.device
 
+    grounded = cfg.grounding_weight > 0
     frozen_image = cfg.freeze in ("both", "image")
     frozen_text = cfg.freeze in ("both", "text")
     from models.feature_cache import FeatureTable
 
     image_table = english_table = None
-    if frozen_image:
+    if frozen_image and grounded:
         image_table = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows, device=device,
                                              show_progress=show)
-    if frozen_text and cfg.k_english:
+    if frozen_text and cfg.k_english and grounded:
         english_table = FeatureTable.of_texts(core.encode_english, clip_tokenizer, captions, device=device,
                                               show_progress=show)
-    collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
-                            preprocess=None if frozen_image else preprocess,
-                            clip_tokenizer=None if frozen_text else clip_tokenizer)
+    collate = TrainCollator(core.source_tokenizer, core.labels_for, initial_targets, k_english=cfg.k_english,
+                            m_source=cfg.m_source, preprocess=None if frozen_image or not grounded else preprocess,
+                            clip_tokenizer=None if frozen_text or not grounded else clip_tokenizer,
+                            forced_labels=cfg.decoding == "teacher-forced")
     sampler = StepSampler(train_rows, cfg.batch_size, seed=cfg.seed, rank=accelerator.process_index,
                           world=accelerator.num_processes)
     start = 0
@@ -399,6 +520,18 @@ def main(argv: list[str] | None = None) -> int:
             say(f"resumed from {path} (step {step_done}); dropped {dropped} metric records logged after it")
     elif cfg.resume:
         say("--resume: no complete checkpoint yet, starting from step 0")
+    rounds = self_train_steps(cfg)
+    ce = TargetBatches(initial_targets, cfg, accelerator, since=0)
+    done_rounds = [r for r, at in enumerate(rounds) if at < start or (at == start and run.targets(r).is_file())]
+    if done_rounds:  # the pseudo targets the interrupted run was training on
+        r = done_rounds[-1]
+        ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg, accelerator,
+                           since=rounds[r])
+        say(f"self-training: round {r + 1} targets reloaded ({ce.table.summary(n_captions)})")
+    if cfg.steps and not grounded and not ce.active and not rounds:
+        raise SystemExit("error: nothing to train on: --grounding-weight 0 and no training caption has a target "
+                         "(raise --parallel-fraction, or use grounding or --self-train-rounds)")
+    round_images = image_table
     if main_proc:
         accelerator.init_trackers("tensorboard", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
                                                          for k, v in dataclasses.asdict(cfg).items()})
@@ -413,39 +546,70 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         system.train()
         for step in bar:
+            if step in rounds and not (run.targets(rounds.index(step)).is_file() and step == start):
+                r = rounds.index(step)
+                if round_images is None or not frozen_image:
+                    round_images = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows,
+                                                          device=device, show_progress=show)
+                if main_proc:
+                    pseudo, stats = grounded_pseudo_targets(core, dsd["train"], train_rows, initial_targets,
+                                                            round_images, cfg, seed=cfg.seed * 1000 + r, show=show)
+                    TargetTable(pseudo).save(run.targets(r))
+                    run.append_metrics({"step": step, "self_train/round": r + 1,
+                                        **{f"self_train/{k}": v for k, v in stats.items()}})
+                    say(f"self-training round {r + 1} at step {step}: kept {stats['kept']} of {stats['candidates']} "
+                        f"translations (CLIP reranked {stats['reranked']})")
+                accelerator.wait_for_everyone()
+                ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg, accelerator,
+                                   since=step)
+                system.train()
             rows = sampler.indices(step)
-            batch = collate(dsd["train"].select(rows), seed=cfg.seed * 1000 + sampler.epoch_of(step))
+            sources = targets = None
+            collate.targets = ce.table
+            if grounded:
+                sources = collate.sources(dsd["train"].select(rows), rows, seed=cfg.seed * 1000 + sampler.epoch_of(step))
+            if ce.active:
+                targets = collate.targets_batch(ce.keys(step), dsd["train"])
             core.splice.tau = schedule(step)
             with accelerator.autocast():
-                out = system(batch["source_ids"].to(device), batch["source_mask"].to(device), batch["labels"].to(device))
-                B, M, K = len(rows), cfg.m_source, cfg.k_english
-                image = image_table[rows] if frozen_image else core.encode_images(batch["images"].to(device))
-                if K:
-                    english = (english_table[[e for caps in batch["english_text"] for e in caps]].view(B, K, -1)
-                               if frozen_text else core.encode_english(batch["english_ids"].to(device)))
-                axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
-                result = loss_fn(axes)
-                loss = result.loss + cfg.token_ce_weight * out["token_ce"]
+                out = system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
+                             targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
+                loss = cfg.token_ce_weight * out["token_ce"] if targets is not None else 0.0
+                if grounded:
+                    B, M, K = len(rows), cfg.m_source, cfg.k_english
+                    image = image_table[rows] if frozen_image else core.encode_images(sources["images"].to(device))
+                    if K:
+                        english = (english_table[[e for caps in sources["english_text"] for e in caps]].view(B, K, -1)
+                                   if frozen_text else core.encode_english(sources["english_ids"].to(device)))
+                    axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
+                    result = loss_fn(axes)
+                    loss = loss + cfg.grounding_weight * result.loss
             optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
-            optimizer.step()
+            if torch.is_tensor(loss):  # a step with no term (no target yet, grounding off) only moves the schedule
+                accelerator.backward(loss)
+                if cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+                optimizer.step()
             scheduler.step()
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                record = {"step": done, "loss": loss.detach().item(), "loss/token_ce": float(out["token_ce"].detach()),
-                          **{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
-                          "tau": core.splice.tau, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
-                student0 = axes[1 + K]
-                record["r1/student_image"] = batch_r1(student0, image)
-                if K:
-                    record["r1/english_image"] = batch_r1(axes[1], image)
-                    record["r1/student_english"] = batch_r1(student0, axes[1])
+                record = {"step": done, "loss": float(loss.detach() if torch.is_tensor(loss) else loss), "lr": scheduler.get_last_lr()[0],
+                          "seconds": time.time() - t0}
+                if targets is not None:
+                    record["loss/token_ce"] = float(out["token_ce"].detach())
+                if grounded:
+                    record.update({**{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
+                                   "tau": core.splice.tau})
+                    student0 = axes[1 + K]
+                    record["r1/student_image"] = batch_r1(student0, image)
+                    if K:
+                        record["r1/english_image"] = batch_r1(axes[1], image)
+                        record["r1/student_english"] = batch_r1(student0, axes[1])
                 if main_proc:
                     run.append_metrics(record)
                     accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
-                bar.set_postfix(loss=f"{record['loss']:.3f}", r1=f"{record['r1/student_image']:.2f}")
+                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                **({"r1": f"{record['r1/student_image']:.2f}"} if grounded else {}))
             if done % cfg.eval_every == 0 and done < cfg.steps:
                 validate(core, dsd["validation"], scans["validation"].usable, preprocess, accelerator, run, done, say)
                 system.train()
@@ -503,7 +667,7 @@ def stage0_clip(cfg, accelerator, train, rows, data_path, say, show):
 
     settings = dict(steps=cfg.teacher_steps, batch_size=cfg.teacher_batch_size, lr=cfg.teacher_lr, seed=cfg.seed,
                     world=accelerator.num_processes)
-    directory = cache_root(cfg) / "teachers" / teacher_key(data_path, cfg.clip, settings)
+    directory = cache_root(cfg) / "teachers" / teacher_key(train, rows, cfg.clip, settings)
     if (directory / CHECKPOINT_NAME).is_file():
         say(f"stage 0: cached CLIP teacher {directory}")
     else:
@@ -585,6 +749,77 @@ def save_checkpoint(accelerator, run, step: int, keep: int) -> None:
         (staging / "train_state.json").write_text(json.dumps({"step": step}) + "\n")
         run.commit_checkpoint(step, keep=keep)
     accelerator.wait_for_everyone()
+
+
+def on_device(batch: dict | None, keys: tuple[str, ...], device) -> dict | None:
+    """The tensors of `batch` named in `keys` (those present), moved to `device`."""
+    return None if batch is None else {k: batch[k].to(device) for k in keys if k in batch}
+
+
+class TargetBatches:
+    """Which captions with a target feed the token cross-entropy at each step: `--ce-batch-size`
+    of them (global; each process reads its slice), epochs of a seeded permutation of the table's
+    keys counted from step `since` (when the table took effect), so a resumed run reads the same
+    ones. Inactive when the token CE is off or the table is empty."""
+
+    def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
+        from data_prep.sampling import StepSampler
+
+        self.table, self.since = table, since
+        world = accelerator.num_processes
+        size = min(cfg.ce_batch_size, len(table) // world * world)
+        self.active = cfg.token_ce_weight > 0 and size > 0
+        self.sampler = StepSampler(sorted(k for k, _ in table), size, seed=cfg.seed * 7919 + since,
+                                   rank=accelerator.process_index, world=world) if self.active else None
+
+    def keys(self, step: int) -> list[tuple[int, int]]:
+        return self.sampler.indices(step - self.since)
+
+
+def self_train_steps(cfg: TrainConfig) -> list[int]:
+    """The steps before which the grounded self-training rounds run."""
+    if not cfg.self_train_rounds:
+        return []
+    first = round(cfg.steps * cfg.self_train_start)
+    span = cfg.steps - first
+    return sorted({first + (span * r) // cfg.self_train_rounds for r in range(cfg.self_train_rounds)})
+
+
+@torch.no_grad()
+def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_table, cfg: TrainConfig, seed: int,
+                            show: bool) -> tuple[dict, dict]:
+    """One round of grounded self-training: the student's n-best translations of every training
+    caption without a human target, reranked by CLIP with its image; a winner is kept as a
+    pseudo-parallel target when its own image ranks first among `--self-train-group` images.
+    Returns (pseudo targets by key, round statistics)."""
+    from data_prep.targets import Target
+    from models.feature_cache import FeatureTable
+    from models.grounded_selection import select
+
+    keys, sources, human = [], [], initial_targets.human_keys()
+    for row, item in zip(rows, ds.select(rows).select_columns(["source"])):
+        for j, source in enumerate(item["source"]):
+            if source.strip() and (row, j) not in human:
+                keys.append((row, j))
+                sources.append(source)
+    if not keys:
+        return {}, {"candidates": 0, "kept": 0}
+    system.eval()
+    texts, logprobs = system.nbest(sources, size=cfg.self_train_nbest, batch_size=64)
+    device = image_table.features.device
+    flat = [t for cands in texts for t in cands]
+    features = FeatureTable.of_texts(system.encode_english, system.clip_tokenizer, flat, device=device,
+                                     show_progress=show)[flat].view(len(keys), cfg.self_train_nbest, -1)
+    own = torch.tensor([image_table.index[row] for row, _ in keys], device=device)
+    group = min(cfg.self_train_group, len(image_table.features))
+    sel = select(logprobs.to(device), features, own, image_table.features, beta=cfg.rerank_beta,
+                 scale=float(system.clip.logit_scale.exp()), group=group, seed=seed)
+    kept = sel.kept().tolist()
+    pseudo = {key: Target(cands[c], cfg.pseudo_weight, "self")
+              for key, cands, c, keep in zip(keys, texts, sel.choice.tolist(), kept) if keep and cands[c].strip()}
+    stats = {"candidates": len(keys), "kept": len(pseudo),
+             "reranked": int((sel.choice != 0).sum()), "mean_image_prob": float(sel.image_prob.mean())}
+    return pseudo, stats
 
 
 def validate(system, ds, rows, preprocess, accelerator, run, step, say, limit: int = 256) -> None:

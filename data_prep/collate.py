@@ -3,7 +3,8 @@
 `scan_usable` decodes every image and checks captions once, so batches are always full (every
 process of a distributed run gathers equal-sized features) and no bad row can crash a step.
 `TrainCollator` picks K English and M source captions per image (deterministically per epoch)
-and tokenises them: English with CLIP's BPE, source with the SentencePiece tokenizer.
+and tokenises them: English with CLIP's BPE, source with the SentencePiece tokenizer; each source
+caption's target (a human or pseudo translation, with its weight) comes from a `TargetTable`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import datasets
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
+
+from .targets import Target, TargetTable
 
 
 @dataclass
@@ -60,11 +63,11 @@ def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: b
 
 @dataclass
 class CaptionChoice:
-    """Which captions of each row a batch uses: K English, M source (with their parallel text)."""
+    """Which captions of each row a batch uses: K English, M source (by index into `source`)."""
 
     english: list[list[str]]   # [B][K]
     source: list[list[str]]    # [B][M]
-    parallel: list[list[str]]  # [B][M], "" where no translation exists
+    source_index: list[list[int]]  # [B][M] index of each chosen caption in the row's `source` list
 
 
 def choose_captions(rows: Sequence[dict], k_english: int, m_source: int, seed: int) -> CaptionChoice:
@@ -75,57 +78,72 @@ def choose_captions(rows: Sequence[dict], k_english: int, m_source: int, seed: i
         rng.shuffle(order)
         return [order[j % n_items] for j in range(k)]
 
-    english, source, parallel = [], [], []
+    english, source, index = [], [], []
     for row in rows:
         rng = random.Random(f"{seed}:{row['image_id']}")
         eng = [e for e in row["english"] if e.strip()]
-        src = [(s, p) for s, p in zip(row["source"], row["parallel"]) if s.strip()]
+        src = [j for j, s in enumerate(row["source"]) if s.strip()]
         english.append([eng[j] for j in pick(len(eng), k_english, rng)] if eng and k_english else [])
         chosen = [src[j] for j in pick(len(src), m_source, rng)]
-        source.append([s for s, _ in chosen])
-        parallel.append([p for _, p in chosen])
-    return CaptionChoice(english, source, parallel)
+        source.append([row["source"][j] for j in chosen])
+        index.append(chosen)
+    return CaptionChoice(english, source, index)
 
 
 class TrainCollator:
-    """Turn a list of dataset rows into the tensors of one training step.
+    """Turn dataset rows into the tensors of one training step, in two parts.
 
-    Always: `source_ids`, `source_mask` [B*M,Ls] (row-major: image b, caption m), `labels`
-    [B*M,S-1] from `labels_for(parallel texts)` (the student's targets; all-ignored rows where a
-    caption has no translation), `has_parallel` [B*M], and the chosen texts. With `preprocess`:
-    `images` [B,3,H,W]; with `clip_tokenizer`: `english_ids` [B,K,L] (CLIP BPE). Frozen towers read
-    cached features instead, so neither is needed then.
+    `sources(rows, indices, seed)` — the grounded part, per image batch: `source_ids`,
+    `source_mask` [B*M,Ls] (row-major: image b, caption m) and the chosen texts; `labels` [B*M,S-1]
+    for teacher-forced decoding (each caption's target when it has one, else the first chosen
+    English caption of its image); with `preprocess`: `images` [B,3,H,W]; with `clip_tokenizer`:
+    `english_ids` [B,K,L] (CLIP BPE). Frozen towers read cached features instead.
+    `targets(keys, ds)` — the token cross-entropy part: captions `(row, caption)` that have a target
+    in the `TargetTable` → `source_ids`, `source_mask`, `labels`, `weight` [N].
     """
 
-    def __init__(self, source_tokenizer, labels_for: Callable[[list[str]], torch.Tensor], *, k_english: int,
-                 m_source: int, preprocess: Callable | None = None, clip_tokenizer: Callable | None = None,
+    def __init__(self, source_tokenizer, labels_for: Callable[[list[str]], torch.Tensor], targets: TargetTable, *,
+                 k_english: int, m_source: int, preprocess: Callable | None = None,
+                 clip_tokenizer: Callable | None = None, forced_labels: bool = False,
                  max_source_len: int = 64) -> None:
         self.source_tokenizer = source_tokenizer
         self.labels_for = labels_for
+        self.targets = targets
         self.k_english, self.m_source = k_english, m_source
         self.preprocess, self.clip_tokenizer = preprocess, clip_tokenizer
+        self.forced_labels = forced_labels
         self.max_source_len = max_source_len
 
-    def __call__(self, rows: Sequence[dict], seed: int) -> dict:
-        """`seed` fixes the caption choice (pass a per-epoch seed: variety across epochs, exact resumption)."""
-        choice = choose_captions(rows, self.k_english, self.m_source, seed)
-        flat_source = [s for caps in choice.source for s in caps]
-        flat_parallel = [p for caps in choice.parallel for p in caps]
-        src = self.source_tokenizer(flat_source, padding=True, truncation=True, max_length=self.max_source_len,
+    def _source(self, texts: list[str]) -> dict:
+        enc = self.source_tokenizer(texts, padding=True, truncation=True, max_length=self.max_source_len,
                                     return_tensors="pt")
-        batch = {
-            "source_ids": src["input_ids"],
-            "source_mask": src["attention_mask"],
-            "labels": self.labels_for(flat_parallel),
-            "has_parallel": torch.tensor([bool(p) for p in flat_parallel]),
-            "image_ids": [row["image_id"] for row in rows],
-            "source_text": flat_source,
-            "parallel_text": flat_parallel,
-            "english_text": choice.english,
-        }
+        return {"source_ids": enc["input_ids"], "source_mask": enc["attention_mask"], "source_text": texts}
+
+    def sources(self, rows: Sequence[dict], indices: Sequence[int], seed: int) -> dict:
+        """The grounded part for dataset rows `rows` (row indices `indices`); `seed` fixes the
+        caption choice (pass a per-epoch seed: variety across epochs, exact resumption)."""
+        choice = choose_captions(rows, self.k_english, self.m_source, seed)
+        batch = {**self._source([s for caps in choice.source for s in caps]),
+                 "image_ids": [row["image_id"] for row in rows], "english_text": choice.english}
+        if self.forced_labels:
+            texts = []
+            for item, row, eng, caps in zip(rows, indices, choice.english, choice.source_index):
+                fallback = eng[0] if eng else next(e for e in item["english"] if e.strip())  # scan_usable: one exists
+                texts += [(self.targets.get((row, j)) or Target(fallback)).text for j in caps]
+            batch["labels"] = self.labels_for(texts)
         if self.preprocess is not None:
             batch["images"] = torch.stack([self.preprocess(row["image"].convert("RGB")) for row in rows])
         if self.clip_tokenizer is not None and self.k_english:
             eng = self.clip_tokenizer([e for caps in choice.english for e in caps])
             batch["english_ids"] = eng.view(len(rows), self.k_english, -1)
         return batch
+
+    def targets_batch(self, keys: Sequence[tuple[int, int]], ds: datasets.Dataset) -> dict:
+        """The token cross-entropy part for captions `keys` of `ds` (each must have a target)."""
+        unique = sorted({row for row, _ in keys})
+        sources = dict(zip(unique, ds.select(unique)["source"]))
+        targets = [self.targets.get(key) for key in keys]
+        return {**self._source([sources[row][j] for row, j in keys]),
+                "labels": self.labels_for([t.text for t in targets]),
+                "weight": torch.tensor([t.weight for t in targets], dtype=torch.float32),
+                "target_text": [t.text for t in targets]}

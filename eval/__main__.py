@@ -5,6 +5,7 @@
         [--metrics bleu,chrf,bertscore,lisascore,retrieval] [--bertscore-model DIR --num-layers L]
         [--idf] [--bootstrap N] [--seed S] [--compare BASELINE.txt] --out S.json
     python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
+    python -m eval ablation --lang es --out ABLATION [--quick] [--data-dir DATASET]
 
 Text files have one sentence per line, line-aligned; several --ref files are reference
 streams (as in sacreBLEU). Each command is a (add_arguments, run) pair in COMMANDS.
@@ -16,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from eval.ablation import add_ablation_arguments, run_ablation
 from eval.report import add_report_arguments, run_report
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -132,6 +134,8 @@ def _summary(name: str, m: dict) -> str:
 
 COMMANDS = {
     "score": ("score hypotheses against references", add_score_arguments, run_score),
+    "ablation": ("does grounding help? a grid of training runs (parallel fraction × system × seed) compared "
+                 "with token cross-entropy only, with CIs (docs/ablation.md)", add_ablation_arguments, run_ablation),
     "report": ("HTML/Markdown/JSON quality report of one or more run directories",
                add_report_arguments, run_report),
 }

@@ -32,6 +32,22 @@ def generation_special_ids(model) -> set[int]:
     return ids
 
 
+def _generate(model, source_tokenizer, sources: Sequence[str], *, batch_size: int, device, **generate_kwargs):
+    """`model.generate` over `sources` in batches, in eval mode (the mode is restored after)."""
+    if isinstance(sources, str):
+        raise TypeError("sources must be a list of sentences, not a single string")
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        for s in range(0, len(sources), batch_size):
+            enc = source_tokenizer(list(sources[s:s + batch_size]), return_tensors="pt",
+                                   padding=True, truncation=True).to(device)
+            yield model.generate(**enc, do_sample=False, **generate_kwargs)
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *,
               special_ids: Collection[int] | None = None, num_beams: int = 1,
@@ -41,22 +57,32 @@ def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *
     never sampling). `special_ids` default to the model's pad/eos/bos/decoder-start ids.
     `max_new_tokens=None` leaves the length to `max_length` in `generate_kwargs` or the model's
     generation config."""
-    if isinstance(sources, str):
-        raise TypeError("sources must be a list of sentences, not a single string")
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     special = generation_special_ids(model) if special_ids is None else special_ids
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     out: list[str] = []
-    try:
-        for s in range(0, len(sources), batch_size):
-            enc = source_tokenizer(list(sources[s:s + batch_size]), return_tensors="pt",
-                                   padding=True, truncation=True).to(device)
-            length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
-            ids = model.generate(**enc, num_beams=num_beams, do_sample=False, **length, **generate_kwargs)
-            out += decode_ids(ids.tolist(), decode, special)
-    finally:
-        model.train(was_training)
+    for ids in _generate(model, source_tokenizer, sources, batch_size=batch_size, device=device,
+                         num_beams=num_beams, **length, **generate_kwargs):
+        out += decode_ids(ids.tolist(), decode, special)
     return out
+
+
+@torch.no_grad()
+def nbest(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, size: int,
+          special_ids: Collection[int] | None = None, batch_size: int = 32, device: str | None = None,
+          **generate_kwargs) -> tuple[list[list[str]], torch.Tensor]:
+    """The `size` best beam-search translations of each source, best first, and their scores
+    `[N, size]` (length-normalised log-probabilities, as `generate` ranks them)."""
+    if size < 1:
+        raise ValueError(f"the n-best size must be >= 1, got {size}")
+    special = generation_special_ids(model) if special_ids is None else special_ids
+    texts: list[list[str]] = []
+    scores = []
+    for out in _generate(model, source_tokenizer, sources, batch_size=batch_size, device=device, num_beams=size,
+                         num_return_sequences=size, output_scores=True, return_dict_in_generate=True,
+                         **generate_kwargs):
+        flat = decode_ids(out.sequences.tolist(), decode, special)
+        texts += [flat[i:i + size] for i in range(0, len(flat), size)]
+        scores.append(out.sequences_scores.float().view(-1, size).cpu())
+    return texts, torch.cat(scores) if scores else torch.zeros(0, size)

@@ -100,7 +100,9 @@ def in_batch_recall_at_1(a: torch.Tensor, b: torch.Tensor, *, batch_size: int = 
                          seed: int = 0) -> dict:
     """R@1 of aligned rows a[i] ↔ b[i] inside seeded random batches of `batch_size` (the last
     incomplete batch is dropped unless it is the only one); ties count as expected hits (`hits`).
-    {"a2b", "b2a", "chance", "batches"}."""
+    {"a2b", "b2a", "chance", "batches", "a2b_hits", "b2a_hits"}: the hits are per query, batch by
+    batch (the same queries in the same order for every system scored with the same seed, so two
+    systems' hits pair up for a bootstrap)."""
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"in-batch retrieval needs aligned rows: {a.shape[0]} vs {b.shape[0]}")
     n = a.shape[0]
@@ -113,11 +115,12 @@ def in_batch_recall_at_1(a: torch.Tensor, b: torch.Tensor, *, batch_size: int = 
     sim = ua @ ub.transpose(1, 2)
     diag = sim.diagonal(dim1=1, dim2=2)[..., None]
 
-    def r1(s: torch.Tensor) -> float:
-        return float(hits((s > diag).sum(2), (s == diag).sum(2) - 1, 1).mean())
+    def r1(s: torch.Tensor) -> torch.Tensor:
+        return hits((s > diag).sum(2), (s == diag).sum(2) - 1, 1).flatten()
 
     a2b, b2a = r1(sim), r1(sim.transpose(1, 2))
-    return {"a2b": a2b, "b2a": b2a, "chance": 1.0 / size, "batches": len(batches)}
+    return {"a2b": float(a2b.mean()), "b2a": float(b2a.mean()), "chance": 1.0 / size, "batches": len(batches),
+            "a2b_hits": a2b.tolist(), "b2a_hits": b2a.tolist()}
 
 
 def retrieval_report(image_emb: torch.Tensor, hyp_emb: torch.Tensor,

@@ -98,3 +98,31 @@ def paired_bootstrap(system: Statistic, baseline: Statistic, *, n_samples: int =
     return {"system": system.score, "baseline": baseline.score,
             "delta": system.score - baseline.score, "delta_low": low, "delta_high": high,
             "p_value": float(p_value), "n_samples": int(len(idxs)), "seed": seed}
+
+
+def stratified_paired_bootstrap(pairs: list[tuple[Statistic, Statistic]], *, n_samples: int = DEFAULT_SAMPLES,
+                                seed: int = DEFAULT_SEED) -> dict:
+    """Paired bootstrap of the mean, over strata, of `system − baseline` — e.g. one stratum per
+    training seed, each with its own test items shared by both systems. Every resample draws each
+    stratum's items with replacement (independently per stratum, paired within it), so the
+    interval covers the test-set noise of every stratum; the spread between strata enters through
+    their mean. Returns {"delta", "delta_low", "delta_high", "p_value", "strata", "n_samples", "seed"};
+    the p-value is two-sided, as in `paired_bootstrap`."""
+    if not pairs:
+        raise ValueError("need at least one (system, baseline) pair")
+    deltas = np.zeros(n_samples)
+    observed = 0.0
+    for k, (system, baseline) in enumerate(pairs):
+        if len(system.stats) != len(baseline.stats):
+            raise ValueError(f"stratum {k}: paired test needs the same items: {len(system.stats)} vs "
+                             f"{len(baseline.stats)}")
+        idxs = resample_indices(len(system.stats), n_samples, seed + k)
+        deltas += system.resampled(idxs) - baseline.resampled(idxs)
+        observed += system.score - baseline.score
+    deltas /= len(pairs)
+    observed /= len(pairs)
+    centred = np.abs(deltas) - np.abs(deltas).mean()
+    p_value = (np.sum(centred > abs(observed)) + 1) / (n_samples + 1)
+    low, high = percentile_interval(deltas)
+    return {"delta": observed, "delta_low": low, "delta_high": high, "p_value": float(p_value),
+            "strata": len(pairs), "n_samples": n_samples, "seed": seed}

@@ -62,25 +62,30 @@ class Decoded:
         weight, bias = self.head
         return F.linear(self.hidden, weight, bias)
 
-    def token_cross_entropy(self, labels: Tensor | None = None, *, chunk_size: int | None = None) -> Tensor:
-        """Mean token cross-entropy against `labels [B,S-1]` (default: the teacher-forced targets),
-        ignoring IGNORE_INDEX; computed chunk by chunk over positions with recomputation, so no
-        `B×S×V` logits or logit gradients are ever held."""
+    def token_cross_entropy(self, labels: Tensor | None = None, *, row_weights: Tensor | None = None,
+                            chunk_size: int | None = None) -> Tensor:
+        """Token cross-entropy against `labels [B,S-1]` (default: the teacher-forced targets),
+        ignoring IGNORE_INDEX: the mean over target tokens, or with `row_weights [B]` the weighted
+        sum of the rows' token losses over the number of target tokens. Computed chunk by chunk over
+        positions with recomputation, so no `B×S×V` logits or logit gradients are ever held."""
         labels = self.labels if labels is None else labels
         if labels is None or labels.shape != self.hidden.shape[:2]:
             raise ValueError(f"token cross-entropy needs labels of shape {tuple(self.hidden.shape[:2])}")
         weight, bias = self.head
+        if row_weights is None:
+            row_weights = self.hidden.new_ones(labels.shape[0], dtype=torch.float32)
         chunk = chunk_size or max(1, CHUNK_ELEMENTS // (labels.shape[0] * weight.shape[0]))
         total = self.hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, labels.shape[1], chunk):
-            total = total + checkpoint(_summed_nll, self.hidden[:, start:start + chunk], weight, bias,
-                                       labels[:, start:start + chunk], use_reentrant=False)
+            total = total + checkpoint(_weighted_nll, self.hidden[:, start:start + chunk], weight, bias,
+                                       labels[:, start:start + chunk], row_weights.float(), use_reentrant=False)
         return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
 
 
-def _summed_nll(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor) -> Tensor:
+def _weighted_nll(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, row_weights: Tensor) -> Tensor:
     logits = F.linear(hidden, weight, bias).float()
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
+    nll = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE_INDEX, reduction="none")  # [B, c]
+    return (nll.sum(1) * row_weights).sum()
 
 
 def decode(

@@ -70,27 +70,35 @@ class GroundedSystem(nn.Module):
         return self.tower.context_length
 
     # -- the differentiable path ---------------------------------------------------------------
-    def forward(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
-        """`features [N,F]`: the CLIP text features of the student's translations of the N source
-        captions; `tokens [N,S]`: its hard tokens; with `labels [N,S-1]` (IGNORE_INDEX rows for
-        captions without a translation) also `token_ce`, the teacher-forced cross-entropy on the
-        rows that have one (0 when none has)."""
-        decoded = self.decode(source_ids, source_mask)
-        out = {"features": self.encode_decoded(decoded), "tokens": decoded.tokens}
-        if labels is not None:
-            rows = (labels != IGNORE_INDEX).any(1)
-            if rows.any():
-                forced = decode(self.student, Splice("argmax"), self.tower, source_ids[rows], source_mask[rows],
-                                mode="teacher-forced", labels=labels[rows], bridge=self.vocabulary_map)
-                out["token_ce"] = forced.token_cross_entropy()
-            else:
-                out["token_ce"] = out["features"].new_zeros((), dtype=torch.float32)
+    def forward(self, sources: dict[str, Tensor] | None = None,
+                targets: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """One training step's differentiable part, in one call (so a DDP-wrapped system syncs
+        every gradient once).
+
+        `sources` (`source_ids`, `source_mask`; `labels` when decoding is teacher-forced): the
+        student translates these captions and CLIP reads the translations → `features [N,F]` and
+        hard `tokens [N,S]`. `targets` (`source_ids`, `source_mask`, `labels [N,S-1]`, `weight
+        [N]`): captions with a (human or pseudo) translation → `token_ce`, the teacher-forced
+        token cross-entropy, each row weighted."""
+        out = {}
+        if sources is not None:
+            decoded = self.decode(sources["source_ids"], sources["source_mask"], sources.get("labels"))
+            out.update(features=self.encode_decoded(decoded), tokens=decoded.tokens)
+        if targets is not None:
+            forced = decode(self.student, Splice("argmax"), self.tower, targets["source_ids"], targets["source_mask"],
+                            mode="teacher-forced", labels=targets["labels"], bridge=self.vocabulary_map)
+            out["token_ce"] = forced.token_cross_entropy(row_weights=targets.get("weight"))
         return out
 
-    def decode(self, source_ids: Tensor, source_mask: Tensor) -> Decoded:
+    def decode(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> Decoded:
+        """The student's translations as CLIP input embeddings, in the training-time decoding mode
+        (`labels`: the targets of teacher-forced decoding) or, in eval mode, free-running with the
+        deterministic splice."""
         splice = self.splice if self.training else self.eval_splice
-        mode = self.decoding if self.training or self.decoding != "teacher-forced" else "free-running"
-        return decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode,
+        mode = self.decoding if self.training else "free-running" if self.decoding == "teacher-forced" else self.decoding
+        if mode == "teacher-forced" and labels is None:
+            raise ValueError("teacher-forced decoding needs labels (the English captions of the sources)")
+        return decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode, labels=labels,
                       bridge=self.vocabulary_map, max_length=self.max_length)
 
     def encode_decoded(self, decoded: Decoded) -> Tensor:
@@ -156,6 +164,16 @@ class GroundedSystem(nn.Module):
         return translate(self.student, self.source_tokenizer, sources, decode_fn, special_ids=special,
                          num_beams=num_beams, max_new_tokens=None, max_length=self.max_length,
                          batch_size=batch_size)
+
+    @torch.no_grad()
+    def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:
+        """The `size` best beam-search translations of each source (best first) and their
+        length-normalised log-probabilities `[N, size]`."""
+        from eval.generation import nbest
+
+        decode_fn, special = self.target_decoder()
+        return nbest(self.student, self.source_tokenizer, sources, decode_fn, size=size, special_ids=special,
+                     max_length=self.max_length, batch_size=batch_size)
 
     # -- RUN/model ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

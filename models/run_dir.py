@@ -5,6 +5,7 @@ RUN/config.json        resolved configuration
 RUN/metrics.jsonl      one JSON object per logged step
 RUN/checkpoints/step_00000400/   complete accelerate states (written to .tmp-*, then renamed)
 RUN/model/             the exported system that `translate` and `eval` load
+RUN/targets/round_NN.jsonl   pseudo-parallel targets of grounded self-training round NN
 RUN/eval/              scores and per-sentence outputs
 RUN/report.html
 ```
@@ -31,9 +32,14 @@ class RunDir:
         self.model = self.root / "model"
         self.eval = self.root / "eval"
         self.report = self.root / "report.html"
+        self.targets_dir = self.root / "targets"
+
+    def targets(self, round_index: int) -> Path:
+        """Pseudo-parallel targets of a grounded self-training round (JSONL, `data_prep.targets`)."""
+        return self.targets_dir / f"round_{round_index + 1:02d}.jsonl"
 
     def create(self) -> None:
-        for path in (self.root, self.checkpoints, self.eval):
+        for path in (self.root, self.checkpoints, self.eval, self.targets_dir):
             path.mkdir(parents=True, exist_ok=True)
 
     # -- config -------------------------------------------------------------------------

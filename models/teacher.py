@@ -24,13 +24,15 @@ from tqdm.auto import tqdm
 CHECKPOINT_NAME = "open_clip_model.pt"
 
 
-def teacher_key(dataset_dir: str | Path, clip_name: str, settings: dict) -> str:
-    """Cache key from the dataset's identity (saved fingerprints) and the teacher settings."""
-    dataset_dir = Path(dataset_dir)
-    fingerprints = {}
-    for state in sorted(dataset_dir.glob("*/state.json")):
-        fingerprints[state.parent.name] = json.loads(state.read_text()).get("_fingerprint")
-    blob = json.dumps({"data": fingerprints, "clip": clip_name, **settings}, sort_keys=True)
+def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settings: dict) -> str:
+    """Cache key from what the teacher learns from — the training rows' image ids and English
+    captions — and the teacher settings. The source side and the human translations do not enter,
+    so datasets that differ only there (another source language of the embedded world, another
+    `--parallel-fraction`) share one teacher."""
+    digest = hashlib.sha256()
+    for item in train.select(rows).select_columns(["image_id", "english"]):
+        digest.update(json.dumps([item["image_id"], item["english"]], ensure_ascii=False).encode())
+    blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,125 @@
+"""Image-pivoted pseudo-parallel pairs: word-level first, then sentence-level.
+
+A source caption and the English captions of the same image are noisy translations of each
+other (independent descriptions: other objects, orders, phrasings). Used as targets unfiltered,
+the noise wins (DESIGN §11). Noise suppression here, in the spirit of progressive word → sentence
+learning from images (Chen et al. 2019):
+
+1. **Words.** A bilingual lexicon is induced from images alone: a source piece and an English
+   word that occur in the captions of the same images more often than chance are associated,
+   by normalised pointwise mutual information over images (NPMI ∈ [−1, 1]; function words that
+   occur everywhere score ≈ 0). Counting is one sparse matrix product.
+2. **Sentences.** Each English caption of the image is scored against the source caption by how
+   much of each side the other explains through the lexicon: every content word on one side is
+   credited with its best association on the other (clamped at 0), averaged per side, and the
+   two sides combined into an F1. The best-scoring caption becomes the source caption's pivot
+   target when the score reaches a threshold, with the score as its weight.
+
+Source pieces come from the student's own source tokenizer (SentencePiece), so the method needs
+no word segmentation for languages without spaces; English is split into lower-cased words.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from scipy import sparse
+
+from .targets import Key, Target
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def english_words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class Lexicon:
+    """NPMI association between source pieces and English words, counted over images."""
+
+    source_vocab: dict[str, int]
+    english_vocab: dict[str, int]
+    npmi: np.ndarray  # [source pieces, English words]
+    source_df: np.ndarray  # fraction of images whose source captions hold the piece
+    english_df: np.ndarray
+
+    def best_english(self, piece: str, k: int = 3) -> list[tuple[str, float]]:
+        """The `k` English words most associated with a source piece (for inspection and docs)."""
+        if piece not in self.source_vocab:
+            return []
+        row = self.npmi[self.source_vocab[piece]]
+        words = list(self.english_vocab)
+        return [(words[i], float(row[i])) for i in np.argsort(-row)[:k]]
+
+
+def induce_lexicon(ds: datasets.Dataset, rows: Sequence[int], source_pieces: Callable[[str], list[str]], *,
+                   min_images: int = 3) -> Lexicon:
+    """Count, over the images `rows`, which source pieces and English words share an image.
+    Pieces and words seen with fewer than `min_images` images are left out."""
+    src_sets, eng_sets = [], []
+    for item in ds.select(rows).select_columns(["source", "english"]):
+        src_sets.append({p for s in item["source"] if s.strip() for p in source_pieces(s)})
+        eng_sets.append({w for e in item["english"] if e.strip() for w in english_words(e)})
+
+    def incidence(sets: list[set[str]]) -> tuple[dict[str, int], sparse.csr_matrix]:
+        counts: dict[str, int] = {}
+        for s in sets:
+            for t in s:
+                counts[t] = counts.get(t, 0) + 1
+        vocab = {t: i for i, t in enumerate(sorted(t for t, c in counts.items() if c >= min_images))}
+        data_rows = [i for i, s in enumerate(sets) for t in s if t in vocab]
+        cols = [vocab[t] for s in sets for t in s if t in vocab]
+        matrix = sparse.csr_matrix((np.ones(len(cols), dtype=np.float64), (data_rows, cols)),
+                                   shape=(len(sets), len(vocab)))
+        return vocab, matrix
+
+    src_vocab, S = incidence(src_sets)
+    eng_vocab, E = incidence(eng_sets)
+    n = max(1, len(rows))
+    joint = np.asarray((S.T @ E).todense()) / n  # p(s, e) over images
+    p_s = np.asarray(S.sum(0)).ravel() / n
+    p_e = np.asarray(E.sum(0)).ravel() / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pmi = np.log(joint / np.outer(p_s, p_e))
+        npmi = pmi / -np.log(joint)
+    # never together: −1 (the limit); always together (p = 1): no information, 0
+    npmi = np.where(joint <= 0, -1.0, np.where(joint >= 1, 0.0, npmi))
+    return Lexicon(src_vocab, eng_vocab, npmi, p_s, p_e)
+
+
+def agreement(lexicon: Lexicon, pieces: Sequence[str], words: Sequence[str], *, max_df: float = 0.5) -> float:
+    """F1 of how well each side's content (tokens in at most `max_df` of the images) is explained
+    by its best lexicon association on the other side; 0 when either side has no content."""
+    s_idx = [lexicon.source_vocab[p] for p in pieces
+             if p in lexicon.source_vocab and lexicon.source_df[lexicon.source_vocab[p]] <= max_df]
+    e_idx = [lexicon.english_vocab[w] for w in words
+             if w in lexicon.english_vocab and lexicon.english_df[lexicon.english_vocab[w]] <= max_df]
+    if not s_idx or not e_idx:
+        return 0.0
+    block = np.clip(lexicon.npmi[np.ix_(s_idx, e_idx)], 0.0, None)
+    recall = float(block.max(1).mean())  # source content explained by the English caption
+    precision = float(block.max(0).mean())  # English content explained by the source caption
+    return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+
+
+def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
+                  source_pieces: Callable[[str], list[str]], *, skip: set[Key], threshold: float,
+                  weight: float = 1.0) -> dict[Key, Target]:
+    """For every training caption not in `skip` (those with a human translation): the English
+    caption of its image that agrees best with it, when the agreement reaches `threshold`;
+    its weight is `weight` × the agreement."""
+    out: dict[Key, Target] = {}
+    for row, item in zip(rows, ds.select(rows).select_columns(["source", "english"])):
+        english = [(e, english_words(e)) for e in item["english"] if e.strip()]
+        for j, source in enumerate(item["source"]):
+            if not source.strip() or (row, j) in skip or not english:
+                continue
+            pieces = source_pieces(source)
+            score, text = max((agreement(lexicon, pieces, words), e) for e, words in english)
+            if score >= threshold:
+                out[(row, j)] = Target(text, weight * score, "pivot")
+    return out

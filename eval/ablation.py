@@ -1,0 +1,202 @@
+"""`python -m eval ablation`: does grounding help a low-resource translator? (issue 12, DESIGN §11)
+
+A grid of training runs — parallel fractions P × systems × seeds, with identical steps, data
+order and evaluation — each a `train.py` run in `OUT/runs/<system>-p<P>-s<seed>/`, then one table:
+per cell, chrF, BLEU, BERTScore F, LiSAScore F and translation→image R@1 (in batches of 32) on
+the test split as the mean over seeds with a 95% t-interval, and the difference to `ce` on the
+same sentences by a paired bootstrap stratified over seeds (`eval.stats.stratified_paired_bootstrap`).
+
+Systems (SYSTEMS): `ce` (token cross-entropy only), `ce+ground` (plus the n-dim loss, the
+product's original recipe), `grounded` (the best measured grounded recipe, docs/ablation.md) and
+`ground` (the n-dim loss only). `ground` reads no translation, so it does not depend on P: it is
+trained once per seed and shown in every P column. At P = 0 nothing trains `ce`: its cell is the
+untrained student (the same initialisation every run of a seed starts from).
+
+The grid is resumable: a run whose `eval/scores.json` exists is not trained again, so rerunning
+the command after an interruption continues where it stopped (a half-trained run resumes from
+its checkpoint with `--resume`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as scipy_stats
+from tqdm.auto import tqdm
+
+from eval import mt_metrics
+from eval.stats import Statistic, stratified_paired_bootstrap
+
+ROOT = Path(__file__).resolve().parents[1]
+FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.3)
+QUICK_FRACTIONS = (0.0, 0.05)
+SYSTEMS = {
+    "ce": ["--grounding-weight", "0"],
+    "ce+ground": [],
+    "grounded": ["--grounding-weight", "0", "--pivot", "--self-train-rounds", "2"],
+    "ground": ["--token-ce-weight", "0"],
+}
+P_INDEPENDENT = {"ground"}
+METRICS = {  # name → (value in scores.json, per-sentence statistic for the paired bootstrap)
+    "chrF": "chrf", "BLEU": "bleu", "BERTScore F": "bertscore.F", "LiSAScore F": "lisascore.F",
+    "R@1": "r1",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    system: str
+    fraction: float
+    seed: int
+
+    @property
+    def name(self) -> str:
+        p = "any" if self.system in P_INDEPENDENT else f"{self.fraction:g}"
+        return f"{self.system}-p{p}-s{self.seed}"
+
+
+def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, help="folder of the grid's runs and its ablation.json")
+    p.add_argument("--lang", default="es", help="source language of the embedded world (default: es)")
+    p.add_argument("--data-dir", help="a dataset built by `python -m data_prep` (default: the embedded world)")
+    p.add_argument("--fractions", help=f"comma-separated parallel fractions (default: {','.join(map(str, FRACTIONS))})")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from %(default)s")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
+    p.add_argument("--steps", type=int, default=500, help="student steps of every run (default: 500)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"P in {QUICK_FRACTIONS}, 2 seeds, 300 steps: a check that fits in ~15 minutes on 2 cores")
+    p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
+    p.add_argument("--train-args", default="", help="extra train.py flags for every run, e.g. \"--batch-size 16\"")
+
+
+def plan(args: argparse.Namespace) -> list[Cell]:
+    fractions = QUICK_FRACTIONS if args.quick and not args.fractions else \
+        tuple(float(f) for f in (args.fractions or ",".join(map(str, FRACTIONS))).split(","))
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(systems) - set(SYSTEMS))
+    if unknown:
+        raise SystemExit(f"error: unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
+    if "ce" not in systems:
+        raise SystemExit("error: the ablation compares every system with `ce`: keep it in --systems")
+    seeds = range(2 if args.quick else args.seeds)
+    cells = {Cell(s, 0.0 if s in P_INDEPENDENT else p, seed) for s in systems for p in fractions for seed in seeds}
+    return sorted(cells, key=lambda c: (c.seed, c.fraction, c.system))
+
+
+def train_argv(cell: Cell, args: argparse.Namespace, out: Path) -> list[str]:
+    steps = 300 if args.quick and args.steps == 500 else args.steps
+    argv = [sys.executable, str(ROOT / "train.py"), "--seed", str(cell.seed), "--steps", str(steps),
+            "--parallel-fraction", str(cell.fraction), "--out", str(out / "runs" / cell.name), "--quiet",
+            "--threads", "1", "--eval-bootstrap", "0", *SYSTEMS[cell.system]]
+    if args.data_dir:
+        argv += ["--data-dir", args.data_dir]
+    else:
+        argv += ["--lang", args.lang]
+    return argv + args.train_args.split()
+
+
+def run_cell(cell: Cell, args: argparse.Namespace, out: Path) -> tuple[Cell, int]:
+    run = out / "runs" / cell.name
+    if (run / "eval" / "scores.json").is_file():
+        return cell, 0
+    argv = train_argv(cell, args, out) + (["--resume"] if (run / "config.json").is_file() else [])
+    if cell.system == "ce" and cell.fraction == 0:  # nothing to train: the untrained student is the cell
+        argv += ["--steps", "0"]
+    log = out / "logs" / f"{cell.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return cell, code
+
+
+def cell_scores(run: Path) -> dict:
+    """The values of one run that the table shows, and per-sentence statistics for pairing."""
+    scores = json.loads((run / "eval" / "scores.json").read_text())
+    hyps = (run / "eval" / "hyp.txt").read_text(encoding="utf-8").splitlines()
+    refs = [row["references"] for row in scores["sentences"]]
+    m = scores["metrics"]
+    values = {"chrF": m["chrf"]["score"], "BLEU": m["bleu"]["score"],
+              "BERTScore F": m["bertscore"]["corpus"]["F"], "LiSAScore F": m["lisascore"]["corpus"]["F"],
+              "R@1": m["retrieval"]["translation"]["in_batch"]["b2a"]}
+    statistics = {}
+    for name, metric in (("chrF", "chrf"), ("BLEU", "bleu")):
+        sacre, seg = mt_metrics.segment_statistics(metric, hyps, refs, target_lang=scores["target_lang"])
+        statistics[name] = Statistic(seg, lambda s, m=sacre: mt_metrics.stats_to_score(m, s))
+    for name, key in (("BERTScore F", "bertscore.F"), ("LiSAScore F", "lisascore.F")):
+        statistics[name] = Statistic.mean([row[key] for row in scores["sentences"]])
+    statistics["R@1"] = Statistic.mean(scores["metrics"]["retrieval"]["translation"]["in_batch"]["b2a_hits"])
+    repeated = max(np.unique(hyps, return_counts=True)[1]) / len(hyps) if hyps else 0.0
+    return {"values": values, "statistics": statistics, "hypotheses": hyps, "most_repeated_output": repeated,
+            "untrained": scores.get("untrained", {}).get("metrics")}
+
+
+def mean_ci(values: list[float]) -> dict:
+    """Mean over seeds with a 95% t-interval (no interval from one seed)."""
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return {"mean": mean, "low": None, "high": None, "n": len(v), "values": v.tolist()}
+    half = float(scipy_stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": len(v), "values": v.tolist()}
+
+
+def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
+    """The ablation table: per (system, P), every metric's mean ± CI over seeds and its paired
+    difference to `ce` at the same P and seeds."""
+    runs = {c: cell_scores(out / "runs" / c.name) for c in cells if (out / "runs" / c.name / "eval" / "scores.json").is_file()}
+    systems = sorted({c.system for c in cells}, key=list(SYSTEMS).index)
+    seeds = sorted({c.seed for c in cells})
+
+    def lookup(system: str, fraction: float, seed: int) -> dict | None:
+        return runs.get(Cell(system, 0.0 if system in P_INDEPENDENT else fraction, seed))
+
+    table = []
+    for fraction in fractions:
+        for system in systems:
+            got = [(seed, lookup(system, fraction, seed)) for seed in seeds]
+            got = [(seed, r) for seed, r in got if r is not None]
+            if not got:
+                continue
+            row = {"system": system, "fraction": fraction, "seeds": [s for s, _ in got],
+                   "metrics": {k: mean_ci([r["values"][k] for _, r in got]) for k in METRICS},
+                   "most_repeated_output": max(r["most_repeated_output"] for _, r in got)}
+            pairs = [(r, lookup("ce", fraction, seed)) for seed, r in got]
+            if system != "ce" and all(base is not None for _, base in pairs):
+                row["vs_ce"] = {k: stratified_paired_bootstrap([(r["statistics"][k], base["statistics"][k])
+                                                                for r, base in pairs]) for k in METRICS}
+            untrained = [r["untrained"] for _, r in got if r["untrained"]]
+            if untrained:
+                row["untrained"] = {"chrF": mean_ci([u["chrf"]["score"] for u in untrained]),
+                                    "R@1": mean_ci([u["retrieval"]["translation"]["in_batch"]["b2a"]
+                                                    for u in untrained])}
+            table.append(row)
+    return {"fractions": fractions, "systems": systems, "seeds": seeds, "table": table,
+            "flags": {s: SYSTEMS[s] for s in systems}, "missing": [c.name for c in cells if c not in runs]}
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    cells = plan(args)
+    fractions = sorted({c.fraction for c in cells if c.system not in P_INDEPENDENT} or {0.0})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.json").write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
+    failed = []
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for cell, code in tqdm(pool.map(lambda c: run_cell(c, args, out), cells), total=len(cells),
+                               desc="ablation runs"):
+            if code:
+                failed.append(cell.name)
+    result = aggregate(cells, out, fractions)
+    result["failed"] = failed
+    (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))
+    return 1 if failed else 0
