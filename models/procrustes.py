@@ -6,8 +6,12 @@ rotation R = U Vᵀ [Dx, Dy]:
 
     x ↦ s · (x − μx) R + μy        (s = 1, or the least-squares isotropic scale tr(S) / ‖X_c‖²)
 
-R minimises ‖s X_c R − Y_c‖_F over matrices with orthonormal rows (Dx ≤ Dy) or columns
-(Dx ≥ Dy); for Dx = Dy it is a rotation (or reflection). The *uncentred* variant uses X and Y
+For Dx ≤ Dy (e.g. MiniLM's 384 → ViT-B-32's 512) R has orthonormal rows, ‖X_c R‖ = ‖X_c‖,
+and R is the exact least-squares minimiser of ‖s X_c R − Y_c‖_F among such maps (a rotation or
+reflection when Dx = Dy). For Dx > Dy (a wide expert into a tiny CLIP) R has orthonormal
+columns: the first Dy columns of the optimal rotation of the problem with Y zero-padded to Dx
+dimensions — a rotation followed by dropping coordinates, not the (closed-form-less) least
+squares over all such projections. The *uncentred* variant uses X and Y
 as they are (x ↦ s · x R): it can only rotate about the origin, so when either cloud sits off
 the origin — CLIP and sentence-encoder embeddings always do — the best rotation drags every
 point towards the other cloud's off-centre mean. Seed 000's log records exactly that failure
@@ -49,7 +53,7 @@ class ProcrustesMap(nn.Module):
         xc, yc = xd - mean_in, yd - mean_out
         u, s, vh = torch.linalg.svd(xc.T @ yc, full_matrices=False)
         rotation = u @ vh
-        s_fit = float(s.sum() / (xc.square().sum()).clamp_min(1e-300)) if scale else 1.0
+        s_fit = float(s.sum() / (xc @ rotation).square().sum().clamp_min(1e-300)) if scale else 1.0
         dtype = x.dtype if x.is_floating_point() else torch.float32
         return cls(rotation.to(dtype), mean_in.to(dtype), mean_out.to(dtype), s_fit)
 
