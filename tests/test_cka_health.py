@@ -125,6 +125,19 @@ def test_token_and_eot_variants_select_the_right_samples():
     assert cka.batches == 2
 
 
+def test_rows_equal_up_to_rounding_make_cka_undefined():
+    """A collapsed representation (one vector, float32 rounding apart) has no variance: its unbiased
+    HSIC is rounding noise, so CKA is refused rather than reported as an arbitrary number."""
+    g = torch.Generator().manual_seed(14)
+    y = torch.randn(16, 5, generator=g)
+    point = torch.randn(8, generator=g)
+    x = point + 1e-7 * torch.randn(16, 8, generator=g) * point.abs().max()
+    with pytest.raises(ValueError, match="no \\(estimated\\) variance"):
+        linear_cka(x, y, batch_size=8)
+    spread = point + 1e-3 * torch.randn(16, 8, generator=g)  # small but real variation: defined
+    assert -1.0 <= linear_cka(spread, y, batch_size=8) <= 1.0
+
+
 def test_cka_errors():
     with pytest.raises(ValueError, match="n >= 4"):
         linear_cka(torch.randn(3, 2), torch.randn(3, 2))
