@@ -5,6 +5,7 @@
         [--metrics bleu,chrf,bertscore,lisascore,retrieval] [--bertscore-model DIR --num-layers L]
         [--idf] [--bootstrap N] [--seed S] [--compare BASELINE.txt] --out S.json
     python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
+    python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health]
 
 Text files have one sentence per line, line-aligned; several --ref files are reference
 streams (as in sacreBLEU). Each command is a (add_arguments, run) pair in COMMANDS.
@@ -16,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from eval.analysis import add_analyze_arguments, run_analyze
 from eval.report import add_report_arguments, run_report
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -134,6 +136,8 @@ COMMANDS = {
     "score": ("score hypotheses against references", add_score_arguments, run_score),
     "report": ("HTML/Markdown/JSON quality report of one or more run directories",
                add_report_arguments, run_report),
+    "analyze": ("CKA, probes, parameter movement, token usage and embedding health of trained runs",
+                add_analyze_arguments, run_analyze),
 }
 
 
