@@ -41,8 +41,7 @@ def final(ctx) -> dict:
     if len(rows) < 2:
         return {"skipped": f"needs at least 2 test images, found {len(rows)}"}
     system = ctx.system
-    english = [e for e in ctx.dsd["test"].select(rows)["english"]]
-    english = [next(e for e in caps if e.strip()) for caps in english]
+    english = [next(e for e in caps if e.strip()) for caps in ctx.dsd["test"].select(rows)["english"]]
     axes = {"image": image_features(system, ctx.preprocess, ctx.dsd["test"], rows).cpu(),
             "english": torch.cat([system.encode_english(system.clip_tokenizer(english[s:s + ctx.batch_size])
                                                         .to(ctx.device)).float().cpu()
