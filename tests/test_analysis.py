@@ -247,6 +247,20 @@ def test_attribute_labels(run):
         tags.image("4", [])
 
 
+def test_a_built_coco_cn_dataset_keeps_its_tags_for_the_probes(tmp_path):
+    from data_prep.builders.coco_cn import build_coco_cn
+    from eval.analysis.labels import label_source
+
+    dsd = build_coco_cn(tmp_path / "cn", Path(__file__).parent / "fixtures" / "coco-cn", show_progress=False)
+    source, why = label_source(tmp_path / "cn")
+    assert isinstance(source, TagLabels) and why is None
+    ids = [i for split in dsd for i in dsd[split]["image_id"]]
+    tagged = [i for i in ids if i in source.tags]
+    assert tagged and source.tags["000000296735"] == {"卧室", "床", "窗户"}
+    source.choose(tagged)
+    assert source.image("000000296735", [])["tag:床"]
+
+
 # -- tags, --out and the CLI ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tagged_run(run, tmp_path_factory) -> Path:
