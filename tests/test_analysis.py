@@ -163,7 +163,8 @@ def test_student_writing_the_reference_reproduces_the_teacher(ctx, monkeypatch):
         eot = ids.argmax(-1)
         positions = torch.arange(ids.shape[1])[None, :]
         return Decoded(embeddings=system.tower.token_embedding(ids), tokens=ids, eot_index=eot,
-                       eot_prob=(positions == eot[:, None]).float(), candidates=(positions >= 1) & (positions <= eot[:, None]),
+                       eot_prob=(positions == eot[:, None]).float(),
+                       candidates=(positions >= 1) & (positions <= eot[:, None]),
                        hidden=torch.zeros(len(ids), ids.shape[1] - 1, 1), labels=None, head=(None, None))
 
     monkeypatch.setattr(system, "tokenize_source", tokenize_source)
@@ -236,9 +237,11 @@ def test_attribute_labels(run):
         assert all(image[k] for k, v in said.items() if k != "count" and v)
     with pytest.raises(ValueError, match="other English captions"):
         labels.image(row["image_id"], ["a green cross"])
+    shapes, colours = ("circle", "square", "triangle", "star", "cross"), ("red", "green", "blue", "yellow", "purple",
+                                                                           "black")
     assert labels.caption("two red circles and a blue square", {}) == {
-        "count": 3, **{f"shape:{s}": s in ("circle", "square") for s in ("circle", "square", "triangle", "star", "cross")},
-        **{f"colour:{c}": c in ("red", "blue") for c in ("red", "green", "blue", "yellow", "purple", "black")}}
+        "count": 3, **{f"shape:{s}": s in ("circle", "square") for s in shapes},
+        **{f"colour:{c}": c in ("red", "blue") for c in colours}}
     tags = TagLabels({"1": "dog cat", "2": "dog", "3": "tree"}, top=2)
     tags.choose(["1", "2", "3"])
     assert tags.vocabulary[0] == "dog" and len(tags.vocabulary) == 2
@@ -304,7 +307,8 @@ def test_tags_out_dir_and_report_option(tagged_run, tmp_path):
     assert set(image["families"]) == {"tag"} and 1 <= len(image["tasks"]) <= 5
     assert all(t.startswith("tag:") for t in image["tasks"]) and image["n_fit"] == 30
     assert "holds no step_* checkpoint" in " ".join(result["parts"]["movement"]["notes"])
-    rep = build_report([tagged_run], tmp_path / "r.html", analysis=out)
+    assert eval_main(["report", str(tagged_run), "--out", str(tmp_path / "r.html"), "--analysis", str(out)]) == 0
+    rep = json.loads((tmp_path / "r.json").read_text())
     assert "tagged-run" in rep["analysis"] and rep["analysis"]["tagged-run"]["figures"]
     missing = build_report([tagged_run], tmp_path / "r2.html", analysis=tmp_path / "nowhere")
     assert not missing["analysis"] and any("no analysis at" in n for n in missing["notes"])

@@ -172,7 +172,7 @@ def test_collapse_is_warned_and_health_is_not():
     text = "\n".join(warnings)
     for needle in ("effective rank", "top-8", "off-diagonal cosine", "in-batch R@1",
                    "anchors active", "anchor entropy"):
-        assert f"translation: " in text and needle in text, needle
+        assert "translation: " in text and needle in text, needle
     assert not any(w.startswith("image:") for w in warnings)
 
 

@@ -49,7 +49,8 @@ def analyze_run(run: Run, out_dir: str | Path, *, parts: Sequence[str] = tuple(P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _clear(out_dir)
-    result = {"run": run.name, "run_path": str(run.path), "teacher": str(ctx.teacher_path) if ctx.teacher_path else None,
+    teacher = str(ctx.teacher_path) if ctx.teacher_path else None
+    result = {"run": run.name, "run_path": str(run.path), "teacher": teacher,
               "settings": {"parts": list(parts), "limit": limit, "batch_size": batch_size, "device": str(ctx.device)},
               "test_sentences": len(ctx.sentences), "notes": ctx.notes, "parts": {}, "figures": [], "seconds": {}}
     for name in parts:

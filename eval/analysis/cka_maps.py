@@ -133,8 +133,10 @@ def tower_change(ctx, kind: str) -> dict:
         out = {"skipped": f"the {kind} tower was frozen (--freeze {freeze}): it did not move"}
         if ctx.teacher_path is not None:
             teacher = ctx.teacher()
-            pair = (run_clip.visual, teacher.visual) if kind == "image" else (_text_tower(run_clip), _text_tower(teacher))
-            out["max_abs_parameter_change"] = _max_change(*pair)
+            if kind == "image":
+                out["max_abs_parameter_change"] = _max_change(run_clip.visual, teacher.visual)
+            else:
+                out["max_abs_parameter_change"] = _max_change(_text_tower(run_clip), _text_tower(teacher))
         return out
     if ctx.teacher_path is None:
         return {"skipped": f"the {kind} tower was trained, but the stage-0 checkpoint is unavailable "

@@ -26,7 +26,8 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parts", default=",".join(PART_NAMES),
                    help="comma-separated analyses to run, from %(default)s (default: all)")
     p.add_argument("--limit", type=int, default=1000,
-                   help="at most N test sentences, and N training rows to fit the attribute probes (default: %(default)s)")
+                   help="at most N test sentences, and N training rows to fit the attribute probes "
+                        "(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="sentences / images per forward pass and CKA "
                                                               "minibatch (default: %(default)s)")
     p.add_argument("--device", help="cpu / cuda (default: cuda when available)")

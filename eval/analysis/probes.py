@@ -124,8 +124,10 @@ def attributes(ctx) -> dict:
         if not source.vocabulary:
             return {"skipped": "no training image of the analysed rows has tags"}
     try:
-        fit, fit_skipped = _rows_and_labels(ctx, "train", source, fit_rows, _student_items(ctx, "train", fit_rows, synthetic))
-        test, test_skipped = _rows_and_labels(ctx, "test", source, test_rows, _student_items(ctx, "test", test_rows, synthetic))
+        fit, fit_skipped = _rows_and_labels(ctx, "train", source, fit_rows,
+                                            _student_items(ctx, "train", fit_rows, synthetic))
+        test, test_skipped = _rows_and_labels(ctx, "test", source, test_rows,
+                                              _student_items(ctx, "test", test_rows, synthetic))
     except ValueError as err:  # a synthetic world that does not regenerate
         return {"skipped": str(err)}
     out = {"label_source": source.kind, "fit_split": "train", "test_split": "test",
