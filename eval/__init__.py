@@ -23,7 +23,7 @@ _LAZY = {
     "bootstrap_ci": "eval.stats", "paired_bootstrap": "eval.stats", "Statistic": "eval.stats",
     "linear_cka": "eval.cka", "LinearCKA": "eval.cka",
     "health_report": "eval.health", "embedding_stats": "eval.health",
-    "anchor_stats": "eval.health", "collapse_warnings": "eval.health",
+    "anchor_stats": "eval.health", "collapse_warnings": "eval.health", "expert_uniqueness": "eval.health",
 }
 
 __all__ = ["score", *_LAZY]

@@ -5,6 +5,7 @@
         [--metrics bleu,chrf,bertscore,lisascore,retrieval] [--bertscore-model DIR --num-layers L]
         [--idf] [--bootstrap N] [--seed S] [--compare BASELINE.txt] --out S.json
     python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
+    python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health]
     python -m eval ablation --lang es --out ABLATION [--quick] [--data-dir DATASET]
 
 Text files have one sentence per line, line-aligned; several --ref files are reference
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 from eval.ablation import add_ablation_arguments, run_ablation
+from eval.analysis import add_analyze_arguments, run_analyze
 from eval.report import add_report_arguments, run_report
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -138,6 +140,8 @@ COMMANDS = {
                  "with token cross-entropy only, with CIs (docs/ablation.md)", add_ablation_arguments, run_ablation),
     "report": ("HTML/Markdown/JSON quality report of one or more run directories",
                add_report_arguments, run_report),
+    "analyze": ("CKA, probes, parameter movement, token usage and embedding health of trained runs",
+                add_analyze_arguments, run_analyze),
 }
 
 

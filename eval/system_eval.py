@@ -77,23 +77,39 @@ def grounded_retrieval(system, image_emb: torch.Tensor, sources: list[str]) -> d
     return {"image_to_student": r["a2b"], "student_to_image": r["b2a"], "chance": r["chance"], "batches": r["batches"]}
 
 
-def run_probe(system, dsd, scans, test: list[dict]) -> dict:
-    """Heldout protocol: fit the linear LM head on validation decoder states, score on test."""
-    valid = [s for s in test_sentences(dsd["validation"], scans["validation"].usable) if s["has_translation"]]
+def run_probes(system, dsd, scans, test: list[dict], protocols: Sequence[str] = ("heldout",),
+               epochs: int = 3) -> dict[str, dict]:
+    """The test-time linear LM head on frozen decoder states, per protocol (DESIGN §5): `heldout`
+    fits on the validation split's human-translated captions and scores `test`; `online` trains
+    on the test pass itself (prequential). Test states are computed once for all protocols."""
+    valid = [s for s in test_sentences(dsd["validation"], scans["validation"].usable) if s["has_translation"]] \
+        if "heldout" in protocols else []
     test = [s for s in test if s["has_translation"]]
-    if not valid or not test:
-        return {"skipped": "needs human translations in the validation and test splits"}
 
     def states_and_labels(items):
         return (decoder_states(system, [s["source"] for s in items]),
                 system.labels_for([s["references"][0] for s in items]))
 
-    fit_x, fit_y = states_and_labels(valid)
-    test_x, test_y = states_and_labels(test)
+    test_x = test_y = None
     decode_fn, special = system.target_decoder()
-    result = probe(test_x, test_y, vocab_size=system.student.config.decoder_vocab_size, protocol="heldout",
-                   fit_states=fit_x, fit_labels=fit_y, epochs=3, decode=decode_fn, special_ids=special)
-    return {"fit_sentences": len(valid), **result}
+    out = {}
+    for protocol in protocols:
+        if not test or (protocol == "heldout" and not valid):
+            out[protocol] = {"skipped": "needs human translations in the "
+                             + ("validation and test splits" if protocol == "heldout" else "test split")}
+            continue
+        if test_x is None:
+            test_x, test_y = states_and_labels(test)
+        fit = dict(zip(("fit_states", "fit_labels"), states_and_labels(valid))) if protocol == "heldout" else {}
+        result = probe(test_x, test_y, vocab_size=system.student.config.decoder_vocab_size, protocol=protocol,
+                       epochs=epochs, decode=decode_fn, special_ids=special, **fit)
+        out[protocol] = {"fit_sentences": len(valid), **result} if protocol == "heldout" else result
+    return out
+
+
+def run_probe(system, dsd, scans, test: list[dict]) -> dict:
+    """Heldout protocol: fit the linear LM head on validation decoder states, score on test."""
+    return run_probes(system, dsd, scans, test, ("heldout",))["heldout"]
 
 
 def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, bootstrap: int = 1000,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -16,6 +15,7 @@ from scipy.optimize import linear_sum_assignment
 from eval import score
 from eval.__main__ import main as eval_main
 from eval.report import build_report
+from chromium import screenshot
 from torch_threads import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -221,16 +221,7 @@ def test_differing_test_sets_are_reported_and_missing_parts_tolerated(runs, tmp_
 
 
 def test_headless_chromium_renders_a_non_blank_page(report, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium not installed (Debian: apt-get install chromium); screenshot check skipped")
-    from PIL import Image
-
     out, _ = report
-    shot = tmp_path / "shot.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
-                    "--window-size=1280,2000", out.resolve().as_uri()],
-                   check=True, timeout=60, capture_output=True)
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    pixels = screenshot(out, tmp_path / "shot.png")
     assert pixels.shape == (2000, 1280)
     assert pixels.std() > 10, "screenshot is blank"

@@ -15,23 +15,10 @@ import pytest
 import torch
 
 import train
+from tiny_run import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
-
-
-@pytest.fixture(scope="session")
-def cache(tmp_path_factory) -> Path:
-    """One cache (built datasets, CLIP teachers) shared by every run of the session."""
-    return tmp_path_factory.mktemp("groundmt-cache")
-
-
-def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
-    return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
-            "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "8", "--batch-size", "8",
-            "--k-english", "1", "--m-source", "1", "--log-every", "1", "--eval-every", "4",
-            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--threads", "1", "--cache-dir", str(cache),
-            "--out", str(out), *extra]
 
 
 def subprocess_env() -> dict:

@@ -3,7 +3,8 @@
 `build_report(runs, out)` reads run directories (`collect`), assembles one plain dict — the
 system table with CIs (`systems`), paired tests against the first run (`significance`),
 training-curve groups (`curves`), examples with images and token alignments (`examples`),
-configs side by side (`side_by_side`) — draws the figures (`figures`) and writes
+configs side by side (`side_by_side`), the analyses of `python -m eval analyze`
+(`analysis_section`) — draws the figures (`figures`) and writes
 report.html (self-contained), report.md and report.json next to each other (`render`).
 """
 from __future__ import annotations
@@ -17,17 +18,19 @@ __all__ = ["build_report", "add_report_arguments", "run_report"]
 
 
 def build_report(runs: list[str | Path], out: str | Path, *, examples: int = 2,
-                 heatmaps: int = 1) -> dict:
+                 heatmaps: int = 1, analysis: str | Path | None = None) -> dict:
     """Build the report of `runs` (the first is the baseline) at `out` (an .html path; the .md
     and .json share its stem). `examples`: sentences per kind (best/median/worst) and run;
-    `heatmaps`: how many of each kind get a token-alignment heatmap. Returns the report dict
+    `heatmaps`: how many of each kind get a token-alignment heatmap; `analysis`: the --out
+    directory of `python -m eval analyze` (default: each RUN/analysis/). Returns the report dict
     (what report.json holds)."""
-    from eval.report import curves, figures, render, significance, systems
-    from eval.report.collect import load_runs
+    from eval.report import analysis_section, curves, figures, render, significance, systems
+    from eval.report.collect import attach_analyses, load_runs
     from eval.report.examples import run_examples
     from eval.report.side_by_side import side_by_side
 
     loaded = load_runs(list(runs))
+    attach_analyses(loaded, analysis)
     notes = [n for run in loaded for n in run.notes]
     rows = systems.system_rows(loaded)
     columns = systems.present_columns(rows)
@@ -66,6 +69,7 @@ def build_report(runs: list[str | Path], out: str | Path, *, examples: int = 2,
         report["examples"][run.name] = chosen
     if not groups:
         notes.append("no training curves: no run has metrics.jsonl records")
+    report["analysis"], figs["analysis"] = analysis_section.collect(loaded, notes)
     report["notes"] = notes
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

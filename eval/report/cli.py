@@ -14,6 +14,8 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
                    help="sentences shown per kind (best/median/worst) and run (default: %(default)s)")
     p.add_argument("--heatmaps", type=int, default=1,
                    help="token-alignment heatmaps per kind and run (default: %(default)s)")
+    p.add_argument("--analysis", metavar="DIR",
+                   help="the --out directory of `python -m eval analyze` (default: each RUN/analysis/)")
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -22,7 +24,8 @@ def run_report(args: argparse.Namespace) -> int:
     if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise SystemExit(f"error: --out {args.out} should be an .html file")
     try:
-        report = build_report(args.runs, args.out, examples=args.examples, heatmaps=args.heatmaps)
+        report = build_report(args.runs, args.out, examples=args.examples, heatmaps=args.heatmaps,
+                              analysis=args.analysis)
     except FileNotFoundError as err:
         raise SystemExit(f"error: {err}") from None
     for note in report["notes"]:

@@ -1,4 +1,5 @@
-"""Reading run directories (config.json, metrics.jsonl, eval/scores.json) into `Run` records.
+"""Reading run directories (config.json, metrics.jsonl, eval/scores.json, analysis/analysis.json)
+into `Run` records.
 
 Every part is optional: a missing or unreadable file becomes a note on the run, so a report
 can still be built from whatever a run produced (docs/architecture.md, "Run directory").
@@ -20,6 +21,8 @@ class Run:
     metrics: list[dict]  # metrics.jsonl records, in file order
     scores: dict | None  # eval/scores.json, None when absent
     notes: list[str] = field(default_factory=list)
+    analysis: dict | None = None  # analysis.json of `python -m eval analyze`, None when absent
+    analysis_dir: Path | None = None  # the directory holding it (and its figures)
 
     @property
     def sentences(self) -> list[dict]:
@@ -88,3 +91,19 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
         if count:
             run.name = f"{run.name} ({count + 1})"
     return runs
+
+
+def attach_analyses(runs: list[Run], root: str | Path | None = None) -> None:
+    """Attach each run's `python -m eval analyze` output: `root/<run name>/analysis.json` when
+    `root` is given (the analyze command's --out), else `RUN/analysis/analysis.json`. A run
+    without one simply has none (the analysis is optional); a missing one under an explicit
+    `root`, or an unreadable one, is noted."""
+    for run in runs:
+        directory = Path(root) / run.name if root is not None else run.path / "analysis"
+        path = directory / "analysis.json"
+        if not path.is_file():
+            if root is not None:
+                run.notes.append(f"{run.name}: no analysis at {path}")
+            continue
+        run.analysis = _read_json(path, run.notes)
+        run.analysis_dir = directory if run.analysis is not None else None

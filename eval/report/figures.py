@@ -17,12 +17,17 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure_uri(fig: Figure) -> str:
-    """Render a figure to a PNG data URI."""
+def figure_png(fig: Figure, dpi: int = 90) -> bytes:
+    """Render a figure to PNG bytes."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    return png_data_uri(buf.getvalue())
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def figure_uri(fig: Figure) -> str:
+    """Render a figure to a PNG data URI."""
+    return png_data_uri(figure_png(fig))
 
 
 def image_uri(image, max_side: int = 224) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
+from eval.report import analysis_section
 from eval.report.systems import LABELS, format_value
 
 CSS = """
@@ -133,7 +134,7 @@ def _html_example(ex: dict, img: str | None, heat: str | None) -> str:
 
 def render_html(report: dict, figures: dict) -> str:
     """The whole page. `figures`: {"curves": {group: uri}, "images": {(run, index): uri},
-    "heatmaps": {(run, index): uri}}."""
+    "heatmaps": {(run, index): uri}, "analysis": {(run, file): uri}}."""
     runs = [r["name"] for r in report["runs"]]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>GroundMT translation report</title><style>{CSS}</style></head><body>",
@@ -159,6 +160,8 @@ def render_html(report: dict, figures: dict) -> str:
             + "</div>")
     else:
         parts.append("<p>No metrics.jsonl records.</p>")
+    if report.get("analysis"):
+        parts.append(analysis_section.render_html(report["analysis"], figures["analysis"]))
     parts.append("<h2>Examples</h2><p class='small'>Best, median and worst sentences by LiSAScore F.</p>")
     for run, examples in report["examples"].items():
         parts.append(f"<h3>{escape(run)}</h3>" + "".join(
@@ -212,7 +215,10 @@ def render_markdown(report: dict) -> str:
         lines += [f"- {metric}: `{sig}` ({', '.join(runs)})" for sig, runs in sigs.items()]
     lines += ["", "### Package versions", ""]
     lines += [f"- {run}: " + ", ".join(f"{p} {v}" for p, v in vs.items()) for run, vs in report["versions"].items()]
-    lines += ["", "## Examples", ""]
+    lines.append("")
+    if report.get("analysis"):
+        lines += analysis_section.render_markdown(report["analysis"])
+    lines += ["## Examples", ""]
     for run, examples in report["examples"].items():
         lines += [f"### {run}", ""]
         for ex in examples:

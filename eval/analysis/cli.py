@@ -1,0 +1,78 @@
+"""`python -m eval analyze` arguments and entry point (hooked into eval/__main__.py)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PART_NAMES = ("cka", "probes", "movement", "tokens", "health")
+DESCRIPTION = """\
+The thesis' analyses of trained runs (docs/analysis.md): layer x layer CKA of the student's
+CLIP-read translation vs the teacher's English text tower (mean and EOT pooling) and of towers
+trained jointly vs the stage-0 teacher; linear probes (test-time LM head, online and heldout;
+attribute probes on image / English / student features); parameter movement per layer over the
+checkpoints; the student's target-token usage vs the references; embedding health over training
+and on the final test features. Writes analysis.json and PNG figures per run; `python -m eval
+report` shows them in an Analysis section."""
+
+
+def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = DESCRIPTION
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (train.py --out)")
+    p.add_argument("--out", metavar="DIR",
+                   help="write each run's analysis to DIR/<run name>/ (default: RUN/analysis/, where "
+                        "`python -m eval report RUN` finds it; with --out, pass `--analysis DIR` to the report)")
+    p.add_argument("--parts", default=",".join(PART_NAMES),
+                   help="comma-separated analyses to run, from %(default)s (default: all)")
+    p.add_argument("--limit", type=int, default=1000,
+                   help="at most N test sentences, and N training rows to fit the attribute probes "
+                        "(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="sentences / images per forward pass and CKA "
+                                                              "minibatch (default: %(default)s)")
+    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(parts) - set(PART_NAMES))
+    if unknown or not parts:
+        return _error(f"--parts {args.parts!r}: unknown part(s) {unknown}; choose from {','.join(PART_NAMES)}")
+    if args.limit < 1 or args.batch_size < 1:
+        return _error("--limit and --batch-size must be at least 1")
+    from eval.analysis.analyze import ANALYSIS_FILE, analyze_run
+    from eval.analysis.context import AnalysisInputError
+    from eval.analysis.summary import summary_lines
+    from eval.report.collect import load_runs
+
+    try:
+        runs = load_runs(args.runs)
+        for run in runs:
+            if not (run.path / "model").is_dir():
+                raise AnalysisInputError(f"{run.path} has no model/ (train.py exports it at the end of a run)")
+    except (FileNotFoundError, AnalysisInputError) as err:
+        return _error(str(err).splitlines()[0])
+    out_dir = None
+    for run in runs:
+        out_dir = Path(args.out) / run.name if args.out else run.path / "analysis"
+        try:
+            result = analyze_run(run, out_dir, parts=parts, limit=args.limit, batch_size=args.batch_size,
+                                 device=args.device)
+        except AnalysisInputError as err:
+            return _error(str(err))
+        except OSError as err:
+            return _error(f"cannot write {out_dir}: {err.strerror or err}")
+        except KeyboardInterrupt:
+            print(f"interrupted: {out_dir / ANALYSIS_FILE} holds the parts finished so far", file=sys.stderr)
+            return 130
+        for note in result["notes"]:
+            print(f"note: {note}")
+        for label, text in summary_lines(result):
+            print(f"  {label}: {text}")
+        print(f"wrote {out_dir / ANALYSIS_FILE} and {len(result['figures'])} figure(s)")
+    return 0

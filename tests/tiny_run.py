@@ -1,0 +1,13 @@
+"""`tiny(cache, out, *extra)`: train.py arguments for a tiny run (micro CLIP and student, 60 synthetic
+images, 8 steps) — shared by the tests that train one; later flags in `extra` override these."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
+    return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
+            "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "8", "--batch-size", "8",
+            "--k-english", "1", "--m-source", "1", "--log-every", "1", "--eval-every", "4",
+            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--threads", "1", "--cache-dir", str(cache),
+            "--out", str(out), *extra]
