@@ -21,7 +21,7 @@ from data_prep.builders.coco_captions import cocoid
 from data_prep.builders.coco_cn import build_coco_cn
 from data_prep.builders.coco_es import build_coco_es
 from data_prep.builders.coco_mt import build_coco_mt
-from data_prep.builders.files import InputError, LayoutError, read_lines
+from data_prep.builders.files import InputError, LayoutError
 from data_prep.builders.imagefolder import build_imagefolder
 from data_prep.builders.multi30k import build_multi30k
 from data_prep.builders.overlap import normalize_image_id, read_image_set
@@ -441,16 +441,6 @@ def test_overlap_options_are_checked_before_any_work(tmp_path):
     with pytest.raises(LayoutError, match="--overlap-with nowhere:test: not found"):
         build_xm3600(tmp_path / "out", XM, "es", overlap_with=["nowhere:test"])
     assert not (tmp_path / "out").exists()
-
-
-def test_read_lines_handles_endings_bom_and_compression(tmp_path):
-    text = "\ufefffirst\r\nsecond\tTAB\n\nlast without newline"
-    expected = [(1, "first"), (2, "second\tTAB"), (3, ""), (4, "last without newline")]
-    (tmp_path / "a.txt").write_bytes(text.encode("utf-8"))
-    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode("utf-8")))
-    (tmp_path / "a.txt.bz2").write_bytes(bz2.compress(text.encode("utf-8")))
-    for name in ("a.txt", "a.txt.gz", "a.txt.bz2"):
-        assert list(read_lines(tmp_path / name)) == expected
 
 
 def test_image_ids():

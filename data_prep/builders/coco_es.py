@@ -19,10 +19,11 @@ import openpyxl
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, provenance
+from ..text_files import numbered_lines
 from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
-from .files import InputError, LayoutError, open_text, require
+from .files import InputError, LayoutError, require
 
 NAME = "coco-es"
 HELP = "MS-COCO-ES: Spanish COCO captions (human- and machine-translated) with COCO English captions"
@@ -58,8 +59,7 @@ def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         finally:
             book.close()
     else:
-        with open_text(path) as f:
-            rows = list(csv.reader(f))
+        rows = list(csv.reader(line + "\n" for _, line in numbered_lines(path)))
     header = [str(h).strip().lower() if h is not None else "" for h in (rows[0] if rows else [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
