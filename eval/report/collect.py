@@ -9,6 +9,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.errors import InputError
+
+RUN_FILES = ("config.json", "metrics.jsonl", "eval/scores.json")
+
 
 @dataclass
 class Run:
@@ -61,11 +65,15 @@ def read_metrics(path: Path, notes: list[str]) -> list[dict]:
 
 
 def load_run(path: str | Path) -> Run:
-    """A `Run` from a run directory; raises FileNotFoundError when `path` is not a directory."""
+    """A `Run` from a run directory; `InputError` when `path` is not a directory or holds none of
+    config.json, metrics.jsonl and eval/scores.json (not a run)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"run directory {path} does not exist (expected the --out folder "
-                                "of train.py, holding config.json, metrics.jsonl and eval/)")
+        raise InputError(f"run directory {path} does not exist (expected the --out folder "
+                         "of train.py, holding config.json, metrics.jsonl and eval/)")
+    if not any((path / name).is_file() for name in RUN_FILES):
+        raise InputError(f"{path} is not a run directory: it holds none of {', '.join(RUN_FILES)} "
+                         "(expected the --out folder of train.py)")
     notes: list[str] = []
     config = _read_json(path / "config.json", notes) or {}
     scores = _read_json(path / "eval" / "scores.json", notes)
@@ -79,7 +87,7 @@ def load_run(path: str | Path) -> Run:
 def load_runs(paths: list[str | Path]) -> list[Run]:
     """Runs in the given order (the first is the baseline), names made unique."""
     if not paths:
-        raise ValueError("give at least one run directory")
+        raise InputError("give at least one run directory")
     runs = [load_run(p) for p in paths]
     seen: dict[str, int] = {}
     for run in runs:
