@@ -1,5 +1,11 @@
-"""Shared test setup: offline hub, tiny model configs registered, deterministic torch."""
+"""Shared test setup: offline hub, tiny model configs registered, deterministic torch; one tiny
+trained run per session (`run`, with its dataset `data`, `translator` and `test_split`) for the
+tests of `translate` and of the CLI probes."""
+import json
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -9,3 +15,40 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from models.tiny_configs import register_tiny_clip_configs  # noqa: E402
 
 register_tiny_clip_configs()
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory) -> Path:
+    """A real run directory from a few steps of the micro system (about 30 s)."""
+    # imported here, not at the top: every test file loads conftest, only these fixtures need them
+    import torch
+
+    import train
+
+    root = tmp_path_factory.mktemp("translate-run")
+    torch.set_num_threads(1)
+    assert train.main(["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
+                       "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "4", "--batch-size", "8",
+                       "--k-english", "1", "--m-source", "1", "--quiet", "--no-evaluate",
+                       "--cache-dir", str(root / "cache"), "--out", str(root / "run")]) == 0
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def data(run) -> Path:
+    """The dataset directory the session's run was trained on."""
+    return Path(json.loads((run / "config.json").read_text())["data_path"])
+
+
+@pytest.fixture(scope="session")
+def translator(run):
+    from translate import Translator
+
+    return Translator.from_run(run, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_split(data):
+    from data_prep.load import load_dataset_dir
+
+    return load_dataset_dir(data)["test"]
