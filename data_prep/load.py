@@ -17,12 +17,9 @@ def load_dataset_dir(path: str | Path) -> datasets.DatasetDict:
     builder command; a damaged file (a truncated arrow file, broken JSON) an `InputError` naming it."""
     path = Path(path)
     if not (path / "dataset_dict.json").is_file():
-        raise LayoutError(
-            f"no dataset at {path}: expected a directory written by a builder, e.g.\n"
-            f"  python -m data_prep synthetic --lang es --out {path}\n"
-            f"  python -m data_prep coco-cn --data-dir RAW --out {path}\n"
-            "(see `python -m data_prep --help` for every builder)"
-        )
+        raise LayoutError(f"no dataset at {path} (no dataset_dict.json): expected a directory written by a builder, "
+                          f"e.g. `python -m data_prep synthetic --lang es --out {path}` (`python -m data_prep --help` "
+                          "lists every builder)")
     try:
         dsd = datasets.load_from_disk(str(path))
     except Exception as exc:

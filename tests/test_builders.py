@@ -382,6 +382,29 @@ def test_imagefolder_csv_split_folders(tmp_path):
     assert_planted_drops(out, "test", extra={})
 
 
+def test_imagefolder_paths_outside_the_folder_are_counted_skips_never_opened(tmp_path, monkeypatch):
+    """`../x.png`, an absolute path and `../../../../etc/passwd` are dropped as `path outside the image
+    folder` without being opened; a `..` that stays inside the folder (train/../photos) is fine."""
+    root = tmp_path / "folder"
+    (root / "photos").mkdir(parents=True)
+    (root / "train").mkdir()
+    Image.new("RGB", (8, 8), "red").save(root / "photos" / "a.png")
+    Image.new("RGB", (8, 8), "blue").save(tmp_path / "secret.png")
+    rows = [{"file_name": name, "source": "una casa", "english": "a house"}
+            for name in ("../photos/a.png", "../../secret.png", str(tmp_path / "secret.png"), "../../../../etc/passwd")]
+    (root / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(str(self)) or real_read(self))
+    dsd = build_imagefolder(tmp_path / "out", root, "es", show_progress=False)
+    assert dsd["train"]["image_id"] == ["../photos/a"]
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["dropped"]["train"] == {"path outside the image folder": 3}
+    assert not any("secret" in p or "passwd" in p for p in opened), opened
+
+
 # --- wrong layouts, help, helpers --------------------------------------------------------------------------
 EMPTY_DIR_CALLS = {
     "coco-cn": (lambda d, o: build_coco_cn(o, d), ["coco-cn_train.txt", "coco-cn_val.txt", "coco-cn_test.txt",

@@ -45,7 +45,7 @@ def full_corpus(run, data, test_split, tmp_path_factory) -> Path:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return corpus_mod.read_records(path)
 
 
 # -- Translator -----------------------------------------------------------------------------------
@@ -247,6 +247,61 @@ def test_csv_captions_with_mismatched_columns(run, captions_dir, tmp_path):
     assert (out / "corpus.es").read_text(encoding="utf-8") == good + "\n"
     tus = ET.parse(out / "corpus.tmx").getroot().findall("body/tu")  # escaped on the way in, intact on the way out
     assert [[seg.text for seg in tu.iter("seg")] for tu in tus] == [[good, records[0]["translation"]]]
+
+
+def test_long_input_is_warned_once_and_flagged_truncated(run, translator, captions_dir, tmp_path, capfd):
+    """An input longer than the source tokenizer's limit: `translate text` warns once naming the
+    lines; `translate corpus` flags the record `truncated` and leaves it out of the aligned files."""
+    long = "una casa roja " * 800  # 10,400 characters, thousands of tokens
+    assert translator.truncated([long, "una casa", ""]) == [True, False, False]
+    assert main(["text", "--run", str(run), long, "dos perros", long]) == 0
+    out, err = capfd.readouterr()
+    assert len(out.splitlines()) == 3 and err.splitlines() == [
+        f"warning: 2 input(s) longer than the model reads ({translator.source_limit} tokens) were cut there and "
+        "translated only in part: input line(s) 1, 3"]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps({"file_name": f"im{k}.png", "caption": c}) + "\n"
+                                for k, c in enumerate(["una cruz negra", long])))
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    records = jsonl(tmp_path / "out" / "corpus.jsonl")
+    assert [r["flags"] for r in records] == [[], ["truncated"]] and records[1]["aligned_line"] is None
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["flags"] == {"truncated": 1}
+
+
+def test_captions_with_line_separators_and_escaping_names(run, captions_dir, tmp_path, monkeypatch):
+    """A caption holding U+2028 / NEL (which json.dumps leaves raw in corpus.jsonl) survives a resume;
+    file names that leave --images are counted skips, the good lines still become a corpus."""
+    (tmp_path / "secret.png").write_bytes((captions_dir / "im0.png").read_bytes())
+    lines = [{"file_name": "im0.png", "caption": "una cruz\u2028negra"}, {"file_name": "../secret.png", "caption": "x"},
+             {"file_name": str(tmp_path / "secret.png"), "caption": "y"}, {"file_name": "im1.png", "caption": "un\x85sol"},
+             {"file_name": "im2.png", "caption": "tres estrellas"}]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    args = ["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions), "--quiet",
+            "--batch-size", "1", "--out"]
+    assert main([*args, str(tmp_path / "full")]) == 0
+    calls = []
+
+    def interrupted(*a, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **kw)
+
+    real = corpus_mod.translate_batch
+    monkeypatch.setattr(corpus_mod, "translate_batch", interrupted)
+    assert main([*args, str(tmp_path / "resumed")]) == 130
+    monkeypatch.setattr(corpus_mod, "translate_batch", real)
+    assert main([*args, str(tmp_path / "resumed")]) == 0
+    full = (tmp_path / "full" / "corpus.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "resumed" / "corpus.jsonl").read_text(encoding="utf-8") == full and "\u2028" in full
+    records = corpus_mod.read_records(tmp_path / "full" / "corpus.jsonl")
+    assert [r["source"] for r in records] == ["una cruz\u2028negra", "un\x85sol", "tres estrellas"]
+    assert [r["flags"] for r in records] == [["control_characters"], ["control_characters"], []]
+    report = jsonl(tmp_path / "full" / "input_report.jsonl")
+    assert [(r["line"], r["reason"]) for r in report] == [(2, "path outside the image folder"),
+                                                          (3, "path outside the image folder")]
 
 
 # -- flags -----------------------------------------------------------------------------------------

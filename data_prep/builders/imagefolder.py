@@ -154,7 +154,9 @@ def build_imagefolder(
                       for image_id, rec in recs.items()]
               for split, recs in merged.items() if recs}
     if not splits:
-        raise InputError(f"{NAME}: the metadata in {data_dir} lists no images")
+        dropped = {reason: n for counts in report.dropped.values() for reason, n in counts.items()}
+        raise InputError(f"{NAME}: the metadata in {data_dir} lists no usable image"
+                         + (f" (rows dropped: {dropped})" if dropped else ""))
     overlap.apply(splits, others, drop_overlap_from, report)
     dsd = write_dataset(splits, out, report, show_progress=show_progress)
     print(report.summary())

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.errors import InputError
+from data_prep.text_files import numbered_lines
 
 RUN_FILES = ("config.json", "metrics.jsonl", "eval/scores.json")
 
@@ -47,7 +48,10 @@ def read_metrics(path: Path, notes: list[str]) -> list[dict]:
         notes.append(f"{path} is missing: no training curves")
         return []
     records, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for _, line in numbered_lines(path, undecodable="none"):
+        if line is None:
+            bad += 1
+            continue
         if not line.strip():
             continue
         try:
