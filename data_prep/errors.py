@@ -1,7 +1,7 @@
 """How bad input and interruptions reach the user of every GroundMT command line tool.
 
-`InputError` is the one exception for input the user can fix (files, folders, options); every
-CLI (`python -m data_prep`, `python -m translate`, `python -m eval`, `train.py`) runs its command
+`InputError` is the one exception for input the user can fix (files, folders, options) in all
+four CLIs; `python -m data_prep`, `python -m translate` and `python -m eval` run their command
 through `run_command`, which turns it into one line `error: ...` on stderr and exit code 2. An
 `OSError` on a path (permissions, a folder where a file is expected, a full disk) is input too and
 reads `error: PATH: reason`. Ctrl-C ends with one line and exit code 130 (after whatever progress
@@ -13,7 +13,6 @@ below refuse bad values at parsing. Output locations are checked with `output_fi
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from collections.abc import Callable

@@ -33,6 +33,7 @@ import data_prep.__main__ as data_prep_cli
 import eval.__main__ as eval_cli
 import translate.__main__ as translate_cli
 from data_prep.builders.files import OUTSIDE
+from data_prep.errors import InputError, run_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -305,7 +306,8 @@ PROBES = [
           kept=unchanged("plain", "keep\n")),
     Probe("corpus: --out cannot be written", "translate",
           lambda e: corpus(e, out=e.unwritable()), 2,
-          r"--out .*: cannot write in", patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
+          r"--out .*: cannot write in",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
     Probe("corpus: --out holds a corpus of another input", "translate", corpus, 2,
           r"holds a corpus of another run or input .* pass --restart", setup=other_corpus,
           kept=unchanged("corpus/corpus.jsonl", '{"id": "a#0"}\n')),
@@ -460,6 +462,26 @@ def test_probe(probe: Probe, run, data, tmp_path, monkeypatch, capfd):
 
 def _quote(arg: str) -> str:
     return arg if re.fullmatch(r"[\w./:=,+-]+", arg) else json.dumps(arg, ensure_ascii=False)
+
+
+def test_run_command_contract(capsys):
+    """InputError and OSError on a path: one line, exit 2; Ctrl-C: one line, exit 130; a bug keeps
+    its traceback (the exception propagates)."""
+    def raising(exc: BaseException) -> Callable[[], int]:
+        def command() -> int:
+            raise exc
+        return command
+
+    cases = [(InputError("--x y is wrong"), 2, "error: --x y is wrong"),
+             (PermissionError(13, "Permission denied", "/data/out"), 2, "error: /data/out: Permission denied"),
+             (OSError(28, "No space left on device"), 2, "error: [Errno 28] No space left on device"),
+             (KeyboardInterrupt(), 130, "interrupted"),
+             (KeyboardInterrupt("3 records are safe"), 130, "interrupted: 3 records are safe")]
+    for exc, code, line in cases:
+        assert run_command(raising(exc)) == code
+        assert capsys.readouterr().err.splitlines() == [line]
+    with pytest.raises(ZeroDivisionError):
+        run_command(lambda: 1 // 0)
 
 
 # -- the same probes as real processes ---------------------------------------------------------------

@@ -273,8 +273,10 @@ def test_captions_with_line_separators_and_escaping_names(run, captions_dir, tmp
     """A caption holding U+2028 / NEL (which json.dumps leaves raw in corpus.jsonl) survives a resume;
     file names that leave --images are counted skips, the good lines still become a corpus."""
     (tmp_path / "secret.png").write_bytes((captions_dir / "im0.png").read_bytes())
-    lines = [{"file_name": "im0.png", "caption": "una cruz\u2028negra"}, {"file_name": "../secret.png", "caption": "x"},
-             {"file_name": str(tmp_path / "secret.png"), "caption": "y"}, {"file_name": "im1.png", "caption": "un\x85sol"},
+    lines = [{"file_name": "im0.png", "caption": "una cruz\u2028negra"},
+             {"file_name": "../secret.png", "caption": "x"},
+             {"file_name": str(tmp_path / "secret.png"), "caption": "y"},
+             {"file_name": "im1.png", "caption": "un\x85sol"},
              {"file_name": "im2.png", "caption": "tres estrellas"}]
     captions = tmp_path / "captions.jsonl"
     captions.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")

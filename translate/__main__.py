@@ -18,7 +18,8 @@ TEXT_EPILOG = """examples:
   echo "un gato negro" | python -m translate text --run RUN
 Output: one line per input line, in order (an empty input line gives an empty output line). Lines
 end at \\n only (data_prep.text_files). An input longer than the model reads is cut there: one
-warning says which lines. --out is checked before translating and written whole at the end."""
+warning says which lines. --out is checked before translating and written whole at the end.
+Bad input: one line "error: ...", exit code 2; Ctrl-C: one line, exit code 130."""
 
 CORPUS_EPILOG = """examples:
   python -m translate corpus --run RUN --data-dir DATASET_DIR --split test --out corpus_out
@@ -28,7 +29,8 @@ captions file: JSONL, CSV or TSV with columns file_name, caption (optional image
 file_name is relative to --images (a name that leaves --images is skipped, never opened).
 Outputs in OUT: corpus.jsonl, corpus.<src>, corpus.en, corpus.tsv, [corpus.tmx], input_report.jsonl,
 summary.json, summary.md, grounding_hist.png, length_ratio_hist.png. Rerunning the same command
-after an interruption resumes where it stopped."""
+after an interruption resumes where it stopped (Ctrl-C: one line, exit code 130). Bad input: one
+line "error: ...", exit code 2, before the model loads wherever possible."""
 
 
 def build_parser() -> argparse.ArgumentParser:

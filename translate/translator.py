@@ -2,7 +2,8 @@
 
 `Translator.from_run(RUN)` loads `RUN/model` (the exported `GroundedSystem`, docs/architecture.md)
 and the run id from `RUN/config.json`; a missing model, or a damaged file in it (a truncated
-`student/model.safetensors` or `clip/open_clip_model.pt`), is an `InputError` naming the file. Scores live in the run's own CLIP space:
+`student/model.safetensors` or `clip/open_clip_model.pt`), is an `InputError` naming the file.
+Scores live in the run's own CLIP space:
 - `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
