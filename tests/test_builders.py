@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -254,6 +255,15 @@ def test_coco_es_reads_csv_like_xlsx(tmp_path):
         book.close()
     dsd = build_coco_es(tmp_path / "out", data, coco_dir=ES / "coco", show_progress=False)
     assert_rows(dsd, es_expected("human"))
+
+
+def test_coco_es_damaged_workbook_is_an_input_error(tmp_path):
+    data = tmp_path / "es"
+    shutil.copytree(ES, data)
+    (data / "validation.xlsx").write_bytes((data / "validation.xlsx").read_bytes()[:100])
+    with pytest.raises(InputError, match=r"validation.xlsx: not a readable .xlsx workbook"):
+        build_coco_es(tmp_path / "out", data, coco_dir=ES / "coco", show_progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 # --- COCO-MT ---------------------------------------------------------------------------------------------

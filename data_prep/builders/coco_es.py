@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
 import openpyxl
+from openpyxl.utils.exceptions import InvalidFileException
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, provenance
@@ -53,7 +55,11 @@ def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(row_number, {column: value})` of the first sheet of an .xlsx, or of a .csv; header names
     are matched case-insensitively and must include `image_id` and `caption`."""
     if path.suffix == ".xlsx":
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
+            raise InputError(f"{path}: not a readable .xlsx workbook ({exc}); a .csv with the same columns "
+                             "also works") from None
         try:
             rows = list(book.worksheets[0].iter_rows(values_only=True))
         finally:
