@@ -7,7 +7,7 @@ import json
 import sys
 
 from .builders import BUILDERS, get_builder
-from .builders.files import InputError
+from .errors import Parser, output_dir, run_command
 
 
 def add_builder_arguments(parser: argparse.ArgumentParser, module) -> None:
@@ -19,7 +19,7 @@ def add_builder_arguments(parser: argparse.ArgumentParser, module) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m data_prep",
         description="Build GroundMT datasets (a DatasetDict with train/validation/test and "
         "build_report.json) from local files, or validate one.",
@@ -40,26 +40,31 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "check":
-        from .check import check_dataset
+    return run_command(lambda: run_check(args) if args.command == "check" else run_build(args))
 
-        result = check_dataset(args.dir, show_progress=not args.json)
-        if args.json:
-            print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
-        else:
-            for line in result.warnings:
-                print(f"warning: {line}")
-            for line in result.errors:
-                print(f"error: {line}")
-            counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
-            print(f"{args.dir}: {len(result.errors)} errors, {len(result.warnings)} warnings ({counts})")
-        return 0 if result.ok else 1
-    try:
-        args.builder.build(args)
-    except InputError as exc:  # unusable input files or options: the message says what was expected
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+def run_build(args: argparse.Namespace) -> int:
+    """Run the chosen builder; bad input files or options are `InputError`s (one line, exit 2)."""
+    output_dir(args.out, "--out")
+    args.builder.build(args)
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Validate a dataset directory: exit 0 when it meets the data contract, 1 when it does not."""
+    from .check import check_dataset
+
+    result = check_dataset(args.dir, show_progress=not args.json)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        for line in result.warnings:
+            print(f"warning: {line}")
+        for line in result.errors:
+            print(f"error: {line}")
+        counts = ", ".join(f"{k} {v}" for k, v in result.counts.items())
+        print(f"{args.dir}: {len(result.errors)} errors, {len(result.warnings)} warnings ({counts})")
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .load import damaged_file
 from .schema import COLUMNS, FEATURES, SPLITS
 
 
@@ -76,7 +77,9 @@ def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
     try:
         dsd = datasets.load_from_disk(str(path))
     except Exception as exc:
-        result.errors.append(f"cannot load {path} as a DatasetDict: {exc}")
+        damaged = damaged_file(path) if (Path(path) / "dataset_dict.json").is_file() else None
+        result.errors.append(f"cannot load {path} as a DatasetDict: "
+                             + (f"{damaged} is damaged ({exc})" if damaged is not None else f"{exc}"))
         return result
     if not isinstance(dsd, datasets.DatasetDict):
         result.errors.append(f"{path} holds a single Dataset, expected a DatasetDict with splits {SPLITS}")

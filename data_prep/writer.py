@@ -2,7 +2,8 @@
 
 It normalises text, resolves and verifies every image (embedding the original bytes),
 drops unusable samples with a counted reason, keeps splits image-disjoint and saves with
-`save_to_disk` plus `build_report.json`.
+`save_to_disk` plus `build_report.json` into a staging folder that replaces `out` only when
+complete (an interrupted build leaves a previous dataset at `out` intact).
 """
 from __future__ import annotations
 
@@ -139,19 +140,33 @@ def write_dataset(
             writer.finalize()
             parts[split] = datasets.Dataset.from_file(str(path))
         dsd = datasets.DatasetDict(parts)
-        if out.exists():
-            shutil.rmtree(out)
-        out.mkdir(parents=True)
+        staging = out.with_name(f".{out.name}.building")
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.parent.mkdir(parents=True, exist_ok=True)
         # an empty split saved with the default 0 shards cannot be loaded back: force one shard
         bars_were_on = datasets.utils.is_progress_bar_enabled()
         if not show_progress:
             datasets.utils.disable_progress_bars()
         try:
-            dsd.save_to_disk(str(out), num_shards={s: 1 for s, ds in dsd.items() if len(ds) == 0} or None)
+            dsd.save_to_disk(str(staging), num_shards={s: 1 for s, ds in dsd.items() if len(ds) == 0} or None)
         finally:
             if bars_were_on:
                 datasets.utils.enable_progress_bars()
+        report.save(staging)
+        _replace_dir(staging, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report.save(out)
     return datasets.load_from_disk(str(out))
+
+
+def _replace_dir(new: Path, out: Path) -> None:
+    """Put the finished dataset `new` at `out`: a previous dataset there stays intact until the new
+    one is complete (an interrupted or failed build leaves it as it was)."""
+    old = out.with_name(f".{out.name}.previous")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old, ignore_errors=True)

@@ -8,16 +8,22 @@
     python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health]
     python -m eval ablation --lang es --out ABLATION [--quick] [--data-dir DATASET]
 
-Text files have one sentence per line, line-aligned; several --ref files are reference
-streams (as in sacreBLEU). Each command is a (add_arguments, run) pair in COMMANDS.
+Text files have one sentence per line, line-aligned, read exactly as the sacreBLEU CLI reads them
+(a line ends at "\\n" only; `data_prep.text_files`); several --ref files are reference streams (as
+in sacreBLEU). Each command is a (add_arguments, run) pair in COMMANDS; bad input ends with one
+line `error: ...` and exit code 2 (`data_prep.errors`).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from data_prep.errors import (InputError, Parser, input_file, non_negative_int, output_file, positive_int,
+                              run_command, torch_device)
+from data_prep.text_files import read_lines, read_list
 from eval.ablation import add_ablation_arguments, run_ablation
 from eval.analysis import add_analyze_arguments, run_analyze
 from eval.report import add_report_arguments, run_report
@@ -25,12 +31,14 @@ from eval.report import add_report_arguments, run_report
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def read_lines(path: str) -> list[str]:
-    """Lines of a UTF-8 text file, trailing whitespace removed (as sacreBLEU reads them)."""
-    p = Path(path)
-    if not p.is_file():
-        raise SystemExit(f"error: {path} does not exist (expected a text file, one sentence per line)")
-    return [line.rstrip() for line in p.read_text(encoding="utf-8").splitlines()]
+def read_sentences(path: str, option: str) -> list[str]:
+    """The lines of a text file exactly as the sacreBLEU CLI reads them (`data_prep.text_files`:
+    split at "\\n" only, trailing whitespace removed, a BOM kept as sacreBLEU keeps it, with a warning)."""
+    lines = read_lines(input_file(path, option), keep_bom=True)
+    if lines and lines[0].startswith("\ufeff"):
+        print(f"warning: {path} starts with a UTF-8 byte-order mark; it stays part of line 1, as sacreBLEU "
+              "reads it", file=sys.stderr)
+    return lines
 
 
 def image_paths(spec: str) -> list[str]:
@@ -40,9 +48,8 @@ def image_paths(spec: str) -> list[str]:
     if p.is_dir():
         return sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
     if p.is_file():
-        return [str(p.parent / line) for line in read_lines(spec) if line]
-    raise SystemExit(f"error: --images {spec} is neither a directory of images nor a file "
-                     "listing one image path per line")
+        return [str(p.parent / line) for line in read_list(p)]
+    raise InputError(f"--images {spec} is neither a directory of images nor a file listing one image path per line")
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +66,7 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-lang", default="en", help="target language (zh: sacreBLEU's zh tokenizer)")
     p.add_argument("--bertscore-model", metavar="DIR",
                    help="local model directory for BERTScore/LiSAScore (default: all-MiniLM-L6-v2)")
-    p.add_argument("--num-layers", type=int, help="layer of --bertscore-model to use")
+    p.add_argument("--num-layers", type=positive_int, help="layer of --bertscore-model to use")
     p.add_argument("--idf", action="store_true", help="idf weighting (document frequency over references)")
     p.add_argument("--bertscore-baseline", metavar="FILE", help="bert-score baseline file for rescaling")
     p.add_argument("--matching", default="lsa",
@@ -68,10 +75,10 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
                    help="one image per hypothesis: a folder (sorted by name) or a list file")
     p.add_argument("--clip", default="ViT-B-32", help="open_clip model name for retrieval")
     p.add_argument("--clip-pretrained", metavar="PATH", help="CLIP weights (local file) for retrieval")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (0: none)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples (0: none)")
     p.add_argument("--seed", type=int, default=12345, help="bootstrap seed (sacreBLEU's default)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sentences per batch (default: 64)")
+    p.add_argument("--device", type=torch_device, help="cpu / cuda (default: cuda when available)")
     p.add_argument("--out", required=True, help="where to write the JSON scores")
 
 
@@ -81,45 +88,66 @@ def run_score(args: argparse.Namespace) -> int:
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics) - set(METRICS))
-    if unknown:
-        raise SystemExit(f"error: unknown metric(s) {unknown}; choose from {','.join(METRICS)}")
-    hyps = read_lines(args.hyp)
-    files = {args.hyp: hyps, **{r: read_lines(r) for r in args.ref}}
+    if unknown or not metrics:
+        raise InputError(f"--metrics: unknown or no metric(s) {unknown}; choose from {','.join(METRICS)}")
+    out = output_file(args.out, "--out")
+    named = [("--hyp", args.hyp), *(("--ref", r) for r in args.ref),
+             *((option, path) for option, path in (("--src", args.src), ("--compare", args.compare)) if path)]
+    lines = {path: read_sentences(path, option) for option, path in named}
+    _check_aligned(named, lines)
+    hyps = lines[args.hyp]
     extra = {"sources": args.src, "baseline_hyps": args.compare}
-    for key, path in extra.items():
-        if path is not None:
-            files[path] = extra[key] = read_lines(path)
-    counts = {path: len(lines) for path, lines in files.items()}
-    if len(set(counts.values())) != 1:
-        raise SystemExit(f"error: files must have the same number of lines: {counts}")
+    extra = {key: lines[path] for key, path in extra.items() if path is not None}
     images = clip = None
     if "retrieval" in metrics:
         if args.images is None:
-            raise SystemExit("error: the retrieval metric needs --images")
+            raise InputError("the retrieval metric needs --images")
         images = image_paths(args.images)
         if len(images) != len(hyps):
-            raise SystemExit(f"error: {len(images)} images for {len(hyps)} hypotheses in {args.images}")
-        from models.clip_loading import load_clip
-
-        clip = load_clip(args.clip, args.clip_pretrained)
+            raise InputError(f"--images {args.images} has {len(images)} images but --hyp {args.hyp} has "
+                             f"{len(hyps)} lines")
+        clip = _load_clip(args.clip, args.clip_pretrained)
     try:
-        result = score(hyps, streams_to_lists([files[r] for r in args.ref]), metrics,
+        result = score(hyps, streams_to_lists([lines[r] for r in args.ref]), metrics,
                        target_lang=args.target_lang, bootstrap=args.bootstrap, seed=args.seed,
                        model_type=args.bertscore_model, num_layers=args.num_layers, idf=args.idf,
                        baseline_path=args.bertscore_baseline, matching=args.matching,
-                       batch_size=args.batch_size, device=args.device, images=images, clip=clip,
-                       **{k: v for k, v in extra.items() if v is not None})
-    except (ValueError, FileNotFoundError) as e:  # bad options or inputs: a message, not a traceback
-        raise SystemExit(f"error: {e}") from e
+                       batch_size=args.batch_size, device=args.device, images=images, clip=clip, **extra)
+    except ValueError as e:  # options the library refuses (e.g. an unknown --matching): a message
+        raise InputError(str(e)) from e
     result["files"] = {"hyp": args.hyp, "ref": args.ref, "src": args.src, "compare": args.compare,
                        "images": args.images}
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, out)  # never a half-written score file
     for name, m in result["metrics"].items():
         print(f"{name}: {_summary(name, m)}")
     print(f"wrote {out}")
     return 0
+
+
+def _check_aligned(named: list[tuple[str, str]], lines: dict[str, list[str]]) -> None:
+    """Every file must have --hyp's number of lines; the message names each file and its count."""
+    hyp_option, hyp = named[0]
+    wrong = [(option, path) for option, path in named[1:] if len(lines[path]) != len(lines[hyp])]
+    if wrong:
+        counts = ", ".join(f"{option} {path} has {len(lines[path])}" for option, path in wrong)
+        raise InputError(f"{hyp_option} {hyp} has {len(lines[hyp])} lines but {counts}: the files must be "
+                         "line-aligned (lines end at \\n only, as sacreBLEU reads them)")
+
+
+def _load_clip(name: str, pretrained: str | None) -> tuple:
+    """The open_clip model for retrieval; a weights file that cannot be loaded is an input error naming it."""
+    from models.clip_loading import load_clip
+
+    if pretrained is not None:
+        input_file(pretrained, "--clip-pretrained")
+    try:
+        return load_clip(name, pretrained)
+    except (RuntimeError, ValueError, KeyError) as exc:
+        what = f"--clip-pretrained {pretrained}" if pretrained else f"--clip {name}"
+        raise InputError(f"{what}: cannot be loaded as open_clip {name} ({str(exc).splitlines()[0]})") from None
 
 
 def _summary(name: str, m: dict) -> str:
@@ -146,12 +174,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m eval", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (help_text, add_arguments, _) in COMMANDS.items():
         add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
-    return COMMANDS[args.command][2](args)
+    return run_command(lambda: COMMANDS[args.command][2](args))
 
 
 if __name__ == "__main__":

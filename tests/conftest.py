@@ -1,6 +1,10 @@
 """Shared test setup: offline hub, tiny model configs registered, deterministic torch; the
-session-wide `cache` of built datasets and CLIP teachers for tests that train a tiny run."""
+session-wide `cache` of built datasets and CLIP teachers for tests that train a tiny run, and one
+tiny trained run per session (`run`, with its dataset `data`, `translator` and `test_split`) for
+the tests of `translate` and of the CLI probes."""
+import json
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -18,3 +22,38 @@ register_tiny_clip_configs()
 def cache(tmp_path_factory):
     """One cache (built datasets, CLIP teachers) shared by every run of the session."""
     return tmp_path_factory.mktemp("groundmt-cache")
+
+
+@pytest.fixture(scope="session")
+def run(tmp_path_factory, cache) -> Path:
+    """A real run directory from a few steps of the micro system (about 30 s)."""
+    # imported here, not at the top: every test file loads conftest, only these fixtures need them
+    import torch
+
+    import train
+    from tiny_run import tiny
+
+    out = tmp_path_factory.mktemp("translate-run") / "run"
+    torch.set_num_threads(1)
+    assert train.main(tiny(cache, out, "--steps", "4", "--checkpoint-every", "100", "--no-evaluate")) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def data(run) -> Path:
+    """The dataset directory the session's run was trained on."""
+    return Path(json.loads((run / "config.json").read_text())["data_path"])
+
+
+@pytest.fixture(scope="session")
+def translator(run):
+    from translate import Translator
+
+    return Translator.from_run(run, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_split(data):
+    from data_prep.load import load_dataset_dir
+
+    return load_dataset_dir(data)["test"]

@@ -6,6 +6,7 @@ import gzip
 import importlib.util
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from data_prep.builders.coco_captions import cocoid
 from data_prep.builders.coco_cn import build_coco_cn
 from data_prep.builders.coco_es import build_coco_es
 from data_prep.builders.coco_mt import build_coco_mt
-from data_prep.builders.files import InputError, LayoutError, read_lines
+from data_prep.builders.files import InputError, LayoutError
 from data_prep.builders.imagefolder import build_imagefolder
 from data_prep.builders.multi30k import build_multi30k
 from data_prep.builders.overlap import normalize_image_id, read_image_set
@@ -256,6 +257,15 @@ def test_coco_es_reads_csv_like_xlsx(tmp_path):
     assert_rows(dsd, es_expected("human"))
 
 
+def test_coco_es_damaged_workbook_is_an_input_error(tmp_path):
+    data = tmp_path / "es"
+    shutil.copytree(ES, data)
+    (data / "validation.xlsx").write_bytes((data / "validation.xlsx").read_bytes()[:100])
+    with pytest.raises(InputError, match=r"validation.xlsx: not a readable .xlsx workbook"):
+        build_coco_es(tmp_path / "out", data, coco_dir=ES / "coco", show_progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # --- COCO-MT ---------------------------------------------------------------------------------------------
 MT = FIXTURES / "coco-mt"
 
@@ -382,6 +392,29 @@ def test_imagefolder_csv_split_folders(tmp_path):
     assert_planted_drops(out, "test", extra={})
 
 
+def test_imagefolder_paths_outside_the_folder_are_counted_skips_never_opened(tmp_path, monkeypatch):
+    """`../x.png`, an absolute path and `../../../../etc/passwd` are dropped as `path outside the image
+    folder` without being opened; a `..` that stays inside the folder (train/../photos) is fine."""
+    root = tmp_path / "folder"
+    (root / "photos").mkdir(parents=True)
+    (root / "train").mkdir()
+    Image.new("RGB", (8, 8), "red").save(root / "photos" / "a.png")
+    Image.new("RGB", (8, 8), "blue").save(tmp_path / "secret.png")
+    rows = [{"file_name": name, "source": "una casa", "english": "a house"}
+            for name in ("../photos/a.png", "../../secret.png", str(tmp_path / "secret.png"), "../../../../etc/passwd")]
+    (root / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: opened.append(str(fp)) or real_open(fp, *a, **k))
+    real_read = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: opened.append(str(self)) or real_read(self))
+    dsd = build_imagefolder(tmp_path / "out", root, "es", show_progress=False)
+    assert dsd["train"]["image_id"] == ["../photos/a"]
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["dropped"]["train"] == {"path outside the image folder": 3}
+    assert not any("secret" in p or "passwd" in p for p in opened), opened
+
+
 # --- wrong layouts, help, helpers --------------------------------------------------------------------------
 EMPTY_DIR_CALLS = {
     "coco-cn": (lambda d, o: build_coco_cn(o, d), ["coco-cn_train.txt", "coco-cn_val.txt", "coco-cn_test.txt",
@@ -441,16 +474,6 @@ def test_overlap_options_are_checked_before_any_work(tmp_path):
     with pytest.raises(LayoutError, match="--overlap-with nowhere:test: not found"):
         build_xm3600(tmp_path / "out", XM, "es", overlap_with=["nowhere:test"])
     assert not (tmp_path / "out").exists()
-
-
-def test_read_lines_handles_endings_bom_and_compression(tmp_path):
-    text = "\ufefffirst\r\nsecond\tTAB\n\nlast without newline"
-    expected = [(1, "first"), (2, "second\tTAB"), (3, ""), (4, "last without newline")]
-    (tmp_path / "a.txt").write_bytes(text.encode("utf-8"))
-    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode("utf-8")))
-    (tmp_path / "a.txt.bz2").write_bytes(bz2.compress(text.encode("utf-8")))
-    for name in ("a.txt", "a.txt.gz", "a.txt.bz2"):
-        assert list(read_lines(tmp_path / name)) == expected
 
 
 def test_image_ids():

@@ -1,6 +1,7 @@
 """The data contract: schema round trip, build report, validator, loader errors, source tokenizer."""
 import io
 import json
+import shutil
 import subprocess
 import sys
 import unicodedata
@@ -10,7 +11,9 @@ import numpy as np
 import pytest
 
 from data_prep import FEATURES, load_dataset_dir
+from data_prep.__main__ import main as data_prep_main
 from data_prep.check import check_dataset
+from data_prep.errors import InputError
 from data_prep.source_tokenizer import load_source_tokenizer, source_tokenizer_for
 from data_prep.synthetic.build import build_synthetic, make_sample
 from data_prep.synthetic.render import render
@@ -104,6 +107,18 @@ def test_writer_drops_are_counted(tmp_path):
 def test_missing_dataset_names_builder(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m data_prep synthetic"):
         load_dataset_dir(tmp_path / "nowhere")
+
+
+def test_a_truncated_arrow_file_is_named(built, tmp_path, capsys):
+    """load_dataset_dir and `python -m data_prep check` name the damaged file, not just the folder."""
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    arrow = next((copy / "validation").glob("*.arrow"))
+    arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+    with pytest.raises(InputError, match=rf"{arrow}: damaged dataset file"):
+        load_dataset_dir(copy)
+    assert data_prep_main(["check", str(copy)]) == 1
+    assert f"{arrow} is damaged" in capsys.readouterr().out
 
 
 def test_source_tokenizer_round_trip_and_cache(built):

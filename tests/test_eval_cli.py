@@ -92,16 +92,16 @@ def test_cli_errors_are_clear(files, tmp_path):
     short = write(tmp_path / "short.txt", ["only one line"])
     run = [sys.executable, "-m", "eval", "score", "--hyp", files["hyp"], "--out", str(tmp_path / "x.json")]
     bad = subprocess.run(run + ["--ref", short], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode != 0 and "same number of lines" in bad.stderr
+    assert bad.returncode == 2 and "has 40 lines but --ref" in bad.stderr and "short.txt has 1" in bad.stderr
     bad = subprocess.run(run + ["--ref", files["ref"], "--metrics", "bleu,meteor"], cwd=ROOT,
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown metric" in bad.stderr
+    assert bad.returncode == 2 and "unknown or no metric" in bad.stderr
     bad = subprocess.run(run + ["--ref", files["ref"], "--metrics", "retrieval"], cwd=ROOT,
                          capture_output=True, text=True)
-    assert bad.returncode != 0 and "needs --images" in bad.stderr
+    assert bad.returncode == 2 and "needs --images" in bad.stderr
     bad = subprocess.run(run + ["--ref", files["ref"], "--metrics", "lisascore", "--matching", "hungarian"],
                          cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode != 0 and "unknown matching 'hungarian'" in bad.stderr
+    assert bad.returncode == 2 and "unknown matching 'hungarian'" in bad.stderr
     assert "Traceback" not in bad.stderr
     helps = subprocess.run([sys.executable, "-m", "eval", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert helps.returncode == 0 and "score" in helps.stdout

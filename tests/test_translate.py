@@ -14,8 +14,6 @@ import pytest
 import torch
 from torch_threads import one_thread  # noqa: F401
 
-import train
-from data_prep.load import load_dataset_dir
 from data_prep.schema import normalize_text
 from eval.retrieval import clip_embeddings, grounding_scores
 from eval.system_eval import student_features
@@ -30,35 +28,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
-@pytest.fixture(scope="session")
-def run(tmp_path_factory) -> Path:
-    """A real run directory from a few steps of the micro system (about 30 s)."""
-    root = tmp_path_factory.mktemp("translate-run")
-    torch.set_num_threads(1)
-    assert train.main(["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
-                       "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "4", "--batch-size", "8",
-                       "--k-english", "1", "--m-source", "1", "--quiet", "--no-evaluate",
-                       "--cache-dir", str(root / "cache"), "--out", str(root / "run")]) == 0
-    return root / "run"
-
-
-@pytest.fixture(scope="session")
-def data(run) -> Path:
-    return Path(json.loads((run / "config.json").read_text())["data_path"])
-
-
-@pytest.fixture(scope="session")
-def translator(run) -> Translator:
-    return Translator.from_run(run, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def test_split(data):
-    return load_dataset_dir(data)["test"]
-
-
 def corpus_args(run: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    return ["corpus", "--run", str(run), "--data", str(data), "--split", "test", "--out", str(out),
+    return ["corpus", "--run", str(run), "--data-dir", str(data), "--split", "test", "--out", str(out),
             "--batch-size", "4", "--quiet", *extra]
 
 
@@ -74,15 +45,16 @@ def full_corpus(run, data, test_split, tmp_path_factory) -> Path:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return corpus_mod.read_records(path)
 
 
 # -- Translator -----------------------------------------------------------------------------------
 def test_translator_equals_grounded_system_and_clip_oracles(run, translator, test_split):
     sources = [s for row in test_split["source"] for s in row][:8]
     system = GroundedSystem.load(run / "model")
-    for beams in (1, 2):
-        assert translator.translate(sources, beams=beams, batch_size=3) == system.translate(sources, num_beams=beams)
+    for num_beams in (1, 2):
+        assert translator.translate(sources, num_beams=num_beams, batch_size=3) == \
+            system.translate(sources, num_beams=num_beams)
     images = [im for im, row in zip(test_split["image"], test_split["source"]) for _ in row][:8]
     hyps = translator.translate(sources)
     clip, preprocess, tokenizer = load_clip(system.clip_name, pretrained=run / "model" / "clip" / "open_clip_model.pt")
@@ -119,8 +91,8 @@ def test_text_cli_prints_one_line_per_input(run, translator, tmp_path, capsys, m
 
     file = tmp_path / "in.es"
     file.write_text("\r\n".join(sentences) + "\r\n", encoding="utf-8")
-    assert main(["text", "--run", str(run), "--file", str(file), "--beams", "2", "--batch-size", "2"]) == 0
-    assert capsys.readouterr().out.split("\n") == [*translator.translate(sentences, beams=2), ""]
+    assert main(["text", "--run", str(run), "--file", str(file), "--num-beams", "2", "--batch-size", "2"]) == 0
+    assert capsys.readouterr().out.split("\n") == [*translator.translate(sentences, num_beams=2), ""]
 
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("\n".join(sentences).encode("utf-8"))))
     out = tmp_path / "out.en"
@@ -128,8 +100,8 @@ def test_text_cli_prints_one_line_per_input(run, translator, tmp_path, capsys, m
     assert out.read_text(encoding="utf-8").split("\n") == [*expected, ""]
 
     file.write_bytes(b"una casa\ncami\xf3n rojo\n")
-    with pytest.raises(SystemExit, match=r"in.es:2: not valid UTF-8"):
-        main(["text", "--run", str(run), "--file", str(file)])
+    assert main(["text", "--run", str(run), "--file", str(file)]) == 2
+    assert "in.es:2: not valid UTF-8" in capsys.readouterr().err
 
 
 # -- translate corpus ------------------------------------------------------------------------------
@@ -184,8 +156,7 @@ def test_corpus_resumes_after_an_interruption(full_corpus, run, data, tmp_path, 
     threshold = str(json.loads((full_corpus / "summary.json").read_text())["thresholds"]["min_grounding"])
     args = corpus_args(run, data, out, "--tmx", "--dedupe", "--min-grounding", threshold)
     monkeypatch.setattr(corpus_mod, "translate_batch", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        main(args)
+    assert main(args) == 130
     assert json.loads((out / "progress.json").read_text())["records"] == 8 == len(jsonl(out / "corpus.jsonl"))
     with (out / "corpus.jsonl").open("a") as f:  # a batch cut off mid-write by a kill
         f.write('{"id": "syn0-000058#0", "source": "hay un')
@@ -198,8 +169,7 @@ def test_corpus_resumes_after_an_interruption(full_corpus, run, data, tmp_path, 
 
     assert main(args) == 0  # a complete corpus: nothing translated again, nothing duplicated
     assert jsonl(out / "corpus.jsonl") == jsonl(full_corpus / "corpus.jsonl")
-    with pytest.raises(SystemExit, match="another run or input"):
-        main(corpus_args(run, data, out, "--split", "validation"))
+    assert main(corpus_args(run, data, out, "--split", "validation")) == 2
 
 
 @pytest.fixture()
@@ -277,6 +247,63 @@ def test_csv_captions_with_mismatched_columns(run, captions_dir, tmp_path):
     assert (out / "corpus.es").read_text(encoding="utf-8") == good + "\n"
     tus = ET.parse(out / "corpus.tmx").getroot().findall("body/tu")  # escaped on the way in, intact on the way out
     assert [[seg.text for seg in tu.iter("seg")] for tu in tus] == [[good, records[0]["translation"]]]
+
+
+def test_long_input_is_warned_once_and_flagged_truncated(run, translator, captions_dir, tmp_path, capfd):
+    """An input longer than the source tokenizer's limit: `translate text` warns once naming the
+    lines; `translate corpus` flags the record `truncated` and leaves it out of the aligned files."""
+    long = "una casa roja " * 800  # 10,400 characters, thousands of tokens
+    assert translator.truncated([long, "una casa", ""]) == [True, False, False]
+    assert main(["text", "--run", str(run), long, "dos perros", long]) == 0
+    out, err = capfd.readouterr()
+    assert len(out.splitlines()) == 3 and err.splitlines() == [
+        f"warning: 2 input(s) longer than the model reads ({translator.source_limit} tokens) were cut there and "
+        "translated only in part: input line(s) 1, 3"]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps({"file_name": f"im{k}.png", "caption": c}) + "\n"
+                                for k, c in enumerate(["una cruz negra", long])))
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
+                 "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    records = jsonl(tmp_path / "out" / "corpus.jsonl")
+    assert [r["flags"] for r in records] == [[], ["truncated"]] and records[1]["aligned_line"] is None
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["flags"] == {"truncated": 1}
+
+
+def test_captions_with_line_separators_and_escaping_names(run, captions_dir, tmp_path, monkeypatch):
+    """A caption holding U+2028 / NEL (which json.dumps leaves raw in corpus.jsonl) survives a resume;
+    file names that leave --images are counted skips, the good lines still become a corpus."""
+    (tmp_path / "secret.png").write_bytes((captions_dir / "im0.png").read_bytes())
+    lines = [{"file_name": "im0.png", "caption": "una cruz\u2028negra"},
+             {"file_name": "../secret.png", "caption": "x"},
+             {"file_name": str(tmp_path / "secret.png"), "caption": "y"},
+             {"file_name": "im1.png", "caption": "un\x85sol"},
+             {"file_name": "im2.png", "caption": "tres estrellas"}]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+    args = ["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions), "--quiet",
+            "--batch-size", "1", "--out"]
+    assert main([*args, str(tmp_path / "full")]) == 0
+    calls = []
+
+    def interrupted(*a, **kw):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **kw)
+
+    real = corpus_mod.translate_batch
+    monkeypatch.setattr(corpus_mod, "translate_batch", interrupted)
+    assert main([*args, str(tmp_path / "resumed")]) == 130
+    monkeypatch.setattr(corpus_mod, "translate_batch", real)
+    assert main([*args, str(tmp_path / "resumed")]) == 0
+    full = (tmp_path / "full" / "corpus.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "resumed" / "corpus.jsonl").read_text(encoding="utf-8") == full and "\u2028" in full
+    records = corpus_mod.read_records(tmp_path / "full" / "corpus.jsonl")
+    assert [r["source"] for r in records] == ["una cruz\u2028negra", "un\x85sol", "tres estrellas"]
+    assert [r["flags"] for r in records] == [["control_characters"], ["control_characters"], []]
+    report = jsonl(tmp_path / "full" / "input_report.jsonl")
+    assert [(r["line"], r["reason"]) for r in report] == [(2, "path outside the image folder"),
+                                                          (3, "path outside the image folder")]
 
 
 # -- flags -----------------------------------------------------------------------------------------

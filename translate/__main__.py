@@ -1,30 +1,40 @@
 """`python -m translate text|corpus`: translate sentences, or build a parallel corpus from captioned
-images, with a run directory written by `accelerate launch train.py --out RUN` (docs/translate.md)."""
+images, with a run directory written by `accelerate launch train.py --out RUN` (docs/translate.md).
+Bad input ends with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130
+(`data_prep.errors`)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from data_prep.errors import (InputError, Parser, input_file, output_dir, output_file, positive_int, run_command,
+                              torch_device)
+
 TEXT_EPILOG = """examples:
   python -m translate text --run RUN "una casa roja junto al mar" "dos perros"
-  python -m translate text --run RUN --file sentences.es --out sentences.en --beams 4
+  python -m translate text --run RUN --file sentences.es --out sentences.en --num-beams 4
   echo "un gato negro" | python -m translate text --run RUN
-Output: one line per input line, in order (an empty input line gives an empty output line)."""
+Output: one line per input line, in order (an empty input line gives an empty output line). Lines
+end at \\n only (data_prep.text_files). An input longer than the model reads is cut there: one
+warning says which lines. --out is checked before translating and written whole at the end.
+Bad input: one line "error: ...", exit code 2; Ctrl-C: one line, exit code 130."""
 
 CORPUS_EPILOG = """examples:
-  python -m translate corpus --run RUN --data DATASET_DIR --split test --out corpus_out
+  python -m translate corpus --run RUN --data-dir DATASET_DIR --split test --out corpus_out
   python -m translate corpus --run RUN --images photos/ --captions captions.jsonl --src-lang quz \\
       --min-grounding 0.2 --dedupe --tmx --out corpus_out
 captions file: JSONL, CSV or TSV with columns file_name, caption (optional image_id, lang);
-file_name is relative to --images.
+file_name is relative to --images (a name that leaves --images is skipped, never opened).
 Outputs in OUT: corpus.jsonl, corpus.<src>, corpus.en, corpus.tsv, [corpus.tmx], input_report.jsonl,
 summary.json, summary.md, grounding_hist.png, length_ratio_hist.png. Rerunning the same command
-after an interruption resumes where it stopped."""
+after an interruption resumes where it stopped (Ctrl-C: one line, exit code 130). Bad input: one
+line "error: ...", exit code 2, before the model loads wherever possible."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m translate", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="python -m translate", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     text = sub.add_parser("text", help="translate sentences (arguments, --file or stdin)", epilog=TEXT_EPILOG,
@@ -42,14 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
                                         "corpus (resumable).")
     corpus.add_argument("--run", required=True, type=Path, help="run directory (holds model/)")
     source = corpus.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="a dataset directory written by `python -m data_prep`")
+    source.add_argument("--data-dir", type=Path, help="a dataset directory written by `python -m data_prep`")
     source.add_argument("--images", type=Path, help="image folder (with --captions)")
-    corpus.add_argument("--split", default="test", help="split of --data (default: test)")
+    corpus.add_argument("--split", default="test", help="split of --data-dir (default: test)")
     corpus.add_argument("--captions", type=Path, help="JSONL/CSV/TSV captions file (with --images)")
     corpus.add_argument("--out", required=True, type=Path, help="output folder")
     corpus.add_argument("--src-lang", help="source language code for corpus.<src> and TMX (default: the data's "
                                            "lang column, else the run's --lang)")
-    corpus.add_argument("--min-grounding", type=float, help="flag records whose grounding is below this as "
+    corpus.add_argument("--min-grounding", type=cosine, help="flag records whose grounding is below this as "
                                                             "low_grounding and leave them out of the aligned files")
     corpus.add_argument("--dedupe", action="store_true", help="leave repeated source sentences out of the aligned "
                                                               "files (the first kept occurrence stays)")
@@ -60,87 +70,113 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cosine(text: str) -> float:
+    """argparse type: a cosine threshold in [-1, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [-1, 1], got {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [-1, 1] (a cosine), got {value}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--beams", type=int, default=1, help="beam size (1 = greedy; default 1)")
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
-    parser.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--num-beams", type=positive_int, default=1, help="beam size (1 = greedy; default 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per batch (default 32)")
+    parser.add_argument("--device", type=torch_device,
+                        help="torch device (default: cuda when available, else cpu)")
 
 
-def read_sentences(path: Path | None) -> list[str]:
-    """Lines of `path` (stdin when None) without line endings; invalid UTF-8 names its line."""
-    raw = sys.stdin.buffer.read() if path is None else path.read_bytes()
-    lines = raw.removeprefix(b"\xef\xbb\xbf").split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    out = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            out.append(line.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError:
-            raise SystemExit(f"error: {path or '<stdin>'}:{number}: not valid UTF-8") from None
-    return out
+def _quiet_loading() -> None:
+    """No transformers progress bar while the model loads: stderr carries only what the user must read."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 def run_text(args: argparse.Namespace) -> int:
+    from data_prep.text_files import read_lines
+    from translate.outputs import atomic_write
     from translate.translator import Translator
 
     if args.file is not None and args.texts:
-        raise SystemExit("error: give sentences as arguments or --file, not both")
+        raise InputError("give sentences as arguments or --file, not both")
+    out = None if args.out is None else output_file(args.out, "--out")  # before any work
     if args.file is not None:
-        texts = read_sentences(args.file)
+        texts = read_lines(input_file(args.file, "--file"))
     elif not args.texts or args.texts == ["-"]:
-        texts = read_sentences(None)
+        texts = read_lines(None)
     else:
         texts = args.texts
+    _quiet_loading()
     translator = Translator.from_run(args.run, device=args.device)
-    translations = translator.translate(texts, beams=args.beams, batch_size=args.batch_size)
+    translations = translator.translate(texts, num_beams=args.num_beams, batch_size=args.batch_size)
+    cut = [n for n, flag in enumerate(translator.truncated(texts), start=1) if flag]
+    if cut:
+        shown = ", ".join(map(str, cut[:10])) + (", ..." if len(cut) > 10 else "")
+        print(f"warning: {len(cut)} input(s) longer than the model reads ({translator.source_limit} tokens) were cut "
+              f"there and translated only in part: input line(s) {shown}", file=sys.stderr)
     text = "".join(" ".join(t.splitlines()) + "\n" for t in translations)
-    if args.out is None:
+    if out is None:
         sys.stdout.write(text)
     else:
-        args.out.write_text(text, encoding="utf-8")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, text)
     return 0
 
 
 def run_corpus(args: argparse.Namespace) -> int:
-    import json
-
     from translate import inputs
-    from translate.corpus import Filters, build_corpus
-    from translate.translator import Translator
+    from translate.corpus import INPUT_REPORT, PROGRESS, Filters, build_corpus
+    from translate.outputs import atomic_write
+    from translate.translator import Translator, run_config
 
     if (args.images is None) != (args.captions is None):
-        raise SystemExit("error: --images and --captions go together")
-    config_file = args.run / "config.json"
-    run_lang = json.loads(config_file.read_text()).get("lang") if config_file.is_file() else None
-    translator = Translator.from_run(args.run, device=args.device)
-    if args.data is not None:
-        data = inputs.from_dataset(args.data, args.split, args.src_lang)
+        raise InputError("--images and --captions go together")
+    out = output_dir(args.out, "--out")  # before any work
+    run_lang = run_config(args.run).get("lang")
+    if args.data_dir is not None:
+        data = inputs.from_dataset(args.data_dir, args.split, args.src_lang)
     else:
         data = inputs.from_captions(args.images, args.captions, args.src_lang or run_lang or "src")
+    source = args.captions or f"{args.data_dir} split {args.split!r}"
+    if not data.items:
+        skipped = data.skipped_counts()
+        report = ""
+        if not (out / PROGRESS).exists():  # a previous corpus in OUT keeps its own report
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.report))
+            report = f"; see {out / INPUT_REPORT}"
+        raise InputError(f"nothing to translate: {source} has no usable caption"
+                         + (f" (all {sum(skipped.values())} lines skipped: {skipped}){report}" if skipped else ""))
     langs = {item.lang for item in data.items}
     src_lang = args.src_lang or (langs.pop() if len(langs) == 1 else run_lang or "src")
+    _quiet_loading()
+    translator = Translator.from_run(args.run, device=args.device)
     for entry in data.report:
         where = f"line {entry['line']}" if "line" in entry else f"row {entry['row']}"
-        print(f"{args.captions or args.data}: {where}: {entry['reason']} ({entry['action']})", file=sys.stderr)
-    summary = build_corpus(translator, data, args.out, src_lang=src_lang, beams=args.beams, batch_size=args.batch_size,
-                           filters=Filters(args.min_grounding, args.dedupe), tmx=args.tmx, restart=args.restart,
-                           show_progress=not args.quiet)
+        print(f"{args.captions or args.data_dir}: {where}: {entry['reason']} ({entry['action']})", file=sys.stderr)
+    try:
+        summary = build_corpus(translator, data, out, src_lang=src_lang, num_beams=args.num_beams,
+                               batch_size=args.batch_size, filters=Filters(args.min_grounding, args.dedupe),
+                               tmx=args.tmx, restart=args.restart, show_progress=not args.quiet)
+    except KeyboardInterrupt:
+        marker = out / PROGRESS
+        kept = json.loads(marker.read_text())["records"] if marker.is_file() else 0
+        raise KeyboardInterrupt(f"{kept} records are safe in {out / 'corpus.jsonl'}; rerun the same command to "
+                                "resume") from None
     skipped = sum(summary["skipped_inputs"].values())
     print(f"{summary['records']} records ({summary['resumed_records']} resumed), {summary['aligned_pairs']} aligned "
           f"pairs, flags {summary['flags'] or 'none'}; {skipped} input lines skipped"
-          + (f" {summary['skipped_inputs']} (see {args.out / 'input_report.jsonl'})" if skipped else "")
-          + f"; written to {args.out}")
+          + (f" {summary['skipped_inputs']} (see {out / INPUT_REPORT})" if skipped else "")
+          + f"; written to {out}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run_text(args) if args.command == "text" else run_corpus(args)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: run_text(args) if args.command == "text" else run_corpus(args))
 
 
 if __name__ == "__main__":

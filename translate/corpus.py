@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from data_prep.errors import InputError
+from data_prep.text_files import numbered_lines
 from eval.retrieval import grounding_scores
 from translate.flags import Filters, finalize, record_flags
 from translate.inputs import Inputs, Item
@@ -43,18 +45,18 @@ class CorpusWriter:
         if self.marker.is_file():
             progress = json.loads(self.marker.read_text())
             if not self.corpus.is_file():
-                raise SystemExit(f"error: {self.marker} exists but {self.corpus} does not; pass --restart")
+                raise InputError(f"{self.marker} exists but {self.corpus} does not; pass --restart")
             if progress["fingerprint"] != fingerprint:
-                raise SystemExit(f"error: {out} holds a corpus of another run or input "
+                raise InputError(f"{out} holds a corpus of another run or input "
                                  f"({progress['fingerprint']}); pass --restart to replace it, or another --out")
             with self.corpus.open("r+b") as f:  # drop whatever was appended after the last marker
                 f.truncate(progress["bytes"])
-            self.done = {json.loads(line)["id"] for line in self.corpus.read_text(encoding="utf-8").splitlines()}
+            self.done = {record["id"] for record in read_records(self.corpus)}
             if len(self.done) != progress["records"]:
-                raise SystemExit(f"error: {self.corpus} does not match its progress marker; pass --restart")
+                raise InputError(f"{self.corpus} does not match its progress marker; pass --restart")
             self.resumed = len(self.done)
         elif self.corpus.exists():
-            raise SystemExit(f"error: {self.corpus} exists without a progress marker; pass --restart to replace it")
+            raise InputError(f"{self.corpus} exists without a progress marker; pass --restart to replace it")
         else:
             self.corpus.touch()
             self._mark()
@@ -98,10 +100,18 @@ def _rounded(x: float | None) -> float | None:
     return None if x is None else round(float(x), 6)
 
 
-def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *, beams: int, batch_size: int,
+def read_records(path: Path) -> list[dict]:
+    """The records of a corpus.jsonl, split at "\\n" only: `json.dumps(ensure_ascii=False)` leaves
+    U+2028, NEL and the like unescaped inside a record, where `str.splitlines` would cut it."""
+    return [json.loads(line) for _, line in numbered_lines(path) if line]
+
+
+def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *, num_beams: int, batch_size: int,
                     model: dict) -> list[dict]:
     """Corpus records of `items`: translation, scores, option-independent flags."""
-    translations = translator.translate([it.source for it in items], beams=beams, batch_size=batch_size)
+    sources = [it.source for it in items]
+    translations = translator.translate(sources, num_beams=num_beams, batch_size=batch_size)
+    truncated = translator.truncated(sources)
     images = _load_images(inputs, items)
     scored = [i for i, (it, im) in enumerate(zip(items, images)) if im is not None and it.source]
     grounding: list[float | None] = [None] * len(items)
@@ -114,25 +124,25 @@ def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *
             grounding[i] = None if not translations[i] else g
             source_score[i] = s
     records = []
-    for it, translation, im, g, s in zip(items, translations, images, grounding, source_score):
+    for it, translation, im, g, s, cut in zip(items, translations, images, grounding, source_score, truncated):
         records.append({
             "id": it.id, "image_id": it.image_id, "file_name": it.file_name, "lang": it.lang,
             "source": it.source, "translation": translation, "grounding": _rounded(g),
             "source_image_score": _rounded(s),
             "length_ratio": round(len(translation) / len(it.source), 6) if it.source else None,
-            "flags": record_flags(it.source, translation, im is not None),
+            "flags": record_flags(it.source, translation, im is not None, cut),
             "provenance": it.provenance, **model,
         })
     return records
 
 
 def build_corpus(translator: Translator, inputs: Inputs, out: str | Path, *, src_lang: str, filters: Filters,
-                 beams: int = 1, batch_size: int = 32, tmx: bool = False, restart: bool = False,
+                 num_beams: int = 1, batch_size: int = 32, tmx: bool = False, restart: bool = False,
                  show_progress: bool = True) -> dict:
     """Translate `inputs` into `out` (resuming), then write every derived file; return the summary."""
     out = Path(out)
     fingerprint = {**inputs.fingerprint, "run_id": translator.run_id, "model": translator.model_dir,
-                   "beams": beams, "src_lang": src_lang}
+                   "num_beams": num_beams, "src_lang": src_lang}
     writer = CorpusWriter(out, fingerprint, restart=restart)
     model = {"run_id": translator.run_id, "model": translator.model_dir}
     todo = [it for it in inputs.items if it.id not in writer.done]
@@ -140,10 +150,11 @@ def build_corpus(translator: Translator, inputs: Inputs, out: str | Path, *, src
               disable=not show_progress) as bar:
         for s in range(0, len(todo), batch_size):
             batch = todo[s:s + batch_size]
-            writer.append(translate_batch(translator, inputs, batch, beams=beams, batch_size=batch_size, model=model))
+            writer.append(translate_batch(translator, inputs, batch, num_beams=num_beams, batch_size=batch_size,
+                                          model=model))
             bar.update(len(batch))
     atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in inputs.report))
-    records = finalize([json.loads(line) for line in writer.corpus.read_text(encoding="utf-8").splitlines()], filters)
+    records = finalize(read_records(writer.corpus), filters)
     writer.rewrite(records)
     return write_outputs(records, out, src_lang=src_lang, filters=filters, tmx=tmx, inputs=inputs,
                          resumed=writer.resumed, model=model)

@@ -2,7 +2,8 @@
 
 Flags fixed when a record is written: `empty` (no source text), `untranslated` (empty translation,
 or equal to the source ignoring case), `control_characters` (a line break or other control
-character that one-line formats and XML cannot carry unchanged), `unreadable_image`. Flags that
+character that one-line formats and XML cannot carry unchanged), `unreadable_image`, `truncated`
+(the source is longer than the model reads, so only its beginning was translated). Flags that
 depend on the options and are recomputed at the end of every run (`finalize`): `low_grounding`
 (below `--min-grounding`) and `duplicate` (the same source text is already in the aligned files).
 """
@@ -12,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass
 
 # Flags that keep a record out of the aligned files whatever the options.
-ALWAYS_EXCLUDED = ("empty", "untranslated", "control_characters", "unreadable_image")
+ALWAYS_EXCLUDED = ("empty", "untranslated", "control_characters", "unreadable_image", "truncated")
 OPTION_FLAGS = ("low_grounding", "duplicate")
 
 
@@ -33,8 +34,9 @@ def has_control_characters(text: str) -> bool:
     return any(ch != "\t" and unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
 
 
-def record_flags(source: str, translation: str, image_ok: bool) -> list[str]:
-    """The flags fixed when a record is written (option-independent)."""
+def record_flags(source: str, translation: str, image_ok: bool, truncated: bool = False) -> list[str]:
+    """The flags fixed when a record is written (option-independent); `truncated`: the source was
+    cut at the model's input limit."""
     flags = []
     if not source:
         flags.append("empty")
@@ -44,6 +46,8 @@ def record_flags(source: str, translation: str, image_ok: bool) -> list[str]:
         flags.append("control_characters")
     if not image_ok:
         flags.append("unreadable_image")
+    if truncated:
+        flags.append("truncated")
     return flags
 
 

@@ -2,10 +2,12 @@
 captions file, as `Item`s in input order plus a per-line report of what could not be used.
 
 Captions files are JSONL, CSV (`.csv`) or TSV (`.tsv`/`.tab`) with `file_name` and `caption`
-(optional `image_id`, `lang`). Every line is decoded on its own, so one line in a wrong encoding
-is reported (`line`, `reason`) instead of failing the file. Lines that cannot become a corpus
-record (undecodable, not JSON, wrong column count, no file name, missing or unreadable image)
-are *skipped*; an empty caption becomes a record flagged `empty` and is reported as *flagged*.
+(optional `image_id`, `lang`), read with `data_prep.text_files` (lines end at "\\n" only). Every
+line is decoded on its own, so one line in a wrong encoding is reported (`line`, `reason`) instead
+of failing the file. Lines that cannot become a corpus record (undecodable, not JSON, wrong column
+count, no file name, a file name that leaves `--images` (`path outside the image folder`, never
+opened), missing or unreadable image) are *skipped*; an empty caption becomes a record flagged
+`empty` and is reported as *flagged*.
 Record ids are `<image_id>#<n>` (n = the caption's position among the image's input lines), so
 they are stable across reruns of the same input.
 """
@@ -21,7 +23,10 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from data_prep.builders.files import OUTSIDE, inside
+from data_prep.errors import InputError
 from data_prep.schema import normalize_text
+from data_prep.text_files import numbered_lines
 
 CAPTION_COLUMNS = ("file_name", "caption")
 OPTIONAL_COLUMNS = ("image_id", "lang")
@@ -69,7 +74,7 @@ def from_dataset(path: str | Path, split: str, lang: str | None) -> Inputs:
 
     dsd = load_dataset_dir(path)
     if split not in dsd:
-        raise ValueError(f"{path} has no split {split!r}; it has {sorted(dsd)}")
+        raise InputError(f"--split: {path} has no split {split!r}; it has {sorted(dsd)}")
     ds = dsd[split]
     ids, items, report = _Ids(), [], []
     for row, rec in enumerate(ds.select_columns(["image_id", "lang", "source", "provenance"])):
@@ -87,9 +92,11 @@ def from_captions(images: str | Path, captions: str | Path, lang: str) -> Inputs
     """The captions file's usable lines; images are resolved relative to `images`."""
     images, captions = Path(images), Path(captions)
     if not images.is_dir():
-        raise FileNotFoundError(f"--images {images} is not a directory")
+        raise InputError(f"--images {images} is not a directory")
+    if captions.is_dir():
+        raise InputError(f"--captions {captions} is a directory, expected a JSONL, CSV or TSV file")
     if not captions.is_file():
-        raise FileNotFoundError(f"--captions {captions} does not exist")
+        raise InputError(f"--captions {captions} does not exist")
     ids, items, report = _Ids(), [], []
     for line, row, problem in _rows(captions):
         if problem:
@@ -99,9 +106,13 @@ def from_captions(images: str | Path, captions: str | Path, lang: str) -> Inputs
         if not file_name:
             report.append({"line": line, "reason": "no file_name", "action": "skipped"})
             continue
+        image = inside(images, file_name)
+        if image is None:  # never opened: a captions file may not reach files outside --images
+            report.append({"line": line, "file_name": file_name, "reason": OUTSIDE, "action": "skipped"})
+            continue
         image_id = str(row.get("image_id") or "").strip() or Path(file_name).with_suffix("").as_posix()
         item = Item(ids(image_id), image_id, file_name, normalize_text(str(row.get("caption") or "")),
-                    str(row.get("lang") or "").strip() or lang, f"{captions.name}:{line}", images / file_name)
+                    str(row.get("lang") or "").strip() or lang, f"{captions.name}:{line}", image)
         image_problem = _image_problem(item.image)
         if image_problem:
             report.append({"line": line, "id": item.id, "file_name": file_name, "reason": image_problem,
@@ -125,24 +136,12 @@ def _image_problem(path: Path) -> str | None:
         return f"unreadable image ({type(exc).__name__})"
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str | None]]:
-    """`(line number, text)`; text is None for a line that is not valid UTF-8 (a BOM is dropped)."""
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, start=1):
-            if number == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
-            try:
-                yield number, raw.decode("utf-8").rstrip("\n").removesuffix("\r")
-            except UnicodeDecodeError:
-                yield number, None
-
-
 def _rows(path: Path) -> Iterator[tuple[int, dict, str | None]]:
     """`(line, row, problem)` for every non-blank line; `problem` says why the line is unusable."""
     if path.suffix.lower() in (".csv", ".tsv", ".tab"):
         yield from _table_rows(path, "," if path.suffix.lower() == ".csv" else "\t")
         return
-    for number, text in _decoded_lines(path):
+    for number, text in numbered_lines(path, undecodable="none"):
         if text is None:
             yield number, {}, "not valid UTF-8"
         elif text.strip():
@@ -166,7 +165,7 @@ def _table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict, str | N
     last = [0]
 
     def good_lines() -> Iterator[str]:
-        for number, text in _decoded_lines(path):
+        for number, text in numbered_lines(path, undecodable="none"):
             if text is None:
                 bad.append(number)
             else:
@@ -176,11 +175,11 @@ def _table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict, str | N
     reader = csv.reader(good_lines(), delimiter=delimiter)
     header = next(reader, None)
     if header is None:
-        raise ValueError(f"{path} is empty: expected a header with columns {list(CAPTION_COLUMNS)}")
+        raise InputError(f"{path} is empty: expected a header with columns {list(CAPTION_COLUMNS)}")
     header = [h.strip() for h in header]
     missing = [c for c in CAPTION_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: the header lacks columns {missing}; found {header}, expected "
+        raise InputError(f"{path}: the header lacks columns {missing}; found {header}, expected "
                          f"{list(CAPTION_COLUMNS)} (+ optional {list(OPTIONAL_COLUMNS)})")
     for values in reader:
         while bad:

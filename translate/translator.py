@@ -1,11 +1,14 @@
 """Inference API over a trained run: translate text, score translations against images.
 
 `Translator.from_run(RUN)` loads `RUN/model` (the exported `GroundedSystem`, docs/architecture.md)
-and the run id from `RUN/config.json`. Scores live in the run's own CLIP space:
+and the run id from `RUN/config.json`; a missing model, or a damaged file in it (a truncated
+`student/model.safetensors` or `clip/open_clip_model.pt`), is an `InputError` naming the file.
+Scores live in the run's own CLIP space:
 - `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
-Text is never changed beyond Unicode NFC and outer whitespace trimming.
+Text is never changed beyond Unicode NFC and outer whitespace trimming. A source longer than the
+source tokenizer's limit is cut there by the model; `truncated` says which inputs were.
 """
 from __future__ import annotations
 
@@ -14,10 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import open_clip
+import sentencepiece as spm
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
+from safetensors import safe_open
 
+from data_prep.builders.files import LayoutError
+from data_prep.errors import InputError
 from data_prep.schema import normalize_text
 from eval.retrieval import grounding_scores
 from eval.system_eval import student_features
@@ -49,30 +56,48 @@ class Translator:
         run = Path(run)
         model_dir = run / "model"
         if not (model_dir / "system.json").is_file():
-            raise FileNotFoundError(f"{run} holds no trained model ({model_dir}/system.json is missing): pass a run "
-                                    "directory written by `accelerate launch train.py --out RUN`")
+            raise LayoutError(f"{run} holds no trained model ({model_dir}/system.json is missing): pass a run "
+                              "directory written by `accelerate launch train.py --out RUN`")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        config = run / "config.json"
-        run_id = json.loads(config.read_text()).get("run_id") if config.is_file() else None
-        return cls(GroundedSystem.load(model_dir, device=device), run_id=run_id or run.resolve().name,
-                   model_dir=model_dir.resolve())
+        run_id = run_config(run).get("run_id")
+        try:
+            system = GroundedSystem.load(model_dir, device=device)
+        except Exception as exc:
+            damaged = damaged_model_file(model_dir)
+            if damaged is None:
+                raise
+            raise InputError(f"{damaged[0]}: damaged model file ({damaged[1]}); export the run's model again or "
+                             f"retrain it ({type(exc).__name__} while loading {model_dir})") from None
+        return cls(system, run_id=run_id or run.resolve().name, model_dir=model_dir.resolve())
 
     @property
     def device(self) -> torch.device:
         return next(self.system.parameters()).device
 
-    def translate(self, texts: Sequence[str], beams: int = 1, batch_size: int = 32) -> list[str]:
-        """English translations of `texts` (greedy, or beam search with `beams` > 1), one per input;
-        an input that is empty after NFC/trimming gets "" without reaching the model."""
+    def translate(self, texts: Sequence[str], num_beams: int = 1, batch_size: int = 32) -> list[str]:
+        """English translations of `texts` (greedy, or beam search with `num_beams` > 1), one per
+        input; an input that is empty after NFC/trimming gets "" without reaching the model."""
         if isinstance(texts, str):
             raise TypeError("texts must be a list of sentences, not a single string")
         texts = [normalize_text(t) for t in texts]
         todo = [i for i, t in enumerate(texts) if t]
         out = [""] * len(texts)
-        done = self.system.translate([texts[i] for i in todo], num_beams=beams, batch_size=batch_size) if todo else []
+        done = (self.system.translate([texts[i] for i in todo], num_beams=num_beams, batch_size=batch_size)
+                if todo else [])
         for i, translation in zip(todo, done):
             out[i] = translation
         return out
+
+    @property
+    def source_limit(self) -> int:
+        """Most source tokens (end token included) the model reads; the rest of a longer input is cut."""
+        return int(self.system.source_tokenizer.model_max_length)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Per input: whether it is longer than `source_limit`, so that only its beginning is translated."""
+        tokenizer = self.system.source_tokenizer
+        extra = tokenizer.num_special_tokens_to_add()
+        return [len(tokenizer.tokenize(normalize_text(t))) + extra > self.source_limit for t in texts]
 
     # -- embeddings -------------------------------------------------------------------------
     @torch.no_grad()
@@ -116,3 +141,37 @@ def _check_aligned(images: Sequence, texts: Sequence[str]) -> None:
         raise TypeError("texts must be a list of sentences, not a single string")
     if len(images) != len(texts):
         raise ValueError(f"{len(images)} images but {len(texts)} texts: they are scored aligned by index")
+
+
+def run_config(run: str | Path) -> dict:
+    """`RUN/config.json` as a dict ({} when the run has none); `InputError` naming it when unreadable."""
+    path = Path(run) / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return config
+
+
+def damaged_model_file(model_dir: Path) -> tuple[Path, str] | None:
+    """`(file, reason)` for the first file of a saved `GroundedSystem` that cannot be read whole
+    (JSON, safetensors, torch and SentencePiece files under `model_dir`); None when all read."""
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file()):
+        try:
+            if path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+            elif path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():
+                        f.get_slice(key)
+            elif path.suffix in (".pt", ".bin"):
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            elif path.suffix == ".spm":
+                spm.SentencePieceProcessor(model_file=str(path))
+        except Exception as exc:  # each format fails in its own way; any failure means the file is damaged
+            return path, str(exc).split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None

@@ -17,10 +17,11 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, NONE, normalize_text, provenance
+from ..text_files import numbered_lines, read_list
 from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
-from .files import LayoutError, find, read_lines, read_list, require
+from .files import LayoutError, find, require
 
 NAME = "coco-cn"
 HELP = "COCO-CN v201805: human-written Chinese captions (+ human translations on test) with COCO English captions"
@@ -71,7 +72,7 @@ def find_root(data_dir: Path) -> Path:
 def read_numbered(path: Path, pattern: re.Pattern, report: BuildReport) -> dict[str, list[tuple[int, str]]]:
     """`id -> [(k, text), ...]` sorted by k; lines that do not match `pattern` are counted and skipped."""
     out: dict[str, list[tuple[int, str]]] = defaultdict(list)
-    for number, line in read_lines(path):
+    for number, line in numbered_lines(path):
         if not line.strip():
             continue
         match = pattern.match(line)
@@ -88,7 +89,7 @@ def read_typo_list(path: Path) -> dict[str, str | None]:
     The COCO-CN repository publishes `data/detected-typos.txt` in the first form (typos marked
     with brackets, no corrections)."""
     typos: dict[str, str | None] = {}
-    for _, line in read_lines(path):
+    for _, line in numbered_lines(path):
         marked, _, fix = line.partition("\t")
         key = normalize_text(re.sub(r"[\[\]]", "", marked))
         if key:
@@ -134,7 +135,7 @@ def build_coco_cn(
     tag_path = find(files["train"].parent, TAG_FILES)
     if tag_path is not None:
         tags = {}
-        for _, line in read_lines(tag_path):
+        for _, line in numbered_lines(tag_path):
             image_id, _, text = line.strip().partition(" ")
             if image_id in listed:
                 tags[cocoid(image_id)] = text.strip()

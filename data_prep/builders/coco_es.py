@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import datasets
 import openpyxl
+from openpyxl.utils.exceptions import InvalidFileException
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, provenance
+from ..text_files import numbered_lines
 from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
-from .files import InputError, LayoutError, open_text, require
+from .files import InputError, LayoutError, require
 
 NAME = "coco-es"
 HELP = "MS-COCO-ES: Spanish COCO captions (human- and machine-translated) with COCO English captions"
@@ -52,14 +55,17 @@ def read_table(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield `(row_number, {column: value})` of the first sheet of an .xlsx, or of a .csv; header names
     are matched case-insensitively and must include `image_id` and `caption`."""
     if path.suffix == ".xlsx":
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        except (zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
+            raise InputError(f"{path}: not a readable .xlsx workbook ({exc}); a .csv with the same columns "
+                             "also works") from None
         try:
             rows = list(book.worksheets[0].iter_rows(values_only=True))
         finally:
             book.close()
     else:
-        with open_text(path) as f:
-            rows = list(csv.reader(f))
+        rows = list(csv.reader(line + "\n" for _, line in numbered_lines(path)))
     header = [str(h).strip().lower() if h is not None else "" for h in (rows[0] if rows else [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:

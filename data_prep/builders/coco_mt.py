@@ -17,10 +17,11 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_WRITTEN, MACHINE_TRANSLATED, provenance
+from ..text_files import numbered_lines
 from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
-from .files import InputError, read_lines, require
+from .files import InputError, require
 
 NAME = "coco-mt"
 HELP = "COCO-MT (COCO-35L): machine-translated COCO captions in 34 languages with COCO English captions"
@@ -48,7 +49,7 @@ def read_translations(path: Path, lang: str, split: str, report: BuildReport) ->
     """`cocoid -> [(n, translation, english original), ...]` sorted by n, for `trg_lang == lang`."""
     grouped: dict[str, list[tuple[int, str, str]]] = {}
     needle = json.dumps(lang)  # a line for this language contains the JSON string "<lang>": skip the rest unparsed
-    for number, line in read_lines(path):
+    for number, line in numbered_lines(path):
         if needle not in line:
             continue
         obj = _loads(line)
@@ -65,7 +66,7 @@ def read_translations(path: Path, lang: str, split: str, report: BuildReport) ->
             continue
         grouped.setdefault(image_id, []).append((index, obj["translation_tokenized"], obj["caption_tokenized"]))
     if not grouped:
-        seen = {str(_loads(line).get("trg_lang")) for _, line in itertools.islice(read_lines(path), 5000)}
+        seen = {str(_loads(line).get("trg_lang")) for _, line in itertools.islice(numbered_lines(path), 5000)}
         raise InputError(f"{path}: no line has trg_lang={lang!r}; languages in its first lines: {sorted(seen)}")
     return {key: sorted(items, key=lambda item: item[0]) for key, items in grouped.items()}
 

@@ -1,24 +1,23 @@
-"""Locating and reading the input files of real datasets, failing early with the expected layout.
+"""Locating the input files of real datasets, failing early with the expected layout.
 
 Every builder first resolves all of its input files with `require`; a wrong folder gives one
 `LayoutError` listing every missing file and the layout the builder expects, before any work.
+Files are read with `data_prep.text_files`; `InputError` lives in `data_prep.errors` (re-exported
+here for the builders).
 """
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
-from collections.abc import Iterator, Mapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO
+
+from ..errors import InputError
+
+__all__ = ["COMPRESSED_SUFFIXES", "InputError", "LayoutError", "find", "OUTSIDE", "inside", "require"]
 
 # Compressed variants tried after the plain name, in this order.
 COMPRESSED_SUFFIXES = (".gz", ".bz2")
-
-
-class InputError(ValueError):
-    """The user's input files or options cannot be used; the message says what was expected.
-    `python -m data_prep` prints it without a traceback."""
+OUTSIDE = "path outside the image folder"
 
 
 class LayoutError(InputError, FileNotFoundError):
@@ -53,25 +52,13 @@ def require(root: Path, wanted: Mapping[str, Sequence[str]], *, layout: str, com
     return found
 
 
-def open_text(path: Path) -> IO[str]:
-    """Open a UTF-8 text file, transparently decompressing `.gz` / `.bz2`; a BOM is dropped."""
-    if path.suffix == ".gz":
-        raw = gzip.open(path, "rb")
-    elif path.suffix == ".bz2":
-        raw = bz2.open(path, "rb")
-    else:
-        raw = open(path, "rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n")
-
-
-def read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield `(line_number, line)` without the line ending (LF or CRLF; a lone CR stays text); a last
-    line without a trailing newline is read like any other."""
-    with open_text(path) as f:
-        for number, line in enumerate(f, start=1):
-            yield number, line.rstrip("\n").removesuffix("\r")
-
-
-def read_list(path: Path) -> list[str]:
-    """Non-empty lines of a one-item-per-line file (image lists), outer whitespace trimmed."""
-    return [line.strip() for _, line in read_lines(path) if line.strip()]
+def inside(folder: Path, name: str) -> Path | None:
+    """`folder / name` when that path stays inside `folder`, else None (an absolute `name`, or one
+    whose `..` parts climb out). Decided on the names alone, so nothing outside is ever opened or
+    even looked at; a symbolic link inside the folder is the folder owner's choice and is followed."""
+    if not name or os.path.isabs(name):
+        return None
+    relative = os.path.normpath(name)
+    if relative == ".." or relative.startswith(".." + os.sep):
+        return None
+    return folder / relative

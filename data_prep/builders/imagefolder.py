@@ -16,9 +16,10 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, SPLITS, provenance
+from ..text_files import numbered_lines
 from ..writer import write_dataset
 from . import overlap
-from .files import InputError, LayoutError, open_text, read_lines
+from .files import OUTSIDE, InputError, LayoutError, inside
 
 NAME = "imagefolder"
 HELP = "your own captioned images: a folder of images with metadata.jsonl or metadata.csv"
@@ -45,6 +46,7 @@ Example: python -m data_prep imagefolder --lang quz --data-dir my_photos --out d
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 REQUIRED_COLUMNS = ("file_name", "source", "english")
 ORIGINS = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED)
+JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
 
 def metadata_files(data_dir: Path) -> list[tuple[Path, str | None]]:
@@ -65,18 +67,22 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """`(line or row number, row)` of a metadata.jsonl / metadata.csv; required columns checked."""
     if path.suffix == ".jsonl":
         rows = []
-        for number, line in read_lines(path):
+        for number, line in numbered_lines(path):
             if line.strip():
                 try:
-                    rows.append((number, json.loads(line)))
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}:{number}: not valid JSON ({exc})") from None
+                if not isinstance(row, dict):
+                    kind = JSON_KINDS.get(type(row), type(row).__name__)
+                    raise InputError(f"{path}:{number}: expected a JSON object, found a JSON {kind} "
+                                     "(metadata.jsonl holds one object per line)")
+                rows.append((number, row))
         columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
     else:
-        with open_text(path) as f:
-            reader = csv.DictReader(f)
-            rows = [(number, row) for number, row in enumerate(reader, start=2)]
-            columns = set(reader.fieldnames or [])
+        reader = csv.DictReader(line + "\n" for _, line in numbered_lines(path))
+        rows = [(number, row) for number, row in enumerate(reader, start=2)]
+        columns = set(reader.fieldnames or [])
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise LayoutError(f"{NAME}: {path} lacks columns {missing}; found {sorted(columns)}, "
@@ -134,8 +140,12 @@ def build_imagefolder(
             if len(parallel) != len(source):
                 report.drop(split, "parallel not aligned with source", example=where)
                 continue
+            image = inside(data_dir, str(path.parent.relative_to(data_dir) / file_name))
+            if image is None:  # never opened: the metadata may not reach files outside the folder
+                report.drop(split, OUTSIDE, example=f"{where}: {file_name}")
+                continue
             image_id = Path(file_name).with_suffix("").as_posix()
-            rec = merged[split].setdefault(image_id, {"image": path.parent / file_name, "source": [],
+            rec = merged[split].setdefault(image_id, {"image": image, "source": [],
                                                       "parallel": [], "english": []})
             rec["source"] += source
             rec["parallel"] += parallel
@@ -144,7 +154,9 @@ def build_imagefolder(
                       for image_id, rec in recs.items()]
               for split, recs in merged.items() if recs}
     if not splits:
-        raise InputError(f"{NAME}: the metadata in {data_dir} lists no images")
+        dropped = {reason: n for counts in report.dropped.values() for reason, n in counts.items()}
+        raise InputError(f"{NAME}: the metadata in {data_dir} lists no usable image"
+                         + (f" (rows dropped: {dropped})" if dropped else ""))
     overlap.apply(splits, others, drop_overlap_from, report)
     dsd = write_dataset(splits, out, report, show_progress=show_progress)
     print(report.summary())

@@ -15,9 +15,10 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, NONE, provenance
+from ..text_files import read_lines, read_list
 from ..writer import write_dataset
 from . import overlap
-from .files import InputError, LayoutError, read_lines, read_list, require
+from .files import OUTSIDE, InputError, LayoutError, inside, require
 
 NAME = "multi30k"
 HELP = "Multi30k: Flickr30k images with translated (task 1) or independent (task 2) captions"
@@ -45,10 +46,6 @@ TASK_LANGS = {1: ("de", "fr", "cs"), 2: ("de",)}  # source languages of each tas
 TASK2_CAPTIONS = 5
 
 
-def _lines(path: Path) -> list[str]:
-    return [line for _, line in read_lines(path)]
-
-
 def _aligned(images: list[str], columns: dict[Path, list[str]]) -> None:
     for path, lines in columns.items():
         if len(lines) != len(images):
@@ -67,7 +64,7 @@ def task1_entries(data_dir: Path, lang: str, split_files: dict[str, str]) -> dic
     out = {}
     for split in split_files:
         images = read_list(files[f"{split}.images"])
-        src, eng = _lines(files[f"{split}.src"]), _lines(files[f"{split}.en"])
+        src, eng = read_lines(files[f"{split}.src"]), read_lines(files[f"{split}.en"])
         _aligned(images, {files[f"{split}.src"]: src, files[f"{split}.en"]: eng})
         out[split] = [(name, s, HUMAN_TRANSLATED, e, [e]) for name, s, e in zip(images, src, eng)]
     return out
@@ -87,7 +84,7 @@ def task2_entries(data_dir: Path, lang: str, split_files: dict[str, str]) -> dic
         images = read_list(files[f"{split}.images"])
         out[split] = []
         for k in range(1, TASK2_CAPTIONS + 1):
-            src, eng = _lines(files[f"{split}.{k}.src"]), _lines(files[f"{split}.{k}.en"])
+            src, eng = read_lines(files[f"{split}.{k}.src"]), read_lines(files[f"{split}.{k}.en"])
             _aligned(images, {files[f"{split}.{k}.src"]: src, files[f"{split}.{k}.en"]: eng})
             out[split] += [(name, s, HUMAN_WRITTEN, "", [e]) for name, s, e in zip(images, src, eng)]
     return out
@@ -133,6 +130,9 @@ def build_multi30k(
         report.note(f"input {split} source lines", len(rows))
         merged: dict[str, dict] = {}
         for name, src, code, par, eng in rows:
+            if inside(image_dirs[0], name) is None:  # never opened
+                report.drop(split, OUTSIDE, example=name)
+                continue
             rec = merged.setdefault(name, {"source": [], "codes": [], "parallel": [], "english": []})
             rec["source"].append(src)
             rec["codes"].append(code)

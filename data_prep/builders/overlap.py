@@ -25,8 +25,9 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import SPLITS
+from ..text_files import read_list
 from .coco_captions import cocoid
-from .files import InputError, LayoutError, read_list
+from .files import InputError, LayoutError
 
 _COCO_NAME = re.compile(r"^COCO_[A-Za-z]+\d{4}_(\d{12})$")
 _EXTENSION = re.compile(r"\.(jpe?g|png)$", re.IGNORECASE)

@@ -14,9 +14,10 @@ import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_WRITTEN, NONE, provenance
+from ..text_files import numbered_lines
 from ..writer import write_dataset
 from . import overlap
-from .files import InputError, LayoutError, read_lines, require
+from .files import OUTSIDE, InputError, LayoutError, inside, require
 
 NAME = "xm3600"
 HELP = "Crossmodal-3600: 3,600 images with independent captions in 36 languages (evaluation only: test split)"
@@ -57,7 +58,7 @@ def build_xm3600(
     report = BuildReport(NAME, data_dir=str(data_dir), lang=lang, field=field,
                          overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
     records, languages, listed = [], set(), 0
-    for number, line in read_lines(files["captions"]):
+    for number, line in numbered_lines(files["captions"]):
         if not line.strip():
             continue
         try:
@@ -71,9 +72,13 @@ def build_xm3600(
         if not isinstance(obj.get(lang), dict):
             report.drop("test", f"image without {lang} captions", example=key)
             continue
+        image = inside(data_dir / "images", f"{key}.jpg")
+        if image is None:  # never opened
+            report.drop("test", OUTSIDE, example=key)
+            continue
         source = list(obj[lang].get(field, []))
         records.append({
-            "image": data_dir / "images" / f"{key}.jpg",
+            "image": image,
             "image_id": key,
             "lang": lang,
             "source": source,

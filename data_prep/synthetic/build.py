@@ -8,6 +8,7 @@ from pathlib import Path
 
 import datasets
 
+from .. import errors
 from ..build_report import BuildReport
 from ..schema import SYNTHETIC, provenance
 from ..writer import write_dataset
@@ -114,14 +115,15 @@ def build_synthetic(
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=("es", "zh"), default="es", help="source language (default: es)")
-    parser.add_argument("--images", type=int, default=2000, help="number of images (default: 2000)")
+    parser.add_argument("--images", type=errors.positive_int, default=2000, help="number of images (default: 2000)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
-    parser.add_argument("--parallel-fraction", type=float, default=0.3,
+    parser.add_argument("--parallel-fraction", type=errors.fraction, default=0.3,
                         help="fraction of training source captions with an exact English translation (default: 0.3)")
-    parser.add_argument("--eval-parallel-fraction", type=float, default=1.0,
+    parser.add_argument("--eval-parallel-fraction", type=errors.fraction, default=1.0,
                         help="the same for validation and test captions, the references of evaluation (default: 1)")
-    parser.add_argument("--captions-per-image", type=int, default=2, help="K captions per language (default: 2)")
-    parser.add_argument("--image-size", type=int, default=64, help="image side in pixels (default: 64)")
+    parser.add_argument("--captions-per-image", type=errors.positive_int, default=2,
+                        help="K captions per language (default: 2)")
+    parser.add_argument("--image-size", type=errors.positive_int, default=64, help="image side in pixels (default: 64)")
 
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:

@@ -10,6 +10,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.errors import InputError
+from data_prep.text_files import numbered_lines
+
+RUN_FILES = ("config.json", "metrics.jsonl", "eval/scores.json")
+
 
 @dataclass
 class Run:
@@ -46,7 +51,10 @@ def read_metrics(path: Path, notes: list[str]) -> list[dict]:
         notes.append(f"{path} is missing: no training curves")
         return []
     records, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for _, line in numbered_lines(path, undecodable="none"):
+        if line is None:
+            bad += 1
+            continue
         if not line.strip():
             continue
         try:
@@ -64,11 +72,15 @@ def read_metrics(path: Path, notes: list[str]) -> list[dict]:
 
 
 def load_run(path: str | Path) -> Run:
-    """A `Run` from a run directory; raises FileNotFoundError when `path` is not a directory."""
+    """A `Run` from a run directory; `InputError` when `path` is not a directory or holds none of
+    config.json, metrics.jsonl and eval/scores.json (not a run)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"run directory {path} does not exist (expected the --out folder "
-                                "of train.py, holding config.json, metrics.jsonl and eval/)")
+        raise InputError(f"run directory {path} does not exist (expected the --out folder "
+                         "of train.py, holding config.json, metrics.jsonl and eval/)")
+    if not any((path / name).is_file() for name in RUN_FILES):
+        raise InputError(f"{path} is not a run directory: it holds none of {', '.join(RUN_FILES)} "
+                         "(expected the --out folder of train.py)")
     notes: list[str] = []
     config = _read_json(path / "config.json", notes) or {}
     scores = _read_json(path / "eval" / "scores.json", notes)
@@ -82,7 +94,7 @@ def load_run(path: str | Path) -> Run:
 def load_runs(paths: list[str | Path]) -> list[Run]:
     """Runs in the given order (the first is the baseline), names made unique."""
     if not paths:
-        raise ValueError("give at least one run directory")
+        raise InputError("give at least one run directory")
     runs = [load_run(p) for p in paths]
     seen: dict[str, int] = {}
     for run in runs:

@@ -1,0 +1,152 @@
+"""How bad input and interruptions reach the user of every GroundMT command line tool.
+
+`InputError` is the one exception for input the user can fix (files, folders, options) in all
+four CLIs; `python -m data_prep`, `python -m translate` and `python -m eval` run their command
+through `run_command`, which turns it into one line `error: ...` on stderr and exit code 2. An
+`OSError` on a path (permissions, a folder where a file is expected, a full disk) is input too and
+reads `error: PATH: reason`. Ctrl-C ends with one line and exit code 130 (after whatever progress
+marker the command keeps). Anything else is a bug and keeps its traceback. Argument errors go
+through `Parser`, which prints one line instead of argparse's usage block, and the argparse types
+below refuse bad values at parsing. Output locations are checked with `output_file` /
+`output_dir` before any work starts. `models/` never imports this module: the CLI layers convert.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+INPUT_ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell's code for a Ctrl-C
+
+
+class InputError(ValueError):
+    """The user's input files or options cannot be used; the message says what was expected.
+    Every CLI prints it as one line `error: ...` and exits with code 2."""
+
+
+def os_error_message(exc: OSError) -> str:
+    """`PATH: reason` for an OSError on a path (the reason without errno noise); else its text."""
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    if not paths or not exc.strerror:
+        return str(exc)
+    return f"{' -> '.join(paths)}: {exc.strerror}"
+
+
+def run_command(command: Callable[[], int]) -> int:
+    """Run a CLI command: `InputError` and `OSError` → one `error:` line and exit 2; Ctrl-C → one
+    line and exit 130 (a `KeyboardInterrupt` raised with a message prints that message)."""
+    try:
+        return command()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return INPUT_ERROR_EXIT
+    except OSError as exc:
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        return INPUT_ERROR_EXIT
+    except KeyboardInterrupt as exc:
+        print(f"interrupted{': ' + str(exc) if str(exc) else ''}", file=sys.stderr)
+        return INTERRUPTED_EXIT
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, `error: ... (see PROG --help)`, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(INPUT_ERROR_EXIT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a size, a count of beams)."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (0 switches something off, e.g. `--bootstrap 0`)."""
+    return _int_at_least(text, 0, "an integer >= 0")
+
+
+def _int_at_least(text: str, low: int, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value}")
+    return value
+
+
+def torch_device(text: str) -> str:
+    """argparse type: a torch device string that exists on this machine (`cpu`, `cuda`, `cuda:1`, `mps`)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine; use --device cpu")
+    return text
+
+
+def input_file(path: str | Path, option: str) -> Path:
+    """`path` as an existing file given with `option`; InputError naming it otherwise."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory, expected a file")
+    if not path.is_file():
+        raise InputError(f"{option} {path} does not exist")
+    return path
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """Check, before any work, that a file can be created at `path` (`option` names it in the
+    message): not a directory, and the nearest existing folder above it is writable. Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory, expected a file name")
+    _check_writable(path.parent, f"{option} {path}")
+    return path
+
+
+def output_dir(path: str | Path, option: str) -> Path:
+    """Check, before any work, that `path` is a writable folder or can be created as one. Creates nothing."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option} {path} is a file, expected a folder")
+    _check_writable(path, f"{option} {path}")
+    return path
+
+
+def _check_writable(folder: Path, what: str) -> None:
+    """The nearest existing folder at or above `folder` accepts a new file (an unnamed temporary
+    file is created there and removed, so nothing is left behind)."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{what}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise InputError(f"{what}: cannot write in {existing} ({exc.strerror or exc})") from None

@@ -1,0 +1,528 @@
+"""Bad input and interruptions, probed the way a hostile but realistic user would try them, on the
+three CLIs outside training (`python -m translate`, `python -m eval`, `python -m data_prep`).
+
+Every probe runs the CLI's `main(argv)` (stdout and stderr captured at the file descriptors) and
+asserts the exit code (2 for bad input, 130 for Ctrl-C), that stderr is exactly one line, starting
+with `error:` (or `interrupted` for Ctrl-C), with no traceback, and — where the probe puts
+something at risk — that no output was lost or opened where it must not be. A few probes are run
+again as real subprocesses (and one with a real SIGINT) to show the process behaves the same.
+
+`GROUNDMT_PROBE_TABLE=docs/reliability.md python -m pytest tests/test_cli_probes.py -p no:xdist`
+rewrites the probe table in docs/reliability.md from the actual outputs of this run.
+"""
+from __future__ import annotations
+
+import json
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from PIL import Image
+from torch_threads import one_thread  # noqa: F401
+
+import data_prep.__main__ as data_prep_cli
+import eval.__main__ as eval_cli
+import translate.__main__ as translate_cli
+from data_prep.builders.files import OUTSIDE
+from data_prep.errors import InputError, run_command
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main}
+TABLE_BEGIN, TABLE_END = "<!-- cli-probes:begin -->", "<!-- cli-probes:end -->"
+RESULTS: list[dict] = []
+
+
+class Env:
+    """Paths a probe works with: `tmp` (its own folder), the session's trained `run` and its `data`."""
+
+    def __init__(self, tmp: Path, run: Path, data: Path):
+        self.tmp, self.run, self.data = tmp, run, data
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+        return path
+
+    def damaged_run(self, relative: str) -> Path:
+        """A copy of the session run whose `model/<relative>` is cut to half its length."""
+        copy = self.tmp / "run"
+        shutil.copytree(self.run / "model", copy / "model")
+        shutil.copy(self.run / "config.json", copy / "config.json")
+        target = copy / "model" / relative
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+        return copy
+
+    def damaged_data(self) -> Path:
+        """A copy of the session dataset whose test arrow file is cut to half its length."""
+        copy = self.tmp / "data"
+        shutil.copytree(self.data, copy, ignore=shutil.ignore_patterns("tokenizers"))
+        arrow = next((copy / "test").glob("*.arrow"))
+        arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
+        return copy
+
+    def images(self, names: list[str]) -> Path:
+        folder = self.tmp / "images"
+        folder.mkdir(exist_ok=True)
+        for name in names:
+            Image.new("RGB", (16, 16), "red").save(folder / name)
+        return folder
+
+    def unwritable(self) -> Path:
+        """A folder location the process cannot create or write (root ignores permission bits)."""
+        if os.geteuid() == 0:
+            if os.access("/sys", os.W_OK) and _can_create("/sys"):
+                pytest.skip("no unwritable location on this machine")
+            return Path("/sys/groundmt-probe")
+        locked = self.tmp / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        return locked / "out"
+
+
+def _can_create(folder: str) -> bool:
+    try:
+        os.close(os.open(Path(folder) / ".groundmt-probe", os.O_CREAT | os.O_WRONLY))
+        os.unlink(Path(folder) / ".groundmt-probe")
+        return True
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One bad input: the CLI (`tool`), its arguments, the expected exit code and message (a regex
+    searched in the single stderr line), and optional setup / patch / check that nothing was lost."""
+
+    name: str
+    tool: str
+    argv: Callable[[Env], list[str]]
+    code: int
+    message: str
+    setup: Callable[[Env], None] | None = None
+    patch: Callable[[Env, pytest.MonkeyPatch], None] | None = None
+    kept: Callable[[Env], None] | None = None
+    needs_no_cuda: bool = False
+
+
+def _owner(target: str) -> tuple[object, str]:
+    """`module:Attr.name` -> (the object holding `name`, `name`)."""
+    module, _, attrs = target.partition(":")
+    *path, name = attrs.split(".")
+    owner = importlib.import_module(module)
+    for attr in path:
+        owner = getattr(owner, attr)
+    return owner, name
+
+
+def forbid(target: str, what: str) -> Callable[[Env, pytest.MonkeyPatch], None]:
+    """A patch making `target` (`module:attr`) fail the test if called: the probe must stop before that work."""
+    def patch(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        def called(*args, **kwargs):
+            raise AssertionError(f"{what} before the bad input was reported")
+        monkeypatch.setattr(*_owner(target), called)
+    return patch
+
+
+def interrupt(target: str, after: int = 0) -> Callable[[Env, pytest.MonkeyPatch], None]:
+    """A patch raising KeyboardInterrupt (Ctrl-C) on call number `after` + 1 of `target` (`module:attr`)."""
+    def patch(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+        owner, name = _owner(target)
+        real, calls = getattr(owner, name), []
+
+        def wrapped(*args, **kwargs):
+            if len(calls) == after:
+                raise KeyboardInterrupt
+            calls.append(1)
+            return real(*args, **kwargs)
+        monkeypatch.setattr(owner, name, wrapped)
+    return patch
+
+
+# -- the probes ------------------------------------------------------------------------------------
+def text(env: Env, *extra: str) -> list[str]:
+    return ["text", "--run", str(env.run), *extra]
+
+
+def corpus(env: Env, *extra: str, data: Path | None = None, out: Path | None = None) -> list[str]:
+    return ["corpus", "--run", str(env.run), "--data-dir", str(data or env.data), "--out",
+            str(out or env.tmp / "corpus"), "--quiet", *extra]
+
+
+def captions_corpus(env: Env, lines: list[dict | str]) -> list[str]:
+    images = env.tmp / "images"
+    images.mkdir(exist_ok=True)
+    captions = env.file("captions.jsonl", "".join((json.dumps(x) if isinstance(x, dict) else x) + "\n"
+                                                  for x in lines))
+    return ["corpus", "--run", str(env.run), "--images", str(images), "--captions", str(captions),
+            "--out", str(env.tmp / "corpus"), "--quiet"]
+
+
+def escaping_captions(env: Env) -> list[str]:
+    """Captions naming files outside --images (each a real, readable image)."""
+    Image.new("RGB", (16, 16), "blue").save(env.tmp / "secret.png")
+    return captions_corpus(env, [{"file_name": "../secret.png", "caption": "un secreto"},
+                                 {"file_name": str(env.tmp / "secret.png"), "caption": "ruta absoluta"},
+                                 {"file_name": "../../../../etc/passwd", "caption": "contraseñas"}])
+
+
+def spy_on_image_open(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Record every file PIL opens (in env.opened) to show that escaping paths are never opened."""
+    real, env.opened = Image.open, []
+
+    def spy(fp, *args, **kwargs):
+        env.opened.append(str(fp))
+        return real(fp, *args, **kwargs)
+    monkeypatch.setattr(Image, "open", spy)
+
+
+def check_escapes_reported(env: Env) -> None:
+    report = [json.loads(line) for line in (env.tmp / "corpus" / "input_report.jsonl").read_text().splitlines()]
+    assert [r["reason"] for r in report] == [OUTSIDE] * 3
+    assert not any("secret" in p or "passwd" in p for p in env.opened), env.opened
+
+
+def check_all_skipped_report(env: Env) -> None:
+    report = [json.loads(line) for line in (env.tmp / "corpus" / "input_report.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in report] == [(1, "missing image"), (2, "not valid JSON (Expecting value)"),
+                                                          (3, "no file_name")]
+
+
+def unchanged(name: str, content: str) -> Callable[[Env], None]:
+    def check(env: Env) -> None:
+        assert (env.tmp / name).read_text() == content, f"{name} was changed"
+    return check
+
+
+def absent(name: str) -> Callable[[Env], None]:
+    def check(env: Env) -> None:
+        assert not (env.tmp / name).exists(), f"{name} was created"
+    return check
+
+
+def other_corpus(env: Env) -> None:
+    """A corpus of another input already in --out (its progress marker names another fingerprint)."""
+    out = env.tmp / "corpus"
+    out.mkdir()
+    (out / "corpus.jsonl").write_text('{"id": "a#0"}\n')
+    (out / "progress.json").write_text(json.dumps({"fingerprint": {"other": 1}, "records": 1, "bytes": 14}))
+
+
+def check_partial_corpus(env: Env) -> None:
+    out = env.tmp / "corpus"
+    marker = json.loads((out / "progress.json").read_text())
+    lines = (out / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    assert marker["records"] == len(lines) == 8 and marker["bytes"] == (out / "corpus.jsonl").stat().st_size
+
+
+def built_dataset(env: Env) -> None:
+    """A dataset from an earlier build at TMP/ds (8 synthetic images)."""
+    assert data_prep_cli.main(["synthetic", "--images", "8", "--image-size", "16", "--quiet",
+                               "--out", str(env.tmp / "ds")]) == 0
+    env.before = datasets.load_from_disk(str(env.tmp / "ds"))["train"]["image_id"]
+
+
+def dataset_intact(env: Env) -> None:
+    assert datasets.load_from_disk(str(env.tmp / "ds"))["train"]["image_id"] == env.before
+
+
+def imagefolder(env: Env, metadata_name: str, content: str | bytes) -> list[str]:
+    env.file(f"folder/{metadata_name}", content)
+    return ["imagefolder", "--lang", "es", "--data-dir", str(env.tmp / "folder"), "--out", str(env.tmp / "ds"),
+            "--quiet"]
+
+
+def escaping_metadata(env: Env) -> list[str]:
+    Image.new("RGB", (16, 16), "blue").save(env.tmp / "secret.png")
+    rows = [{"file_name": name, "source": "un secreto", "english": "a secret"}
+            for name in ("../secret.png", str(env.tmp / "secret.png"), "../../../../etc/passwd")]
+    return imagefolder(env, "metadata.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def hyp_ref(env: Env, hyp: str | bytes, ref: str | bytes, *extra: str, metrics: str = "bleu",
+            bootstrap: str = "0") -> list[str]:
+    return ["score", "--hyp", str(env.file("hyp.txt", hyp)), "--ref", str(env.file("ref.txt", ref)),
+            "--metrics", metrics, "--bootstrap", bootstrap, "--out", str(env.tmp / "s.json"), *extra]
+
+
+THREE = "a red circle\ntwo blue squares\na green cross\n"
+PROBES = [
+    # translate text
+    Probe("text: --batch-size -1", "translate", lambda e: text(e, "--batch-size", "-1", "una casa"), 2,
+          r"argument --batch-size: must be a positive integer, got -1"),
+    Probe("text: --batch-size 0", "translate", lambda e: text(e, "--batch-size", "0", "una casa"), 2,
+          r"argument --batch-size: must be a positive integer, got 0"),
+    Probe("text: --num-beams 0", "translate", lambda e: text(e, "--num-beams", "0", "una casa"), 2,
+          r"argument --num-beams: must be a positive integer"),
+    Probe("text: --out is a directory (checked before translating)", "translate",
+          lambda e: text(e, "--out", str(e.tmp / "outdir"), "una casa"), 2, r"--out .*outdir is a directory",
+          setup=lambda e: (e.tmp / "outdir").mkdir(), patch=forbid("translate.translator:Translator.from_run",
+                                                                  "the model was loaded")),
+    Probe("text: --out inside a file", "translate", lambda e: text(e, "--out", str(e.tmp / "plain" / "x.en"), "hola"),
+          2, r"plain is a file, not a folder", setup=lambda e: e.file("plain", "keep\n"),
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=unchanged("plain", "keep\n")),
+    Probe("text: --file is a directory", "translate", lambda e: text(e, "--file", str(e.tmp)), 2,
+          r"--file .* is a directory, expected a file"),
+    Probe("text: --file does not exist", "translate", lambda e: text(e, "--file", str(e.tmp / "none.es")), 2,
+          r"--file .*none.es does not exist"),
+    Probe("text: --file with a line that is not UTF-8", "translate",
+          lambda e: text(e, "--file", str(e.file("in.es", b"una casa\ncami\xf3n rojo\n"))), 2,
+          r"in.es:2: not valid UTF-8 \(byte 0xf3 at column 5\)"),
+    Probe("text: sentences and --file together", "translate",
+          lambda e: text(e, "hola", "--file", str(e.file("in.es", "una casa\n"))), 2, r"not both"),
+    Probe("text: --device cuda on a machine without CUDA", "translate", lambda e: text(e, "--device", "cuda", "hola"),
+          2, r"argument --device: cuda: CUDA is not available on this machine", needs_no_cuda=True),
+    Probe("text: --device is not a device", "translate", lambda e: text(e, "--device", "gpu0", "hola"), 2,
+          r"'gpu0' is not a torch device"),
+    Probe("text: --run is not a run", "translate", lambda e: ["text", "--run", str(e.tmp), "hola"], 2,
+          r"holds no trained model .*accelerate launch train.py --out RUN"),
+    Probe("text: truncated RUN/model/student/model.safetensors", "translate",
+          lambda e: ["text", "--run", str(e.damaged_run("student/model.safetensors")), "hola"], 2,
+          r"student/model.safetensors: damaged model file \(Error while deserializing header"),
+    Probe("text: truncated RUN/model/clip/open_clip_model.pt", "translate",
+          lambda e: ["text", "--run", str(e.damaged_run("clip/open_clip_model.pt")), "hola"], 2,
+          r"clip/open_clip_model.pt: damaged model file \(PytorchStreamReader failed"),
+    Probe("text: Ctrl-C while translating (an earlier --out is kept)", "translate",
+          lambda e: text(e, "--out", str(e.tmp / "out.en"), "una casa"), 130, r"^interrupted$",
+          setup=lambda e: e.file("out.en", "earlier\n"), patch=interrupt("translate.translator:Translator.translate"),
+          kept=unchanged("out.en", "earlier\n")),
+    # translate corpus
+    Probe("corpus: --batch-size -1", "translate", lambda e: corpus(e, "--batch-size", "-1"), 2,
+          r"argument --batch-size: must be a positive integer, got -1", kept=absent("corpus")),
+    Probe("corpus: --out is a file", "translate", lambda e: corpus(e, out=e.tmp / "plain"), 2,
+          r"--out .*plain is a file, expected a folder", setup=lambda e: e.file("plain", "keep\n"),
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=unchanged("plain", "keep\n")),
+    Probe("corpus: --out cannot be written", "translate",
+          lambda e: corpus(e, out=e.unwritable()), 2,
+          r"--out .*: cannot write in",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
+    Probe("corpus: --out holds a corpus of another input", "translate", corpus, 2,
+          r"holds a corpus of another run or input .* pass --restart", setup=other_corpus,
+          kept=unchanged("corpus/corpus.jsonl", '{"id": "a#0"}\n')),
+    Probe("corpus: --data-dir with a truncated arrow file", "translate", lambda e: corpus(e, data=e.damaged_data()),
+          2, r"test/data-00000-of-00001.arrow: damaged dataset file",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
+    Probe("corpus: --data-dir is not a dataset", "translate", lambda e: corpus(e, data=e.tmp), 2,
+          r"no dataset at .* \(no dataset_dict.json\)"),
+    Probe("corpus: --split the dataset lacks", "translate", lambda e: corpus(e, "--split", "dev"), 2,
+          r"has no split 'dev'"),
+    Probe("corpus: --images without --captions", "translate",
+          lambda e: ["corpus", "--run", str(e.run), "--images", str(e.tmp), "--out", str(e.tmp / "c")], 2,
+          r"--images and --captions go together"),
+    Probe("corpus: --min-grounding 2", "translate", lambda e: corpus(e, "--min-grounding", "2"), 2,
+          r"argument --min-grounding: must be a number in \[-1, 1\]"),
+    Probe("corpus: captions naming ../secret.png, an absolute path, ../../../../etc/passwd", "translate",
+          escaping_captions, 2, r"nothing to translate: .*all 3 lines skipped: \{'path outside the image folder': 3\}",
+          patch=spy_on_image_open, kept=check_escapes_reported),
+    Probe("corpus: every caption line skipped", "translate",
+          lambda e: captions_corpus(e, [{"file_name": "missing.png", "caption": "uno"}, '{"file_name": ',
+                                        {"caption": "sin archivo"}]), 2,
+          r"nothing to translate: .*all 3 lines skipped.*see .*input_report.jsonl", kept=check_all_skipped_report),
+    Probe("corpus: Ctrl-C after two batches (progress marker kept)", "translate",
+          lambda e: corpus(e, "--batch-size", "4"), 130,
+          r"^interrupted: 8 records are safe in .*corpus.jsonl; rerun the same command to resume$",
+          patch=interrupt("translate.corpus:translate_batch", after=2), kept=check_partial_corpus),
+    # eval
+    Probe("eval score: --hyp with a line that is not UTF-8", "eval",
+          lambda e: hyp_ref(e, b"a red circle\ncaf\xe9 au lait\n", "a red circle\ncoffee\n"), 2,
+          r"hyp.txt:2: not valid UTF-8 \(byte 0xe9 at column 4\)"),
+    Probe("eval score: --hyp and --ref of different lengths", "eval", lambda e: hyp_ref(e, THREE, "a red circle\n"),
+          2, r"--hyp .*hyp.txt has 3 lines but --ref .*ref.txt has 1: the files must be line-aligned"),
+    Probe("eval score: a U+2028 inside a line is not a line break", "eval",
+          lambda e: hyp_ref(e, THREE, "a red\u2028circle\ntwo blue squares\n"), 2,
+          r"--hyp .* has 3 lines but --ref .* has 2"),
+    Probe("eval score: --hyp does not exist", "eval",
+          lambda e: ["score", "--hyp", str(e.tmp / "none.txt"), "--ref", str(e.tmp / "none.txt"), "--out",
+                     str(e.tmp / "s.json")], 2, r"--hyp .*none.txt does not exist"),
+    Probe("eval score: --ref is a directory", "eval",
+          lambda e: ["score", "--hyp", str(e.file("hyp.txt", THREE)), "--ref", str(e.tmp), "--out",
+                     str(e.tmp / "s.json")], 2, r"--ref .* is a directory, expected a file"),
+    Probe("eval score: --out is a directory (checked before scoring)", "eval",
+          lambda e: hyp_ref(e, THREE, THREE)[:-2] + ["--out", str(e.tmp)], 2, r"--out .* is a directory",
+          patch=forbid("eval.score:score", "scoring ran")),
+    Probe("eval score: --batch-size 0", "eval", lambda e: hyp_ref(e, THREE, THREE, "--batch-size", "0"), 2,
+          r"argument --batch-size: must be a positive integer, got 0"),
+    Probe("eval score: --bootstrap -1", "eval", lambda e: hyp_ref(e, THREE, THREE, bootstrap="-1"), 2,
+          r"argument --bootstrap: must be an integer >= 0, got -1"),
+    Probe("eval score: unknown metric", "eval", lambda e: hyp_ref(e, THREE, THREE, metrics="bleu,meteor"), 2,
+          r"unknown or no metric\(s\) \['meteor'\]"),
+    Probe("eval score: retrieval without --images", "eval", lambda e: hyp_ref(e, THREE, THREE, metrics="retrieval"),
+          2,
+          r"the retrieval metric needs --images"),
+    Probe("eval score: --device cuda on a machine without CUDA", "eval",
+          lambda e: hyp_ref(e, THREE, THREE, "--device", "cuda"), 2, r"CUDA is not available", needs_no_cuda=True),
+    Probe("eval score: Ctrl-C while scoring (an earlier --out is kept)", "eval", lambda e: hyp_ref(e, THREE, THREE),
+          130, r"^interrupted$", setup=lambda e: e.file("s.json", "{}\n"), patch=interrupt("eval.score:score"),
+          kept=unchanged("s.json", "{}\n")),
+    Probe("eval report: a folder that is not a run", "eval",
+          lambda e: ["report", str(e.tmp), "--out", str(e.tmp / "r.html")], 2,
+          r"is not a run directory: it holds none of config.json, metrics.jsonl, eval/scores.json",
+          kept=absent("r.html")),
+    Probe("eval report: a run that does not exist", "eval",
+          lambda e: ["report", str(e.tmp / "nowhere"), "--out", str(e.tmp / "r.html")], 2,
+          r"run directory .*nowhere does not exist"),
+    Probe("eval report: --out is not .html", "eval", lambda e: ["report", str(e.run), "--out", str(e.tmp / "r.pdf")],
+          2, r"--out .*r.pdf should be an .html file"),
+    # data_prep
+    Probe("data_prep imagefolder: metadata.jsonl holding a JSON array", "data_prep",
+          lambda e: imagefolder(e, "metadata.jsonl", json.dumps([{"file_name": "a.png", "source": "x",
+                                                                  "english": "y"}]) + "\n"), 2,
+          r"metadata.jsonl:1: expected a JSON object, found a JSON array"),
+    Probe("data_prep imagefolder: metadata.csv with a line that is not UTF-8", "data_prep",
+          lambda e: imagefolder(e, "metadata.csv", b"file_name,source,english\na.png,una casa,a house\n"
+                                                   b"b.png,cami\xf3n,truck\n"), 2,
+          r"metadata.csv:3: not valid UTF-8"),
+    Probe("data_prep imagefolder: file_name ../secret.png, an absolute path, ../../../../etc/passwd", "data_prep",
+          escaping_metadata, 2, r"lists no usable image \(rows dropped: \{'path outside the image folder': 3\}\)",
+          patch=spy_on_image_open, kept=lambda e: check_not_opened(e)),
+    Probe("data_prep synthetic: --images -5", "data_prep", lambda e: ["synthetic", "--images", "-5", "--out",
+                                                                      str(e.tmp / "ds")], 2,
+          r"argument --images: must be a positive integer, got -5"),
+    Probe("data_prep synthetic: --parallel-fraction 1.5", "data_prep",
+          lambda e: ["synthetic", "--parallel-fraction", "1.5", "--out", str(e.tmp / "ds")], 2,
+          r"argument --parallel-fraction: must be a number in \[0, 1\], got 1.5"),
+    Probe("data_prep synthetic: --out is a file", "data_prep",
+          lambda e: ["synthetic", "--images", "8", "--out", str(e.tmp / "plain")], 2,
+          r"--out .*plain is a file, expected a folder", setup=lambda e: e.file("plain", "keep\n"),
+          kept=unchanged("plain", "keep\n")),
+    Probe("data_prep synthetic: Ctrl-C during a rebuild (the earlier dataset is kept)", "data_prep",
+          lambda e: ["synthetic", "--images", "8", "--image-size", "16", "--seed", "1", "--quiet", "--out",
+                     str(e.tmp / "ds")], 130, r"^interrupted$", setup=built_dataset,
+          patch=interrupt("datasets.arrow_writer:ArrowWriter.write", after=3), kept=dataset_intact),
+]
+
+
+def check_not_opened(env: Env) -> None:
+    assert not any("secret" in p or "passwd" in p for p in env.opened), env.opened
+
+
+def shown(text: str, env: Env) -> str:
+    """`text` with the probe's own paths replaced by TMP, RUN and DATA (for the table)."""
+    for path, name in ((env.tmp, "TMP"), (env.run, "RUN"), (env.data, "DATA")):
+        text = text.replace(str(path), name)
+    return text
+
+
+@pytest.fixture(scope="module", autouse=True)
+def probe_table():
+    """With GROUNDMT_PROBE_TABLE=FILE, write the table of this run's probe results into FILE."""
+    yield
+    target = os.environ.get("GROUNDMT_PROBE_TABLE")
+    if not target or not RESULTS:
+        return
+    order = {p.name: i for i, p in enumerate(PROBES)}
+    rows = ["| probe | command | exit | stderr (one line) |", "|---|---|---|---|"]
+    for r in sorted(RESULTS, key=lambda r: order[r["name"]]):
+        cells = [r["name"], f"`` {r['command']} ``", str(r["code"]), f"`` {r['stderr']} ``"]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    path = Path(target)
+    doc = path.read_text(encoding="utf-8")
+    begin, end = doc.index(TABLE_BEGIN) + len(TABLE_BEGIN), doc.index(TABLE_END)
+    path.write_text(doc[:begin] + "\n" + "\n".join(rows) + "\n" + doc[end:], encoding="utf-8")
+
+
+@pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
+def test_probe(probe: Probe, run, data, tmp_path, monkeypatch, capfd):
+    if probe.needs_no_cuda and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    env = Env(tmp_path, run, data)
+    if probe.setup is not None:
+        probe.setup(env)
+    argv = probe.argv(env)
+    if probe.patch is not None:
+        probe.patch(env, monkeypatch)
+    capfd.readouterr()
+    try:
+        code = MAINS[probe.tool](argv)
+    except SystemExit as exc:  # argparse refuses an option
+        code = exc.code
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    assert code == probe.code, err
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert lines[0].startswith("interrupted" if probe.code == 130 else "error: "), err
+    assert re.search(probe.message, lines[0].removeprefix("error: ")), lines[0]
+    if probe.kept is not None:
+        probe.kept(env)
+    RESULTS.append({"name": probe.name, "code": code, "stderr": shown(lines[0], env),
+                    "command": shown(" ".join([f"python -m {probe.tool}", *map(_quote, argv)]), env)})
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w./:=,+-]+", arg) else json.dumps(arg, ensure_ascii=False)
+
+
+def test_run_command_contract(capsys):
+    """InputError and OSError on a path: one line, exit 2; Ctrl-C: one line, exit 130; a bug keeps
+    its traceback (the exception propagates)."""
+    def raising(exc: BaseException) -> Callable[[], int]:
+        def command() -> int:
+            raise exc
+        return command
+
+    cases = [(InputError("--x y is wrong"), 2, "error: --x y is wrong"),
+             (PermissionError(13, "Permission denied", "/data/out"), 2, "error: /data/out: Permission denied"),
+             (OSError(28, "No space left on device"), 2, "error: [Errno 28] No space left on device"),
+             (KeyboardInterrupt(), 130, "interrupted"),
+             (KeyboardInterrupt("3 records are safe"), 130, "interrupted: 3 records are safe")]
+    for exc, code, line in cases:
+        assert run_command(raising(exc)) == code
+        assert capsys.readouterr().err.splitlines() == [line]
+    with pytest.raises(ZeroDivisionError):
+        run_command(lambda: 1 // 0)
+
+
+# -- the same probes as real processes ---------------------------------------------------------------
+def run_cli(tool: str, argv: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", tool, *argv], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, **kw)
+
+
+@pytest.mark.parametrize("name", ["text: --batch-size 0", "text: truncated RUN/model/student/model.safetensors",
+                                  "eval score: --hyp and --ref of different lengths",
+                                  "data_prep imagefolder: metadata.jsonl holding a JSON array"])
+def test_probe_as_a_process(name, run, data, tmp_path):
+    """A real process prints the same single line and exit code (warnings included, which pytest
+    would otherwise capture)."""
+    probe = next(p for p in PROBES if p.name == name)
+    env = Env(tmp_path, run, data)
+    done = run_cli(probe.tool, probe.argv(env))
+    assert done.returncode == probe.code and len(done.stderr.splitlines()) == 1, done.stderr
+    assert re.search(probe.message, done.stderr), done.stderr
+
+
+def test_real_sigint_during_a_corpus_then_resume(run, data, tmp_path):
+    """SIGINT from outside after the second batch: one line, exit 130, the progress marker intact;
+    the same command then resumes to the same corpus as an uninterrupted run."""
+    out, full = tmp_path / "corpus", tmp_path / "full"
+    script = ("import os, signal, sys\n"
+              "import translate.corpus as c\n"
+              "real, calls = c.translate_batch, []\n"
+              "def batch(*a, **k):\n"
+              "    calls.append(1)\n"
+              "    if len(calls) == 3:\n"
+              "        os.kill(os.getpid(), signal.SIGINT)\n"
+              "    return real(*a, **k)\n"
+              "c.translate_batch = batch\n"
+              "from translate.__main__ import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    argv = ["corpus", "--run", str(run), "--data-dir", str(data), "--batch-size", "4", "--quiet", "--out"]
+    done = subprocess.run([sys.executable, "-c", script, *argv, str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 130 and done.stderr.splitlines() == [
+        f"interrupted: 8 records are safe in {out / 'corpus.jsonl'}; rerun the same command to resume"], done.stderr
+    assert json.loads((out / "progress.json").read_text())["records"] == 8
+    assert translate_cli.main([*argv, str(out)]) == 0 and translate_cli.main([*argv, str(full)]) == 0
+    assert (out / "corpus.jsonl").read_text() == (full / "corpus.jsonl").read_text()
+    assert json.loads((out / "summary.json").read_text())["resumed_records"] == 8
