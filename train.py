@@ -37,6 +37,15 @@ def _flag(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+# Named sets of defaults (defaults < --preset < --config YAML < command line; the values a run used
+# are in RUN/config.json). `thesis` is the real-size configuration of DESIGN §4 (docs/scaling.md).
+PRESETS: dict[str, dict] = {
+    "embedded": {},  # the TrainConfig defaults: the embedded synthetic world in minutes on a CPU
+    "thesis": dict(clip="ViT-B-32", teacher_steps=0, student_preset="thesis", target_vocab="full", batch_size=256,
+                   mixed_precision="bf16"),
+}
+
+
 @dataclass
 class TrainConfig:
     """Every training option; the defaults run the embedded synthetic world in minutes on a CPU."""
@@ -51,6 +60,9 @@ class TrainConfig:
     synthetic_images: int = _flag(2000, "images in the embedded synthetic world")
     source_vocab: int = _flag(1000, "SentencePiece vocabulary size for the source language (an upper bound)")
     # run
+    preset: str = _flag("embedded", "named defaults: 'thesis' = CLIP ViT-B-32, Marian-size student, all 49,408 CLIP "
+                                    "BPE ids, batch 256, bf16 (docs/scaling.md); other flags override it",
+                        choices=tuple(PRESETS))
     out: str | None = _flag(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
     resume: bool = _flag(False, "continue the run in --out (default: the newest runs/DATA-LANG-*) from its last "
                                 "complete checkpoint")
@@ -63,7 +75,8 @@ class TrainConfig:
     # CLIP and stage 0
     clip: str = _flag("groundmt-tiny", "open_clip architecture name")
     clip_pretrained: str | None = _flag(None, "an open_clip checkpoint file with the CLIP weights (skips stage 0)")
-    teacher_steps: int = _flag(300, "stage 0: steps of the tiny CLIP teacher when no --clip-pretrained is given")
+    teacher_steps: int = _flag(300, "stage 0: steps of the tiny CLIP teacher when no --clip-pretrained is given; "
+                                    "0 = no stage 0: a randomly initialised CLIP (said loudly in the log)")
     teacher_batch_size: int = _flag(64, "stage 0 batch size")
     teacher_lr: float = _flag(1e-3, "stage 0 learning rate")
     freeze: str = _flag("both", "CLIP towers kept frozen in stage 1 (see docs/training.md)",
@@ -71,6 +84,7 @@ class TrainConfig:
     # student
     student: str = _flag("scratch", "'scratch' (decoder vocabulary = CLIP BPE) or a local MarianMT directory")
     student_preset: str = _flag("tiny", "size of a scratch student (micro, tiny, thesis)")
+    dropout: float = _flag(0.1, "dropout of a scratch student (MarianConfig.dropout)")
     target_vocab: str = _flag("corpus", "a scratch student's decoder vocabulary: the CLIP BPE ids of the training "
                                         "split's English text (a shortlist, much faster), or all of CLIP's BPE",
                               choices=("corpus", "full"))
@@ -99,6 +113,12 @@ class TrainConfig:
     weight_decay: float = _flag(0.01, "AdamW weight decay")
     warmup_steps: int = _flag(20, "linear warm-up steps")
     grad_clip: float = _flag(1.0, "gradient norm clip (0 = off)")
+    grad_accum: int = _flag(1, "batches whose gradients are summed per optimizer step (accelerate's accumulate); "
+                               "each batch stays its own contrastive batch of --batch-size")
+    mixed_precision: str = _flag("no", "autocast precision through accelerate (fp16 needs CUDA); the splice and the "
+                                       "n-dim loss reduce in fp32", choices=("no", "bf16", "fp16"))
+    activation_checkpointing: bool = _flag(False, "recompute the student's layer activations in backward (its "
+                                                  "encoder; its decoder too unless decoding is free-running)")
     # bookkeeping
     log_every: int = _flag(10, "steps between metric records")
     eval_every: int = _flag(100, "steps between validation checks (R@1, embedding health)")
@@ -130,21 +150,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults < YAML file < command line."""
+    """Defaults < --preset < YAML file < command line."""
     parser = build_parser()
+    parser.set_defaults(preset=None)  # tells a preset given on the command line from the default
     args = parser.parse_args(argv)
+    loaded = {}
     if args.config:
         import yaml
 
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            parser.error(f"--config {args.config}: {exc}")
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         loaded = {k.replace("-", "_"): v for k, v in loaded.items()}
         unknown = sorted(set(loaded) - known)
         if unknown:
             parser.error(f"{args.config}: unknown options {unknown}")
-        parser.set_defaults(**loaded)
-        args = parser.parse_args(argv)
+    preset = args.preset or loaded.get("preset") or "embedded"
+    if preset not in PRESETS:
+        parser.error(f"{args.config}: unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    parser.set_defaults(**{**PRESETS[preset], **loaded, "preset": preset})
+    args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    if values["grad_accum"] < 1:
+        parser.error(f"--grad-accum must be >= 1, got {values['grad_accum']}")
+    if values["mixed_precision"] == "fp16":
+        import torch
+
+        if not torch.cuda.is_available():
+            parser.error("--mixed-precision fp16 needs CUDA (fp16 autocast with loss scaling); use bf16 on a CPU")
     return TrainConfig(**values)
 
 
@@ -271,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 
     from data_prep.collate import TrainCollator, scan_usable
     from data_prep.load import load_dataset_dir
@@ -286,7 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     # Several processes on a machine without CUDA (`accelerate launch --multi_gpu --num_processes 2` starts them
     # with torchrun; accelerate's own `--cpu` launcher starts one unless MPI is installed): a gloo process group.
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu)
+    # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
+    # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
+    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu,
+                              mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
     broadcast_object_list(run_path)  # one timestamped name for every process
     accelerator.wait_for_everyone()  # the main process may still be building the data
     run = RunDir(run_path[0])
@@ -360,12 +399,11 @@ def main(argv: list[str] | None = None) -> int:
         say(f"translations use at most {cfg.max_target_length} CLIP positions")
     system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
     freeze_towers(system, cfg.freeze)
-    from models.ndim_loss import NDimContrastiveLoss
+    if cfg.activation_checkpointing:
+        from models.student import enable_activation_checkpointing
 
-    loss_fn = NDimContrastiveLoss(
-        cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
-        anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
-        student_axis=1 + cfg.k_english)
+        say(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
+    loss_fn = build_loss(cfg)
     trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
@@ -413,28 +451,33 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         system.train()
         for step in bar:
-            rows = sampler.indices(step)
-            batch = collate(dsd["train"].select(rows), seed=cfg.seed * 1000 + sampler.epoch_of(step))
             core.splice.tau = schedule(step)
-            with accelerator.autocast():
-                out = system(batch["source_ids"].to(device), batch["source_mask"].to(device), batch["labels"].to(device))
-                B, M, K = len(rows), cfg.m_source, cfg.k_english
-                image = image_table[rows] if frozen_image else core.encode_images(batch["images"].to(device))
-                if K:
-                    english = (english_table[[e for caps in batch["english_text"] for e in caps]].view(B, K, -1)
-                               if frozen_text else core.encode_english(batch["english_ids"].to(device)))
-                axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
-                result = loss_fn(axes)
-                loss = result.loss + cfg.token_ce_weight * out["token_ce"]
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
+            for micro in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):  # batches of this optimizer step
+                rows = sampler.indices(micro)
+                batch = collate(dsd["train"].select(rows), seed=cfg.seed * 1000 + sampler.epoch_of(micro))
+                with accelerator.accumulate(system, loss_fn):
+                    with accelerator.autocast():
+                        out = system(batch["source_ids"].to(device), batch["source_mask"].to(device),
+                                     batch["labels"].to(device))
+                        B, M, K = len(rows), cfg.m_source, cfg.k_english
+                        image = image_table[rows] if frozen_image else core.encode_images(batch["images"].to(device))
+                        if K:
+                            english = (english_table[[e for caps in batch["english_text"] for e in caps]].view(B, K, -1)
+                                       if frozen_text else core.encode_english(batch["english_ids"].to(device)))
+                        axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
+                        result = loss_fn(axes)
+                        loss = result.loss + cfg.token_ce_weight * out["token_ce"]
+                    accelerator.backward(loss)  # divided by --grad-accum; DDP syncs on the last batch only
             if cfg.grad_clip > 0:
                 accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
             optimizer.step()
             scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                record = {"step": done, "loss": loss.detach().item(), "loss/token_ce": float(out["token_ce"].detach()),
+                # the global batch's loss (the mean over processes; the token CE's when their counts are equal)
+                record = {"step": done, "loss": accelerator.reduce(loss.detach().float(), "mean").item(),
+                          "loss/token_ce": float(out["token_ce"].detach()),
                           **{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
                           "tau": core.splice.tau, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
                 student0 = axes[1 + K]
@@ -499,6 +542,15 @@ def stage0_clip(cfg, accelerator, train, rows, data_path, say, show):
         clip, preprocess, tokenizer = load_clip(cfg.clip, pretrained=cfg.clip_pretrained)
         say(f"stage 0: CLIP {cfg.clip} from {cfg.clip_pretrained}")
         return clip.to(accelerator.device), preprocess, tokenizer, cfg.clip_pretrained
+    if cfg.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
+        import torch
+
+        torch.manual_seed(cfg.seed)
+        clip, preprocess, tokenizer = load_clip(cfg.clip)
+        say(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {cfg.clip} is RANDOMLY "
+            f"INITIALISED (seed {cfg.seed}); the student is grounded in a CLIP that has learnt nothing. Pass "
+            f"--clip-pretrained FILE for real weights, or --teacher-steps N to train a teacher on this data first.")
+        return clip.to(accelerator.device), preprocess, tokenizer, None
     from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
     settings = dict(steps=cfg.teacher_steps, batch_size=cfg.teacher_batch_size, lr=cfg.teacher_lr, seed=cfg.seed,
@@ -549,16 +601,27 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
             sot, eot, pad = shortlist.special_ids()
             student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
                                             decoder_vocab_size=len(shortlist), decoder_start_token_id=sot,
-                                            sot_id=sot, eot_id=eot, pad_id=pad)
+                                            sot_id=sot, eot_id=eot, pad_id=pad, dropout=cfg.dropout)
             embedding = clip.token_embedding.weight[shortlist.clip_ids]
         else:
-            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context)
+            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
+                                            dropout=cfg.dropout)
             embedding = clip.token_embedding.weight
         splice = Splice.for_student(cfg.splice, student, embedding, tau=cfg.tau_start)
     return GroundedSystem(clip, cfg.clip, clip_tokenizer, student, source_tokenizer, splice,
                           eot_finder=cfg.eot_finder, decoding=cfg.decoding, bridge=bridge,
                           target_tokenizer=target_tokenizer, shortlist=shortlist,
                           max_length=cfg.max_target_length or None).to(next(clip.parameters()).device)
+
+
+def build_loss(cfg):
+    """The stage 1 n-dim loss over the axes [image, K English, M student] of `cfg`."""
+    from models.ndim_loss import NDimContrastiveLoss
+
+    return NDimContrastiveLoss(
+        cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
+        anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
+        student_axis=1 + cfg.k_english)
 
 
 def freeze_towers(system, freeze: str) -> None:
