@@ -408,6 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     system, loss_fn, optimizer, scheduler = accelerator.prepare(system, loss_fn, optimizer, scheduler)
+    # The n-dim loss runs in fp32 under --mixed-precision: its features are promoted to fp32, but under bf16
+    # autocast its matmuls would not be (labels=regions: loss 9.06 instead of 1.77; gram: no bf16 det), so
+    # prepare's autocast wrapper comes off its forward and the loop calls it with autocast disabled.
+    accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)
     core = accelerator.unwrap_model(system)
     device = accelerator.device
 
@@ -465,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
                             english = (english_table[[e for caps in batch["english_text"] for e in caps]].view(B, K, -1)
                                        if frozen_text else core.encode_english(batch["english_ids"].to(device)))
                         axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
-                        result = loss_fn(axes)
+                        with torch.autocast(device.type, enabled=False):
+                            result = loss_fn(axes)
                         loss = result.loss + cfg.token_ce_weight * out["token_ce"]
                     accelerator.backward(loss)  # divided by --grad-accum; DDP syncs on the last batch only
             if cfg.grad_clip > 0:

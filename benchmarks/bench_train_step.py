@@ -134,6 +134,7 @@ def run_cell(spec: dict) -> dict:
     trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     system, loss_fn, optimizer = accelerator.prepare(system, loss_fn, optimizer)
+    accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)  # fp32 loss, as train.py runs it
     core = accelerator.unwrap_model(system)
     collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
                             preprocess=preprocess, clip_tokenizer=clip_tokenizer)
@@ -171,7 +172,7 @@ def run_cell(spec: dict) -> dict:
                 with parts.part("English tower"), torch.no_grad() if frozen_text else nullcontext():
                     english = core.encode_english(batch["english_ids"].to(device)).unbind(1)
             axes = [image, *english, *out["features"].view(B, M, -1).unbind(1)]
-            with parts.part("n-dim loss"):
+            with parts.part("n-dim loss"), torch.autocast(device.type, enabled=False):
                 loss = loss_fn(axes).loss + cfg.token_ce_weight * out["token_ce"]
         with parts.part("backward"):
             accelerator.backward(loss)
@@ -211,7 +212,7 @@ def run_cell(spec: dict) -> dict:
         leaves = [a.clone().requires_grad_() for a in axes]
         sync(device)
         start = time.perf_counter()
-        with accelerator.autocast():
+        with torch.autocast(device.type, enabled=False):
             value = loss_fn(leaves).loss
         value.backward()
         sync(device)
