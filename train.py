@@ -41,6 +41,15 @@ def _flag(default, help: str, **kw):
     return field(default=default, metadata={"help": help, **kw})
 
 
+# Named sets of defaults (defaults < --preset < --config YAML < command line; the values a run used
+# are in RUN/config.json). `thesis` is the real-size configuration of DESIGN §4 (docs/scaling.md).
+PRESETS: dict[str, dict] = {
+    "embedded": {},  # the TrainConfig defaults: the embedded synthetic world in minutes on a CPU
+    "thesis": dict(clip="ViT-B-32", teacher_steps=0, student_preset="thesis", target_vocab="full", batch_size=256,
+                   mixed_precision="bf16"),
+}
+
+
 @dataclass
 class TrainConfig:
     """Every training option; the defaults run the embedded synthetic world in minutes on a CPU."""
@@ -59,6 +68,9 @@ class TrainConfig:
                                                   "which is built with a translation for every caption)")
     source_vocab: int = _flag(1000, "SentencePiece vocabulary size for the source language (an upper bound)")
     # run
+    preset: str = _flag("embedded", "named defaults: 'thesis' = CLIP ViT-B-32, Marian-size student, all 49,408 CLIP "
+                                    "BPE ids, batch 256, bf16 (docs/scaling.md); other flags override it",
+                        choices=tuple(PRESETS))
     out: str | None = _flag(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
     resume: bool = _flag(False, "continue the run in --out (default: the newest runs/DATA-LANG-*) from its last "
                                 "complete checkpoint")
@@ -71,7 +83,8 @@ class TrainConfig:
     # CLIP and stage 0
     clip: str = _flag("groundmt-tiny", "open_clip architecture name")
     clip_pretrained: str | None = _flag(None, "an open_clip checkpoint file with the CLIP weights (skips stage 0)")
-    teacher_steps: int = _flag(300, "stage 0: steps of the tiny CLIP teacher when no --clip-pretrained is given")
+    teacher_steps: int = _flag(300, "stage 0: steps of the tiny CLIP teacher when no --clip-pretrained is given; "
+                                    "0 = no stage 0: a randomly initialised CLIP (said loudly in the log)")
     teacher_batch_size: int = _flag(64, "stage 0 batch size")
     teacher_lr: float = _flag(1e-3, "stage 0 learning rate")
     freeze: str = _flag("both", "CLIP towers kept frozen in stage 1 (see docs/training.md)",
@@ -79,6 +92,7 @@ class TrainConfig:
     # student
     student: str = _flag("scratch", "'scratch' (decoder vocabulary = CLIP BPE) or a local MarianMT directory")
     student_preset: str = _flag("tiny", "size of a scratch student (micro, tiny, thesis)")
+    dropout: float = _flag(0.1, "dropout of a scratch student (MarianConfig.dropout)")
     target_vocab: str = _flag("corpus", "a scratch student's decoder vocabulary: the CLIP BPE ids of the training "
                                         "split's English text (a shortlist, much faster), or all of CLIP's BPE",
                               choices=("corpus", "full"))
@@ -128,6 +142,12 @@ class TrainConfig:
     weight_decay: float = _flag(0.01, "AdamW weight decay")
     warmup_steps: int = _flag(20, "linear warm-up steps")
     grad_clip: float = _flag(1.0, "gradient norm clip (0 = off)")
+    grad_accum: int = _flag(1, "batches whose gradients are summed per optimizer step (accelerate's accumulate); "
+                               "each batch stays its own contrastive batch of --batch-size")
+    mixed_precision: str = _flag("no", "autocast precision through accelerate (fp16 needs CUDA); the splice and the "
+                                       "n-dim loss reduce in fp32", choices=("no", "bf16", "fp16"))
+    activation_checkpointing: bool = _flag(False, "recompute the student's layer activations in backward (its "
+                                                  "encoder; its decoder too unless decoding is free-running)")
     # bookkeeping
     log_every: int = _flag(10, "steps between metric records")
     eval_every: int = _flag(100, "steps between validation checks (R@1, embedding health)")
@@ -202,12 +222,16 @@ def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Defaults < YAML file < command line; then the combinations that cannot train are refused."""
+    """Defaults < --preset < YAML file < command line; then the combinations that cannot train are
+    refused."""
     parser = build_parser()
+    parser.set_defaults(preset=None)  # tells a preset that was asked for from the default
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if args.config:
-        args = parser.parse_args(yaml_argv(args.config, parser) + argv)
+    argv = (yaml_argv(args.config, parser) if args.config else []) + argv
+    preset = parser.parse_args(argv).preset or "embedded"
+    parser.set_defaults(**PRESETS[preset], preset=preset)
+    args = parser.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     problem = config_problem(cfg)
     if problem:
@@ -228,6 +252,12 @@ def config_problem(cfg: TrainConfig) -> str | None:
                  "pseudo_weight", "rerank_beta", "self_train_rounds", "k_english", "threads"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
+    if not 0 <= cfg.dropout < 1:
+        return f"--dropout must be in [0, 1), got {cfg.dropout}"
+    if cfg.grad_accum < 1:
+        return f"--grad-accum must be at least 1, got {cfg.grad_accum}"
+    if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
+        return "--mixed-precision fp16 needs CUDA (fp16 autocast with loss scaling); use bf16 on a CPU"
     if cfg.lr <= 0 or cfg.teacher_lr <= 0:
         return "--lr and --teacher-lr must be positive"
     if cfg.tau_start <= 0 or cfg.tau_end <= 0:
@@ -374,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
 
     from data_prep.collate import TrainCollator, scan_usable
     from data_prep.targets import TargetTable
@@ -390,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     # Several processes on a machine without CUDA (`accelerate launch --multi_gpu --num_processes 2` starts them
     # with torchrun; accelerate's own `--cpu` launcher starts one unless MPI is installed): a gloo process group.
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu)
+    # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
+    # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
+    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu,
+                              mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
     broadcast_object_list(run_path)  # one timestamped name for every process
     accelerator.wait_for_everyone()  # the main process may still be building the data
     run = RunDir(run_path[0])
@@ -479,16 +513,19 @@ def main(argv: list[str] | None = None) -> int:
         say(f"translations use at most {cfg.max_target_length} CLIP positions")
     system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
     freeze_towers(system, cfg.freeze)
-    from models.ndim_loss import NDimContrastiveLoss
+    if cfg.activation_checkpointing:
+        from models.student import enable_activation_checkpointing
 
-    loss_fn = NDimContrastiveLoss(
-        cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
-        anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
-        student_axis=1 + cfg.k_english)
+        say(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
+    loss_fn = build_loss(cfg)
     trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     system, loss_fn, optimizer, scheduler = accelerator.prepare(system, loss_fn, optimizer, scheduler)
+    # The n-dim loss runs in fp32 under --mixed-precision: its features are promoted to fp32, but under bf16
+    # autocast its matmuls would not be (labels=regions: loss 9.06 instead of 1.77; gram: no bf16 det), so
+    # prepare's autocast wrapper comes off its forward and the loop calls it with autocast disabled.
+    accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)
     core = accelerator.unwrap_model(system)
     device = accelerator.device
 
@@ -560,41 +597,50 @@ def main(argv: list[str] | None = None) -> int:
                     say(f"self-training round {r + 1} at step {step}: kept {stats['kept']} of {stats['candidates']} "
                         f"translations (CLIP reranked {stats['reranked']})")
                 accelerator.wait_for_everyone()
-                ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg, accelerator,
-                                   since=step)
+                ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg,
+                                   accelerator, since=step)
                 system.train()
-            rows = sampler.indices(step)
-            sources = targets = None
-            collate.targets = ce.table
-            if grounded:
-                sources = collate.sources(dsd["train"].select(rows), rows, seed=cfg.seed * 1000 + sampler.epoch_of(step))
-            if ce.active:
-                targets = collate.targets_batch(ce.keys(step), dsd["train"])
             core.splice.tau = schedule(step)
-            with accelerator.autocast():
-                out = system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
-                             targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
-                loss = cfg.token_ce_weight * out["token_ce"] if targets is not None else 0.0
+            collate.targets = ce.table
+            for micro in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):  # batches of this optimizer step
+                rows = sampler.indices(micro)
+                sources = targets = None
                 if grounded:
-                    B, M, K = len(rows), cfg.m_source, cfg.k_english
-                    image = image_table[rows] if frozen_image else core.encode_images(sources["images"].to(device))
-                    if K:
-                        english = (english_table[[e for caps in sources["english_text"] for e in caps]].view(B, K, -1)
-                                   if frozen_text else core.encode_english(sources["english_ids"].to(device)))
-                    axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
-                    result = loss_fn(axes)
-                    loss = loss + cfg.grounding_weight * result.loss
-            optimizer.zero_grad(set_to_none=True)
-            if torch.is_tensor(loss):  # a step with no term (no target yet, grounding off) only moves the schedule
-                accelerator.backward(loss)
+                    sources = collate.sources(dsd["train"].select(rows), rows,
+                                              seed=cfg.seed * 1000 + sampler.epoch_of(micro))
+                if ce.active:
+                    targets = collate.targets_batch(ce.keys(micro), dsd["train"])
+                with accelerator.accumulate(system, loss_fn):
+                    with accelerator.autocast():
+                        out = system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
+                                     targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"),
+                                                       device))
+                        loss = cfg.token_ce_weight * out["token_ce"] if targets is not None else None
+                        if grounded:
+                            B, M, K = len(rows), cfg.m_source, cfg.k_english
+                            image = image_table[rows] if frozen_image else core.encode_images(sources["images"].to(device))
+                            if K:
+                                english = (english_table[[e for caps in sources["english_text"] for e in caps]]
+                                           .view(B, K, -1) if frozen_text
+                                           else core.encode_english(sources["english_ids"].to(device)))
+                            axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
+                            with torch.autocast(device.type, enabled=False):
+                                result = loss_fn(axes)
+                            loss = cfg.grounding_weight * result.loss + (0.0 if loss is None else loss)
+                    if loss is not None:  # none before the first target exists with grounding off: nothing to learn
+                        accelerator.backward(loss)  # divided by --grad-accum; DDP syncs on the last batch only
+            if loss is not None:
                 if cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
                 optimizer.step()
             scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                record = {"step": done, "loss": float(loss.detach() if torch.is_tensor(loss) else loss), "lr": scheduler.get_last_lr()[0],
-                          "seconds": time.time() - t0}
+                # the global batch's loss (the mean over processes; the token CE's when their counts are equal)
+                record = {"step": done, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
+                if loss is not None:
+                    record["loss"] = accelerator.reduce(loss.detach().float(), "mean").item()
                 if targets is not None:
                     record["loss/token_ce"] = float(out["token_ce"].detach())
                 if grounded:
@@ -608,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                 if main_proc:
                     run.append_metrics(record)
                     accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
-                bar.set_postfix(loss=f"{record['loss']:.3f}",
+                bar.set_postfix(**({"loss": f"{record['loss']:.3f}"} if "loss" in record else {}),
                                 **({"r1": f"{record['r1/student_image']:.2f}"} if grounded else {}))
             if done % cfg.eval_every == 0 and done < cfg.steps:
                 validate(core, dsd["validation"], scans["validation"].usable, preprocess, accelerator, run, done, say)
@@ -663,6 +709,15 @@ def stage0_clip(cfg, accelerator, train, rows, data_path, say, show):
         clip, preprocess, tokenizer = load_clip(cfg.clip, pretrained=cfg.clip_pretrained)
         say(f"stage 0: CLIP {cfg.clip} from {cfg.clip_pretrained}")
         return clip.to(accelerator.device), preprocess, tokenizer, cfg.clip_pretrained
+    if cfg.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
+        import torch
+
+        torch.manual_seed(cfg.seed)
+        clip, preprocess, tokenizer = load_clip(cfg.clip)
+        say(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {cfg.clip} is RANDOMLY "
+            f"INITIALISED (seed {cfg.seed}); the student is grounded in a CLIP that has learnt nothing. Pass "
+            f"--clip-pretrained FILE for real weights, or --teacher-steps N to train a teacher on this data first.")
+        return clip.to(accelerator.device), preprocess, tokenizer, None
     from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
     settings = dict(steps=cfg.teacher_steps, batch_size=cfg.teacher_batch_size, lr=cfg.teacher_lr, seed=cfg.seed,
@@ -713,16 +768,27 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
             sot, eot, pad = shortlist.special_ids()
             student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
                                             decoder_vocab_size=len(shortlist), decoder_start_token_id=sot,
-                                            sot_id=sot, eot_id=eot, pad_id=pad)
+                                            sot_id=sot, eot_id=eot, pad_id=pad, dropout=cfg.dropout)
             embedding = clip.token_embedding.weight[shortlist.clip_ids]
         else:
-            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context)
+            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
+                                            dropout=cfg.dropout)
             embedding = clip.token_embedding.weight
         splice = Splice.for_student(cfg.splice, student, embedding, tau=cfg.tau_start)
     return GroundedSystem(clip, cfg.clip, clip_tokenizer, student, source_tokenizer, splice,
                           eot_finder=cfg.eot_finder, decoding=cfg.decoding, bridge=bridge,
                           target_tokenizer=target_tokenizer, shortlist=shortlist,
                           max_length=cfg.max_target_length or None).to(next(clip.parameters()).device)
+
+
+def build_loss(cfg):
+    """The stage 1 n-dim loss over the axes [image, K English, M student] of `cfg`."""
+    from models.ndim_loss import NDimContrastiveLoss
+
+    return NDimContrastiveLoss(
+        cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
+        anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
+        student_axis=1 + cfg.k_english)
 
 
 def freeze_towers(system, freeze: str) -> None:
@@ -765,15 +831,16 @@ class TargetBatches:
     def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
         from data_prep.sampling import StepSampler
 
-        self.table, self.since = table, since
+        self.table, self.since, self.grad_accum = table, since, cfg.grad_accum
         world = accelerator.num_processes
         size = min(cfg.ce_batch_size, len(table) // world * world)
         self.active = cfg.token_ce_weight > 0 and size > 0
         self.sampler = StepSampler(sorted(k for k, _ in table), size, seed=cfg.seed * 7919 + since,
                                    rank=accelerator.process_index, world=world) if self.active else None
 
-    def keys(self, step: int) -> list[tuple[int, int]]:
-        return self.sampler.indices(step - self.since)
+    def keys(self, batch: int) -> list[tuple[int, int]]:
+        """The captions of batch number `batch` (optimizer step × --grad-accum + micro-batch)."""
+        return self.sampler.indices(batch - self.since * self.grad_accum)
 
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:

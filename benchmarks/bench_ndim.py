@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from peak_memory import PeakMemory, fresh_process_env, sync  # noqa: E402
 from reference_ndim import reference_bytes, reference_loss  # noqa: E402
 
 from models.cube import format_bytes  # noqa: E402
@@ -78,19 +79,6 @@ def build(method: str, similarity: str, n: int, B: int, dim: int, device: str, l
     raise ValueError(f"unknown method {method!r}")
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def _rss_bytes(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def measure_peak(spec: dict) -> dict:
     """Peak extra memory of one forward + backward (fresh process) and its time.
 
@@ -100,20 +88,12 @@ def measure_peak(spec: dict) -> dict:
     labels = spec.get("labels", "diagonal")
     build(spec["method"], spec["similarity"], spec["n"], 2, 8, spec["device"], labels)()
     fn = build(spec["method"], spec["similarity"], spec["n"], spec["B"], spec["F"], spec["device"], labels)
-    if spec["device"] == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")                       # reset VmHWM to the current RSS
-        before = _rss_bytes("VmRSS")
-    start = time.perf_counter()
-    fn()
-    _sync(spec["device"])
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() if spec["device"] == "cuda" else _rss_bytes("VmHWM")
-    return {"peak_bytes": peak - before, "first_call_s": seconds}
+    with PeakMemory(spec["device"]) as memory:
+        start = time.perf_counter()
+        fn()
+        sync(spec["device"])
+        seconds = time.perf_counter() - start
+    return {"peak_bytes": memory.peak_bytes, "first_call_s": seconds}
 
 
 def measure_times(spec: dict) -> dict:
@@ -122,7 +102,7 @@ def measure_times(spec: dict) -> dict:
             for label, method, dim in spec["methods"]}
     for fn in runs.values():                      # warm-up
         fn()
-    _sync(spec["device"])
+    sync(spec["device"])
     times: dict[str, list[float]] = {label: [] for label in runs}
     spent: dict[str, float] = {label: 0.0 for label in runs}
     while True:
@@ -133,7 +113,7 @@ def measure_times(spec: dict) -> dict:
         for label in pending:
             start = time.perf_counter()
             runs[label]()
-            _sync(spec["device"])
+            sync(spec["device"])
             elapsed = time.perf_counter() - start
             times[label].append(elapsed)
             spent[label] += elapsed
@@ -147,8 +127,7 @@ def in_subprocess(kind: str, spec: dict, threads: int) -> dict:
     # glibc keeps freed heap blocks below its (adaptive, up to 32 MiB) mmap threshold resident, so a
     # loop of chunk-sized allocations shows as hundreds of MiB of RSS that no tensor holds. Serving
     # every block over 128 KiB from mmap makes RSS track live tensors, for every method alike.
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=fresh_process_env())
     if done.returncode != 0:
         raise RuntimeError(f"worker {kind} {spec} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -228,6 +207,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per method and cell")
     parser.add_argument("--v1-b12", action="store_true", help="add the v1 regions cube at n=6, B=12")
+    parser.add_argument("--similarities", nargs="+", default=["v4", "v0"], help="similarities of the grid")
+    parser.add_argument("--ns", nargs="+", type=int, default=[3, 4, 6], help="numbers of axes n of the grid")
+    parser.add_argument("--batches", nargs="+", type=int, help="batch sizes B of the grid (default: 8 16 32; "
+                                                                "--quick: 8, and 16 at n=6)")
+    parser.add_argument("--dim", type=int, default=512, help="feature width F")
+    parser.add_argument("--no-cube", action="store_true", help="skip the dense regions cube cells")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_ndim.json"))
     parser.add_argument("--worker", choices=["peak", "times"], help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -238,17 +223,18 @@ def main() -> None:
         print(json.dumps(measure_peak(spec) if args.worker == "peak" else measure_times(spec)))
         return
 
-    dim = 512
-    batches = [8] if args.quick else [8, 16, 32]
+    dim = args.dim
+    batches = args.batches or ([8] if args.quick else [8, 16, 32])
     started, load_before = time.time(), os.getloadavg()
     grid = []
-    for similarity in ("v4", "v0"):
-        for n in (3, 4, 6):
-            for B in batches + ([16] if args.quick and n == 6 else []):
+    for similarity in args.similarities:
+        for n in args.ns:
+            for B in batches + ([16] if args.quick and not args.batches and n == 6 else []):
                 grid.append(cell(similarity, n, B, dim, args))
                 print(summary_line(grid[-1]), flush=True)
-    cubes = [cube_cell("v4", "regions", 6, 16, dim, args), cube_cell("v1", "regions", 6, 8, dim, args)]
-    if args.v1_b12:
+    cubes = [] if args.no_cube else [cube_cell("v4", "regions", 6, 16, dim, args),
+                                     cube_cell("v1", "regions", 6, 8, dim, args)]
+    if args.v1_b12 and not args.no_cube:
         cubes.append(cube_cell("v1", "regions", 6, 12, dim, args))
     for row in cubes:
         print(f"cube {row['similarity']} {row['labels']} n={row['n']} B={row['B']}: {row['first_call_s']:.1f} s, "
@@ -264,10 +250,11 @@ def main() -> None:
         "fibre_within_3x_of_n_clip_losses_n6_B16": {
             sim: {"ratio": row["fibre_over_clip"], "ratio_best": row["fibre_over_clip_best"],
                   "met": row["fibre_over_clip"] <= 3} for sim, row in headline.items()},
-        "regions_cube_n6_B16_below_one_BnF_tensor": {
-            "peak_bytes": cubes[0]["peak_bytes"], "B^n*F*4_bytes": cubes[0]["B^n*F*4_bytes"],
-            "met": cubes[0]["peak_bytes"] < cubes[0]["B^n*F*4_bytes"]},
     }
+    if cubes:
+        targets["regions_cube_n6_B16_below_one_BnF_tensor"] = {
+            "peak_bytes": cubes[0]["peak_bytes"], "B^n*F*4_bytes": cubes[0]["B^n*F*4_bytes"],
+            "met": cubes[0]["peak_bytes"] < cubes[0]["B^n*F*4_bytes"]}
     result = {
         "benchmark": "n-dimensional contrastive loss: fibre path and chunked cube vs thesis-style reference",
         "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),

@@ -1,6 +1,6 @@
 """Peak memory and time of one student + CLIP forward/backward per splice, side by side.
 
-B=32, S=77, V=49408 (CLIP's vocabulary), tiny transformer widths (student preset "tiny",
+B=32 (`--batch-size`), S=77, V=49408 (CLIP's vocabulary), tiny transformer widths (student preset "tiny",
 open_clip `groundmt-tiny` text tower stretched to a 77-token context). Variants:
 
 - `linear`          — our linear splice (no B·S·V tensor by construction)
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -28,18 +27,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from peak_memory import PeakMemory, fresh_process_env, sync  # noqa: E402
+
 VARIANTS = ("linear", "gumbel", "soft", "gumbel-naive", "gumbel-free")
-B, S, V = 32, 77, 49408
+S, V = 77, 49408
+DEFAULT_BATCH = 32
 
 
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def run_variant(variant: str, device: str, threads: int, repeats: int) -> dict:
+def run_variant(variant: str, device: str, threads: int, repeats: int, B: int = DEFAULT_BATCH) -> dict:
     """Build the models, then measure one forward/backward (memory) and `repeats` more (time)."""
     sys.path.insert(0, str(ROOT))
     import open_clip
@@ -83,20 +80,11 @@ def run_variant(variant: str, device: str, threads: int, repeats: int) -> dict:
         loss.backward()
         return loss.item()
 
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
-        base = _status_kb("VmRSS") * 1024
-    start = time.perf_counter()
-    step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _status_kb("VmHWM") * 1024 - base
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        step()
+        sync(device)
+    peak = memory.peak_bytes
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
@@ -115,20 +103,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: stable on shared CPUs)")
     parser.add_argument("--repeats", type=int, default=2, help="timed steps after the measured first step")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH, help="B, sequences per step")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_splice.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_variant(args.child, args.device, args.threads, args.repeats)))
+        print(json.dumps(run_variant(args.child, args.device, args.threads, args.repeats, args.batch_size)))
         return
 
     rows = {}
     for variant in args.variants:
         cmd = [sys.executable, __file__, "--child", variant, "--device", args.device, "--threads", str(args.threads),
-               "--repeats", str(args.repeats)]
+               "--repeats", str(args.repeats), "--batch-size", str(args.batch_size)]
         # A fixed glibc mmap threshold gives every tensor above 64 KiB its own mapping, returned to
         # the OS when freed, so the RSS high-water mark tracks live tensors, not allocator history.
-        env = dict(os.environ, HF_HUB_OFFLINE="1", MALLOC_MMAP_THRESHOLD_="65536")
+        env = fresh_process_env(HF_HUB_OFFLINE="1", MALLOC_MMAP_THRESHOLD_="65536")
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             raise SystemExit(f"variant {variant} failed:\n{done.stderr[-3000:]}")
@@ -136,6 +125,7 @@ def main() -> None:
         r = rows[variant]
         print(f"{variant:>13}: peak {r['peak_step_memory_mib']:8.1f} MiB   step {r['step_s']:7.2f} s", flush=True)
 
+    B = args.batch_size
     bsv_mib = B * S * V * 4 / 2**20
     ratios = {}
     if "gumbel-naive" in rows and "gumbel" in rows:

@@ -10,10 +10,12 @@ decoder states (fit on validation, scored on test). File layout: docs/architectu
 """
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import torch
 import torch.nn.functional as F
 
@@ -121,7 +123,11 @@ def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, boot
     sources = [s["source"] for s in sentences]
     refs = [s["references"] for s in sentences]
     hyps = system.translate(sources)
-    image_of_row = dict(zip(scans["test"].usable, ds.select(scans["test"].usable)["image"]))
+    # encoded bytes only (decoded 64 at a time by the retrieval metric): decoding the whole split at once
+    # would hold ~0.9 MB per COCO-size image in memory
+    encoded = ds.select(scans["test"].usable).cast_column("image", datasets.Image(decode=False))["image"]
+    image_of_row = {row: io.BytesIO(image["bytes"]) if image["bytes"] else image["path"]
+                    for row, image in zip(scans["test"].usable, encoded)}
     images = [image_of_row[s["row"]] for s in sentences]
     translated = all(s["has_translation"] for s in sentences)
     metrics = METRICS if translated else ("retrieval",)

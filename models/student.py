@@ -77,6 +77,25 @@ def build_scratch_student(
     return student
 
 
+def enable_activation_checkpointing(student: MarianMTModel, decoding: str) -> str:
+    """Recompute the student's layer activations in backward (transformers' gradient checkpointing);
+    returns what was enabled, for the log.
+
+    The encoder always; the decoder only when `decoding` is not free-running: transformers turns
+    the KV cache off inside a checkpointed layer, and free-running decoding feeds one position at a
+    time through that cache (`models.decoding`), so a checkpointed decoder would decode each token
+    without its left context."""
+    parts = [student.get_encoder()] + ([] if decoding == "free-running" else [student.get_decoder()])
+    for part in parts:
+        if hasattr(part, "activation_checkpointing_enable"):  # transformers >= 5.2x names it so
+            part.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            part.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if decoding == "free-running":
+        return "student encoder (not its decoder: free-running decoding needs the KV cache)"
+    return "student encoder and decoder"
+
+
 def load_pretrained_student(path: str | Path) -> tuple[MarianMTModel, MarianTokenizer]:
     """`(model, tokenizer)` from a local MarianMT directory written by `save_pretrained`.
 

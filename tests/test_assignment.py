@@ -388,3 +388,42 @@ def test_low_precision_inputs_are_accepted(dtype):
         result = solve(scores, method=method)
         assert_valid(result, scores.double(), None, None, None, full=True)
     torch.testing.assert_close(solve(scores).objective, exact.objective)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 16), (3, 5, 9), (4, 9, 5), (8, 0, 3), (2, 7, 7), (16, 16)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("maximize", [True, False])
+def test_small_batch_fast_path_equals_the_general_path(shape, dtype, maximize):
+    """Few unmasked CPU items skip the tensor bookkeeping; full lengths take the general path: same
+    assignment, mask, objective (bit for bit) and certificate."""
+    scores = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    fast = solve(scores, maximize=maximize)
+    if scores.dim() == 2:
+        general = solve(scores, maximize=maximize, mask=torch.ones(shape, dtype=torch.bool))
+    else:
+        general = solve(scores, maximize=maximize, row_lengths=torch.full((shape[0],), shape[1]))
+    for name in ("row_to_col", "mask", "objective", "certified"):
+        assert torch.equal(getattr(fast, name), getattr(general, name)), name
+    if scores.numel():
+        rows, cols = linear_sum_assignment(scores.reshape(-1, *shape[-2:])[0].numpy(), maximize=maximize)
+        assert fast.row_to_col.reshape(-1, shape[-2])[0][rows].tolist() == cols.tolist()
+
+
+def test_fast_path_leaves_gradients_and_bad_values_to_the_general_path():
+    scores = torch.rand(1, 4, 4, requires_grad=True)
+    solve(scores).objective.sum().backward()
+    assert scores.grad is not None and scores.grad.sum() == 4  # one per assigned entry
+    bad = torch.rand(1, 4, 4)
+    bad[0, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match="non-finite values at valid entries"):
+        solve(bad)
+
+
+def test_auto_is_exact_on_cpu_and_hybrid_for_large_cuda_batches():
+    from models.assignment.solvers import AUTO_HYBRID_MIN_ITEMS, auto_method
+
+    scores = torch.rand(AUTO_HYBRID_MIN_ITEMS, 6, 6)
+    assert auto_method(scores) == "exact" and auto_method(scores[0]) == "exact"
+    assert torch.equal(solve(scores, method="auto").row_to_col, solve(scores).row_to_col)
+    if torch.cuda.is_available():
+        assert auto_method(scores.cuda()) == "hybrid" and auto_method(scores[:8].cuda()) == "exact"
