@@ -64,9 +64,11 @@ CONFIGS: dict[str, list[str]] = {
 PARTS = ("collate", "student decode", "splice", "CLIP text tower", "token CE", "image tower", "English tower",
          "n-dim loss", "backward", "optimizer")
 TRAINED_PARTS = tuple(p for p in PARTS if p not in ("image tower", "English tower"))  # frozen: from the table
+# --activation-checkpointing: free-running decoding checkpoints the student's encoder only (the decoder
+# needs its KV cache), parallel-bos decoding its encoder and decoder
 STUDY = {"free-running": [], "free-running+ckpt": ["--activation-checkpointing"],
-         "teacher-forced": ["--decoding", "teacher-forced"],
-         "teacher-forced+ckpt": ["--decoding", "teacher-forced", "--activation-checkpointing"]}
+         "parallel-bos": ["--decoding", "parallel-bos"],
+         "parallel-bos+ckpt": ["--decoding", "parallel-bos", "--activation-checkpointing"]}
 
 
 # --- one cell, inside a worker process ---------------------------------------------------------------
@@ -253,7 +255,8 @@ def mib(n: float) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Stacked time per part (left) and peak step memory (right), per configuration and batch."""
+    """Each part's share of the step (left, stacked to 100 %, the step's time above each bar) and the
+    peak step memory (right), per configuration and batch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,21 +266,23 @@ def plot(result: dict, path: Path) -> None:
     if not cells:
         return
     labels = [f"{c['name']}\nB={c['B']}" for c in cells]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.3 * len(cells) + 4), 5),
-                                      gridspec_kw={"width_ratios": [3, 1.4]})
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9, 1.4 * len(cells) + 5), 5.5),
+                                      gridspec_kw={"width_ratios": [3, 1.5]})
     bottom = [0.0] * len(cells)
     colours = plt.get_cmap("tab10")
     for i, part in enumerate(PARTS):
-        values = [1e3 * c["times_s"][part] for c in cells]
-        left.bar(labels, values, bottom=bottom, label=part, color=colours(i),
+        shares = [100 * c["times_s"][part] / c["step_s"] for c in cells]
+        left.bar(labels, shares, bottom=bottom, label=part, color=colours(i),
                  hatch="//" if part in ("image tower", "English tower") else None)
-        bottom = [b + v for b, v in zip(bottom, values)]
-    left.set_yscale("log")
-    left.set_ylabel("ms per step (log scale; hatched: cached when the towers are frozen)")
-    left.set_title(f"one stage-1 step by part ({result['device']}, {result['threads']} thread(s))")
-    left.legend(fontsize=7, ncol=2)
+        bottom = [b + v for b, v in zip(bottom, shares)]
+    for x, c in enumerate(cells):
+        left.annotate(f"{c['step_s']:.2f} s\nloss {100 * c['ndim_loss_share']:.2g} %", (x, 100), ha="center",
+                      va="bottom", fontsize=7)
+    left.set_ylim(0, 115)
+    left.set_ylabel("% of the step (hatched: cached when the towers are frozen)")
+    left.set_title(f"one stage-1 step by part ({result['device']}, {result['threads']} thread(s))", fontsize=10)
+    left.legend(fontsize=7, ncol=5, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     right.bar(labels, [c["peak_step_bytes"] / 2**20 for c in cells], color="grey")
-    right.set_yscale("log")
     right.set_ylabel("peak step memory above the models (MiB)")
     for ax in (left, right):
         ax.tick_params(axis="x", labelsize=7)
@@ -297,9 +302,10 @@ def main() -> None:
     parser.add_argument("--train-args", default="", help="extra train.py flags for every configuration "
                                                          "(e.g. a smaller CLIP for a dry run)")
     parser.add_argument("--synthetic-images", type=int, default=120, help="size of the synthetic world read")
-    parser.add_argument("--checkpointing-study", action="store_true",
-                        help="also run each configuration at B=32 with --activation-checkpointing on and off, "
-                             "free-running and teacher-forced")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="CONFIG:B", help="cells not run, e.g. mid:128")
+    parser.add_argument("--checkpointing-study", nargs="*", metavar="CONFIG",
+                        help="also run these configurations (default: all of --configs) at B=32 with "
+                             "--activation-checkpointing on and off, free-running and parallel-bos decoding")
     parser.add_argument("--budget-s", type=float, default=3600, help="start no cell after this many seconds")
     parser.add_argument("--cache-dir", default=str(ROOT / ".cache" / "bench_train_step"))
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "bench_train_step.json")
@@ -314,10 +320,25 @@ def main() -> None:
 
     started, load_before = time.time(), os.getloadavg()
     extra = args.train_args.split()
-    plan = [(name, B, "base", []) for name in args.configs for B in args.batches]
-    if args.checkpointing_study:
-        plan += [(name, 32, variant, flags) for name in args.configs for variant, flags in STUDY.items()]
+    plan = [(name, B, "base", []) for name in args.configs for B in args.batches if f"{name}:{B}" not in args.skip]
+    if args.checkpointing_study is not None:
+        plan += [(name, 32, variant, flags) for name in args.checkpointing_study or args.configs
+                 for variant, flags in STUDY.items()]
     cells = []
+    result = {
+        "benchmark": "one stage-1 training step by part (train.py's step, same functions)",
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
+        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
+        "torch": torch.__version__, "loadavg_before": load_before, "repeats": args.repeats,
+        "synthetic_images": args.synthetic_images, "configs": {name: CONFIGS[name] for name in args.configs},
+        "train_args": extra, "skipped": args.skip, "parts": list(PARTS), "trained_parts_frozen_towers": list(TRAINED_PARTS),
+        "notes": "times: median of the repeats, seconds; peaks: bytes above the memory held before the step "
+                 "(CPU: RSS high-water mark; CUDA: max_memory_allocated); ndim_loss_share: the loss' own "
+                 "forward+backward over step_as_trained_s; collate decodes and preprocesses the B images, "
+                 "which train.py skips when the image tower is frozen",
+        "cells": cells,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     for name, B, variant, flags in plan:
         left = args.budget_s - (time.time() - started)
         cell = {"name": name, "B": B, "variant": variant}
@@ -335,20 +356,8 @@ def main() -> None:
             print(f"{name:>8} B={B:<4} {variant:<20} step {c['step_as_trained_s'] * 1e3:9.1f} ms as trained "
                   f"({c['step_s'] * 1e3:9.1f} with towers), peak {mib(c['peak_step_bytes'])}, "
                   f"n-dim loss {100 * c['ndim_loss_share']:.2f} %", flush=True)
-    result = {
-        "benchmark": "one stage-1 training step by part (train.py's step, same functions)",
-        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
-        "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "threads": args.threads,
-        "torch": torch.__version__, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-        "seconds": time.time() - started, "repeats": args.repeats, "synthetic_images": args.synthetic_images,
-        "configs": {name: CONFIGS[name] for name in args.configs}, "train_args": extra,
-        "parts": list(PARTS), "trained_parts_frozen_towers": list(TRAINED_PARTS),
-        "notes": "times: median of the repeats, seconds; peaks: bytes above the memory held before the step "
-                 "(CPU: RSS high-water mark; CUDA: max_memory_allocated); ndim_loss_share: the loss' own "
-                 "forward+backward over step_as_trained_s",
-        "cells": cells,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+        result.update(loadavg_after=os.getloadavg(), seconds=time.time() - started)
+        args.out.write_text(json.dumps(result, indent=1) + "\n")  # after every cell: an interrupted run keeps its cells
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}")
     if args.plot and str(args.plot) != "-":

@@ -124,11 +124,16 @@ def test_splice_under_bf16_autocast_is_finite_and_close():
 
 
 def test_bf16_training_keeps_the_loss_in_fp32(cache, tmp_path):
-    """--mixed-precision bf16 autocasts the models but not the n-dim loss: with region labels under bf16
-    autocast the loss would be off by a factor of several (measured 9.06 vs 1.77 on 4 axes)."""
-    args = ["--labels", "regions", "--steps", "1", "--dropout", "0"]
+    """--mixed-precision bf16 autocasts the models but not the n-dim loss: with region labels on 5 axes under
+    bf16 autocast this first loss was 286.5 instead of 4.27."""
+    args = ["--labels", "regions", "--steps", "1", "--dropout", "0", "--k-english", "2", "--m-source", "2",
+            "--batch-size", "16"]
     assert train.main(tiny(cache, tmp_path / "fp32", *args)) == 0
-    assert train.main(tiny(cache, tmp_path / "bf16", *args, "--mixed-precision", "bf16")) == 0
+    # accelerate's state is a per-process singleton: another precision needs another process
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"),
+                           *tiny(cache, tmp_path / "bf16", *args, "--mixed-precision", "bf16")],
+                          env=env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     fp32, bf16 = losses(tmp_path / "fp32", "loss/contrastive")[1], losses(tmp_path / "bf16", "loss/contrastive")[1]
     assert abs(bf16 - fp32) <= 0.05 * fp32
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["mixed_precision"] == "bf16"
@@ -139,7 +144,7 @@ def test_bf16_training_keeps_the_loss_in_fp32(cache, tmp_path):
 def test_grad_accum_steps_the_optimizer_once_per_step(cache, tmp_path):
     run = tmp_path / "run"
     assert train.main(tiny(cache, run, "--grad-accum", "3", "--steps", "2", "--activation-checkpointing",
-                           "--decoding", "teacher-forced")) == 0
+                           "--decoding", "parallel-bos")) == 0
     assert sorted(losses(run)) == [1, 2]
     state = torch.load(next((run / "checkpoints").glob("step_*")) / "optimizer.bin", weights_only=False)
     assert {int(s["step"]) for s in state["state"].values()} == {2}  # AdamW stepped twice, after 6 batches
@@ -202,6 +207,18 @@ def test_two_cpu_processes_from_the_config_file_reproduce_one_process(cache, tmp
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert sorted(one) == sorted(two) == [1, 2, 3, 4]
     for step in one:
-        assert two[step] == pytest.approx(one[step], rel=1e-4, abs=1e-5), step
+        assert two[step] == pytest.approx(one[step], rel=1e-5), step  # measured: at most 2.2e-7 over 8 steps
     lr = {s: r for s, r in losses(tmp_path / "two", "lr").items()}
     assert lr == pytest.approx(losses(tmp_path / "one", "lr"))  # the schedule steps once per step, not per process
+
+
+@pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
+def test_fsdp_and_deepspeed_configs_are_refused_with_one_line(engine, tmp_path):
+    """What accelerate launch --config_file fsdp.yaml / deepspeed_zero2.yaml sets: refused before any work."""
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(tmp_path / "run")],
+                          env={**env(), f"ACCELERATE_USE_{engine}": "true"}, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert last.startswith("error: the accelerate config asks for") and engine in last
+    assert not (tmp_path / "run").exists()
