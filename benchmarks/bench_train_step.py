@@ -107,6 +107,7 @@ def run_cell(spec: dict) -> dict:
     from accelerate import Accelerator
 
     from data_prep.collate import TrainCollator
+    from data_prep.targets import TargetTable
     from data_prep.load import load_dataset_dir
     from data_prep.source_tokenizer import source_tokenizer_for
     from models.clip_loading import load_clip
@@ -138,10 +139,12 @@ def run_cell(spec: dict) -> dict:
     system, loss_fn, optimizer = accelerator.prepare(system, loss_fn, optimizer)
     accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)  # fp32 loss, as train.py runs it
     core = accelerator.unwrap_model(system)
-    collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.k_english, m_source=cfg.m_source,
-                            preprocess=preprocess, clip_tokenizer=clip_tokenizer)
+    table = TargetTable.from_dataset(ds, list(range(len(ds))))
+    collate = TrainCollator(core.source_tokenizer, core.labels_for, table, k_english=cfg.k_english,
+                            m_source=cfg.m_source, preprocess=preprocess, clip_tokenizer=clip_tokenizer)
     B, K, M = spec["B"], cfg.k_english, cfg.m_source
     rows = [i % len(ds) for i in range(B)]
+    keys = sorted(k for k, _ in table)[:cfg.ce_batch_size]  # the token CE's batch of captions with a target
     frozen_image, frozen_text = cfg.freeze in ("both", "image"), cfg.freeze in ("both", "text")
 
     parts = Parts(device)
@@ -163,10 +166,13 @@ def run_cell(spec: dict) -> dict:
 
     def step() -> list:
         with parts.part("collate"):
-            batch = collate(ds.select(rows), seed=0)
+            batch = collate.sources(ds.select(rows), rows, seed=0)
+            targets = collate.targets_batch(keys, ds) if keys else None
         with accelerator.autocast():
             with parts.part("forward"):
-                out = system(batch["source_ids"].to(device), batch["source_mask"].to(device), batch["labels"].to(device))
+                out = system(sources={k: batch[k].to(device) for k in ("source_ids", "source_mask")},
+                             targets=None if targets is None else
+                             {k: targets[k].to(device) for k in ("source_ids", "source_mask", "labels", "weight")})
             with parts.part("image tower"), torch.no_grad() if frozen_image else nullcontext():
                 image = core.encode_images(batch["images"].to(device))
             english = []
@@ -175,7 +181,7 @@ def run_cell(spec: dict) -> dict:
                     english = core.encode_english(batch["english_ids"].to(device)).unbind(1)
             axes = [image, *english, *out["features"].view(B, M, -1).unbind(1)]
             with parts.part("n-dim loss"), torch.autocast(device.type, enabled=False):
-                loss = loss_fn(axes).loss + cfg.token_ce_weight * out["token_ce"]
+                loss = loss_fn(axes).loss + (cfg.token_ce_weight * out["token_ce"] if "token_ce" in out else 0.0)
         with parts.part("backward"):
             accelerator.backward(loss)
         with parts.part("optimizer"):
