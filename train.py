@@ -130,6 +130,11 @@ class TrainConfig:
                                          "evenly over the rest)")
     self_train_nbest: int = _flag(4, "beam-search candidates per caption, reranked by CLIP with the image")
     self_train_group: int = _flag(32, "images among which a kept translation must rank its own image first")
+    self_train_judge: str = _flag("clip", "what chooses and keeps the pseudo-parallel translations: 'clip' (reranked "
+                                          "with the image, kept when it ranks its own image first), or the no-image "
+                                          "controls 'confidence' (the student's best, kept when its log-probability "
+                                          "is in the upper half) and 'all' (the student's best, all kept)",
+                                  choices=("clip", "confidence", "all"))
     rerank_beta: float = _flag(1.0, "weight of the CLIP image-translation score against the student's "
                                     "log-probability when candidates are reranked")
     pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1)")
@@ -593,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         for step in bar:
             if step in rounds and not (run.targets(rounds.index(step)).is_file() and step == start):
                 r = rounds.index(step)
-                if round_images is None or not frozen_image:
+                if cfg.self_train_judge == "clip" and (round_images is None or not frozen_image):
                     round_images = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows,
                                                           device=device, show_progress=show)
                 if main_proc:
@@ -863,9 +868,10 @@ def self_train_steps(cfg: TrainConfig) -> list[int]:
 @torch.no_grad()
 def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_table, cfg: TrainConfig, seed: int,
                             show: bool) -> tuple[dict, dict]:
-    """One round of grounded self-training: the student's n-best translations of every training
-    caption without a human target, reranked by CLIP with its image; a winner is kept as a
-    pseudo-parallel target when its own image ranks first among `--self-train-group` images.
+    """One round of self-training: the student's n-best translations of every training caption
+    without a human target; with the `clip` judge they are reranked by CLIP with the caption's image
+    and the winner is kept as a pseudo-parallel target when it ranks its own image first among
+    `--self-train-group` images (`confidence` and `all`: the no-image controls).
     Returns (pseudo targets by key, round statistics)."""
     from data_prep.targets import Target
     from models.feature_cache import FeatureTable
@@ -878,22 +884,29 @@ def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_
                 keys.append((row, j))
                 sources.append(source)
     if not keys:
-        return {}, {"candidates": 0, "kept": 0}
+        return {}, {"candidates": 0, "kept": 0, "reranked": 0}
     system.eval()
-    texts, logprobs = system.nbest(sources, size=cfg.self_train_nbest, batch_size=64)
-    device = image_table.features.device
-    flat = [t for cands in texts for t in cands]
-    features = FeatureTable.of_texts(system.encode_english, system.clip_tokenizer, flat, device=device,
-                                     show_progress=show)[flat].view(len(keys), cfg.self_train_nbest, -1)
-    own = torch.tensor([image_table.index[row] for row, _ in keys], device=device)
-    group = min(cfg.self_train_group, len(image_table.features))
-    sel = select(logprobs.to(device), features, own, image_table.features, beta=cfg.rerank_beta,
-                 scale=float(system.clip.logit_scale.exp()), group=group, seed=seed)
-    kept = sel.kept().tolist()
+    size = cfg.self_train_nbest if cfg.self_train_judge == "clip" else 1
+    texts, logprobs = system.nbest(sources, size=size, batch_size=64)
+    stats = {"candidates": len(keys), "reranked": 0}
+    if cfg.self_train_judge == "clip":
+        device = image_table.features.device
+        flat = [t for cands in texts for t in cands]
+        features = FeatureTable.of_texts(system.encode_english, system.clip_tokenizer, flat, device=device,
+                                         show_progress=show)[flat].view(len(keys), size, -1)
+        own = torch.tensor([image_table.index[row] for row, _ in keys], device=device)
+        sel = select(logprobs.to(device), features, own, image_table.features, beta=cfg.rerank_beta,
+                     scale=float(system.clip.logit_scale.exp()), group=min(cfg.self_train_group,
+                                                                            len(image_table.features)), seed=seed)
+        choice, kept = sel.choice.tolist(), sel.kept().tolist()
+        stats.update(reranked=int((sel.choice != 0).sum()), mean_image_prob=float(sel.image_prob.mean()))
+    else:
+        choice = [0] * len(keys)
+        best = logprobs[:, 0]
+        kept = (best >= best.median()).tolist() if cfg.self_train_judge == "confidence" else [True] * len(keys)
     pseudo = {key: Target(cands[c], cfg.pseudo_weight, "self")
-              for key, cands, c, keep in zip(keys, texts, sel.choice.tolist(), kept) if keep and cands[c].strip()}
-    stats = {"candidates": len(keys), "kept": len(pseudo),
-             "reranked": int((sel.choice != 0).sum()), "mean_image_prob": float(sel.image_prob.mean())}
+              for key, cands, c, keep in zip(keys, texts, choice, kept) if keep and cands[c].strip()}
+    stats["kept"] = len(pseudo)
     return pseudo, stats
 
 

@@ -84,5 +84,14 @@ def nbest(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, si
                          **generate_kwargs):
         flat = decode_ids(out.sequences.tolist(), decode, special)
         texts += [flat[i:i + size] for i in range(0, len(flat), size)]
-        scores.append(out.sequences_scores.float().view(-1, size).cpu())
+        if getattr(out, "sequences_scores", None) is None:  # greedy: the mean log-probability of the generated tokens
+            # (by hand: compute_transition_scores assumes one vocabulary for encoder and decoder)
+            generated = out.sequences[:, -len(out.scores):]
+            steps = torch.stack(out.scores, 1).float().log_softmax(-1).gather(2, generated[..., None])[..., 0]
+            is_end = (generated == model.generation_config.eos_token_id).long()
+            counted = (torch.cumsum(is_end, 1) - is_end) == 0  # every token up to and including the end token
+            sequence_scores = (steps * counted).sum(1) / counted.sum(1).clamp_min(1)
+        else:
+            sequence_scores = out.sequences_scores.float()
+        scores.append(sequence_scores.view(-1, size).cpu())
     return texts, torch.cat(scores) if scores else torch.zeros(0, size)
