@@ -14,17 +14,52 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import math
+import hashlib
 import os
+import re
 import shlex
+import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import torch
+import transformers
+import yaml
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from data_prep.__main__ import add_builder_arguments
+from data_prep.builders import BUILDERS, get_builder
+from data_prep.collate import TrainCollator, scan_usable
+from data_prep.errors import InputError, Parser, run_command
+from data_prep.load import load_dataset_dir
+from data_prep.pivot import induce_lexicon, pivot_targets
+from data_prep.sampling import StepSampler
+from data_prep.source_tokenizer import source_tokenizer_for
+from data_prep.synthetic.build import build_synthetic
+from data_prep.targets import Target, TargetTable
+from eval.health import collapse_warnings, health_report
+from eval.report import build_report
+from eval.retrieval import in_batch_recall_at_1
+from eval.system_eval import evaluate_system, image_features, student_features
+from models.clip_loading import clip_tokenizer, load_clip
+from models.feature_cache import FeatureTable
+from models.grounded import GroundedSystem
+from models.grounded_selection import select
+from models.ndim_loss import NDimContrastiveLoss
+from models.run_dir import RunDir, checkpoint_problem
+from models.schedules import warmup_cosine
+from models.shortlist import ClipShortlist
+from models.splice import Splice, TemperatureSchedule
+from models.student import VocabBridge, build_scratch_student, enable_activation_checkpointing, load_pretrained_student
+from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
 EMBEDDED_PARALLEL_FRACTION = 0.3
 
@@ -53,7 +88,6 @@ PRESETS: dict[str, dict] = {
 @dataclass
 class TrainConfig:
     """Every training option; the defaults run the embedded synthetic world in minutes on a CPU."""
-
     # data
     lang: str = _flag("es", "source language (the embedded world has es and zh)")
     data: str = _flag("synthetic", "dataset builder name (synthetic, coco-cn, coco-es, coco-mt, multi30k, xm3600, "
@@ -166,35 +200,30 @@ class TrainConfig:
         return 1 + self.k_english + self.m_source
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Bad input is one line (`error: ...`) and exit code 2; `--help` shows the usage."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(
+def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    """Every TrainConfig field as a flag; `defaults=False` leaves unset flags out of the namespace
+    (to see which options a command line names)."""
+    parser = Parser(
         prog="accelerate launch train.py", description=__doc__.split("\n\n")[0],
         epilog=HELP_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of options (command-line flags override it)")
+    parser.add_argument("--config", metavar="FILE.yaml", default=None if defaults else argparse.SUPPRESS,
+                        help="YAML file of options (command-line flags override it)")
     for f in dataclasses.fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")
         meta = dict(f.metadata)
         help_text = meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
+        default = f.default if defaults else argparse.SUPPRESS
         if f.type in ("bool", bool):
-            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
-            parser.add_argument(name, type=kind, default=f.default, help=help_text, **meta)
+            parser.add_argument(name, type=kind, default=default, help=help_text, **meta)
     return parser
 
 
 def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
     """The options of a YAML file as command-line tokens, so they pass the same type and choice
     checks as flags (`steps: 2.7` is refused as an int would be on the command line)."""
-    import yaml
-
     try:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -286,60 +315,87 @@ def config_problem(cfg: TrainConfig) -> str | None:
     return None
 
 
+# Options a resumed run may change; every other option comes from the run's config.json.
+RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "evaluate",
+                     "eval_bootstrap", "quiet", "threads", "cache_dir", "out", "resume")
+
+
+def resumed_config(cfg: TrainConfig, run: RunDir, argv: list[str]) -> TrainConfig:
+    """The configuration of the run being resumed: its config.json (every derived value included),
+    with the options in RESUME_MAY_CHANGE that the command line (or --config) names. Any other
+    option named with a different value is refused, naming the conflict."""
+    saved = run.read_config()
+    given = vars(build_parser(defaults=False).parse_args(argv))
+    if "config" in given:
+        given = vars(build_parser(defaults=False).parse_args(yaml_argv(given["config"], build_parser()) + argv))
+    conflicts = [f"--{k.replace('_', '-')} {v} (the run has {saved.get(k)})" for k, v in given.items()
+                 if k not in (*RESUME_MAY_CHANGE, "config") and k in saved and saved[k] != v]
+    if conflicts:
+        may_change = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE[:-2])
+        raise InputError(f"--resume continues {run.root} as configured in its config.json; these options differ: "
+                         f"{'; '.join(conflicts)}. Only {may_change} may change")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in saved.items() if k in fields}
+    values.update({k: getattr(cfg, k) for k in RESUME_MAY_CHANGE if k in given})
+    values["resume"] = True
+    return TrainConfig(**values)
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """Files and names the options point at exist, before anything is written."""
+    try:
+        clip_tokenizer(cfg.clip)
+    except (ValueError, RuntimeError) as exc:
+        raise InputError(f"--clip: {exc}") from None
+    if cfg.clip_pretrained and not Path(cfg.clip_pretrained).is_file():
+        raise InputError(f"--clip-pretrained {cfg.clip_pretrained}: no such file (an open_clip checkpoint file)")
+    if cfg.student != "scratch" and not (Path(cfg.student) / "config.json").is_file():
+        raise InputError(f"--student {cfg.student}: not a MarianMT directory (no config.json); pass 'scratch' or a "
+                         "directory written by save_pretrained")
+
+
 # -- data ---------------------------------------------------------------------------------------
 def cache_root(cfg: TrainConfig) -> Path:
     return Path(cfg.cache_dir or os.environ.get("GROUNDMT_CACHE") or Path.home() / ".cache" / "groundmt")
 
 
-def resolve_data(cfg: TrainConfig, is_main: bool) -> Path:
+def resolve_data(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) -> Path:
     """The dataset directory to train on; built here (once, cached) for the synthetic world or raw files.
 
     Fails before any model is built when the data is missing, naming the builder command."""
-    from data_prep.__main__ import add_builder_arguments
-    from data_prep.builders import BUILDERS, get_builder
-    from data_prep.builders.files import InputError
-
     if cfg.data not in BUILDERS:
-        raise SystemExit(f"error: unknown --data {cfg.data!r}; choose one of {sorted(BUILDERS)}")
+        raise InputError(f"unknown --data {cfg.data!r}; choose one of {sorted(BUILDERS)}")
     if cfg.data == "synthetic" and cfg.data_dir is None:
         path = cache_root(cfg) / "data" / f"synthetic-{cfg.lang}-{cfg.synthetic_images}-seed{cfg.seed}-translated"
         if is_main and not (path / "dataset_dict.json").is_file():
-            from data_prep.synthetic.build import build_synthetic
-
-            print(f"building the embedded synthetic world ({cfg.synthetic_images} images, {cfg.lang}) at {path}")
+            log(f"building the embedded synthetic world ({cfg.synthetic_images} images, {cfg.lang}) at {path}")
             build_synthetic(path.with_name(path.name + ".tmp"), lang=cfg.lang, images=cfg.synthetic_images,
                             seed=cfg.seed, parallel_fraction=1.0, show_progress=not cfg.quiet)
             path.with_name(path.name + ".tmp").rename(path)
         return path
     if cfg.data_dir is None:
-        raise SystemExit(f"error: --data {cfg.data} needs --data-dir: a dataset built with\n"
-                         f"  python -m data_prep {cfg.data} --data-dir RAW_FILES --out DATASET\n"
-                         f"or the raw files themselves (see `python -m data_prep {cfg.data} --help`)")
+        raise InputError(f"--data {cfg.data} needs --data-dir: a dataset built with `python -m data_prep {cfg.data} "
+                         f"--data-dir RAW_FILES --out DATASET`, or the raw files themselves (see `python -m data_prep "
+                         f"{cfg.data} --help`)")
     data_dir = Path(cfg.data_dir)
     if (data_dir / "dataset_dict.json").is_file():
         return data_dir
     if not data_dir.is_dir():
-        raise SystemExit(f"error: --data-dir {data_dir} does not exist. Build the dataset first:\n"
-                         f"  python -m data_prep {cfg.data} --data-dir RAW_FILES --out {data_dir}\n"
-                         f"(or pass the raw {cfg.data} files as --data-dir; layout: "
-                         f"`python -m data_prep {cfg.data} --help`)")
-    import hashlib
-
+        raise InputError(f"--data-dir {data_dir} does not exist. Build the dataset first: `python -m data_prep "
+                         f"{cfg.data} --data-dir RAW_FILES --out {data_dir}` (or pass the raw {cfg.data} files as "
+                         f"--data-dir; layout: `python -m data_prep {cfg.data} --help`)")
     builder = get_builder(cfg.data)
     key = hashlib.sha256(f"{data_dir.resolve()}|{cfg.lang}|{cfg.data_args}".encode()).hexdigest()[:12]
     path = cache_root(cfg) / "data" / f"{cfg.data}-{key}"
     if is_main and not (path / "dataset_dict.json").is_file():
-        parser = argparse.ArgumentParser(prog=f"python -m data_prep {cfg.data}")
+        parser = Parser(prog=f"--data-args for python -m data_prep {cfg.data}")
         add_builder_arguments(parser, builder)
         argv = ["--data-dir", str(data_dir), "--out", str(path.with_name(path.name + ".tmp")), *shlex.split(cfg.data_args)]
         if any(a.option_strings == ["--lang"] for a in parser._actions) and "--lang" not in argv:
             argv += ["--lang", cfg.lang]
         args = parser.parse_args(argv + (["--quiet"] if cfg.quiet else []))
-        print(f"building {cfg.data} from {data_dir} into {path}")
-        try:
-            builder.build(args)
-        except InputError as exc:  # wrong layout or options: the builder's message says what it expected
-            raise SystemExit(f"error: {exc}") from None
+        log(f"building {cfg.data} from {data_dir} into {path}")
+        builder.build(args)  # a wrong layout is an InputError saying what the builder expected
         path.with_name(path.name + ".tmp").rename(path)
     return path
 
@@ -351,16 +407,75 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
     if cfg.resume:
         runs = sorted(p for p in Path("runs").glob(prefix + "*") if (p / "config.json").is_file())
         if not runs:
-            raise SystemExit(f"error: --resume without --out, and no run runs/{prefix}* to resume")
+            raise InputError(f"--resume without --out, and no run runs/{prefix}* to resume")
         return runs[-1]
     return Path("runs") / (prefix + time.strftime("%Y%m%d-%H%M%S"))
+
+
+@dataclass
+class TrainingData:
+    """The dataset of a run, checked row by row, with the training targets and the source tokenizer."""
+    path: Path
+    splits: datasets.DatasetDict
+    scans: dict  # split -> ScanResult (usable rows, counted skips)
+    targets: TargetTable  # human translations at --parallel-fraction (+ pivot targets with --pivot)
+    n_captions: int  # training source captions
+    source_tokenizer: object | None  # None: a pretrained student reads its own
+
+    @property
+    def train(self) -> datasets.Dataset:
+        return self.splits["train"]
+
+    @property
+    def train_rows(self) -> list[int]:
+        return self.scans["train"].usable
+
+    def english_captions(self) -> list[str]:
+        return [t for row in self.train.select(self.train_rows)["english"] for t in row if t.strip()]
+
+
+def load_training_data(cfg: TrainConfig, accelerator, log: Callable[[str], None], show: bool) -> TrainingData:
+    """Build or load the dataset, find its usable rows, choose the training targets, and resolve the
+    options derived from the data (`--parallel-fraction`, `--max-target-length`) into `cfg`."""
+    path = resolve_data(cfg, accelerator.is_main_process, log)
+    accelerator.wait_for_everyone()  # the main process may have been building it
+    dsd = load_dataset_dir(path)
+    for split in ("train", "validation", "test"):
+        if split not in dsd or len(dsd[split]) == 0:
+            raise InputError(f"{path} has no {split!r} rows; rebuild it with python -m data_prep")
+    scans = {split: scan_usable(dsd[split], need_english=1, show_progress=show) for split in ("train", "validation", "test")}
+    for split, scan in scans.items():
+        log(f"{split}: {scan.summary()}")
+    rows = scans["train"].usable
+    if len(rows) < cfg.batch_size:
+        raise InputError(f"only {len(rows)} usable training rows for --batch-size {cfg.batch_size}")
+    if cfg.parallel_fraction is None and cfg.data == "synthetic" and cfg.data_dir is None:
+        cfg.parallel_fraction = EMBEDDED_PARALLEL_FRACTION
+    try:
+        targets = TargetTable.from_dataset(dsd["train"], rows, fraction=cfg.parallel_fraction, seed=cfg.seed)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    sources = [s for row in dsd["train"].select(rows)["source"] for s in row if s.strip()]
+    source_tokenizer = (source_tokenizer_for(path, sources, vocab_size=cfg.source_vocab)
+                        if cfg.student == "scratch" else None)
+    if cfg.pivot:
+        pieces = (source_tokenizer or AutoTokenizer.from_pretrained(cfg.student)).tokenize
+        lexicon = induce_lexicon(dsd["train"], rows, pieces)
+        targets = targets.with_pseudo(pivot_targets(dsd["train"], rows, lexicon, pieces, skip=targets.human_keys(),
+                                                    threshold=cfg.pivot_threshold, weight=cfg.pivot_weight))
+    log(f"train: {targets.summary(len(sources))}")
+    data = TrainingData(path, dsd, scans, targets, len(sources), source_tokenizer)
+    if not cfg.max_target_length:
+        texts = data.english_captions() + [t.text for _, t in targets]
+        tokenize = clip_tokenizer(cfg.clip)
+        cfg.max_target_length = min(tokenize.context_length, int((tokenize(texts) != 0).sum(1).max()) + 2)
+    return data
 
 
 # -- training -----------------------------------------------------------------------------------
 class StopSignal:
     """While active, SIGTERM / SIGINT set a flag; the loop checkpoints and exits at the next step
     boundary. A second signal stops at once. The previous handlers come back on exit."""
-
     def __init__(self):
         self.signum = None
         self._previous = {}
@@ -384,328 +499,145 @@ def stop_requested(stop: StopSignal, accelerator) -> bool:
     """True on every process once any process got a signal (they must checkpoint together)."""
     if accelerator.num_processes == 1:
         return stop.signum is not None
-    import torch
 
     flag = torch.tensor([float(stop.signum is not None)], device=accelerator.device)
     return bool(accelerator.reduce(flag, "max").item())
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 def batch_r1(query, gallery) -> float:
     """R@1 of `query` rows retrieving their own `gallery` row inside this batch (ties as expected hits)."""
-    from eval.retrieval import in_batch_recall_at_1
-
     return in_batch_recall_at_1(gallery.detach(), query.detach(), batch_size=len(query))["b2a"]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`accelerate launch train.py ...`: bad input is one line and exit code 2, Ctrl-C exit 130."""
+    return run_command(lambda: train(argv))
+
+
+def train(argv: list[str] | None = None) -> int:
+    """Setup → data → stage 0 → stage 1 (build, resume, loop) → export, evaluation, report."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_config(argv)
-
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
-
-    from data_prep.collate import TrainCollator, scan_usable
-    from data_prep.targets import TargetTable
-    from data_prep.load import load_dataset_dir
-    from data_prep.sampling import StepSampler
-    from data_prep.source_tokenizer import source_tokenizer_for
-    from models.run_dir import RunDir
-
-    # Data first: a missing dataset fails before any model is built.
-    # (accelerate sets RANK for every launched process; only rank 0 builds, the others wait below)
-    data_path = resolve_data(cfg, is_main=int(os.environ.get("RANK", "0")) == 0)
     run_path = [str(resolve_run_dir(cfg))]
-    # Several processes on a machine without CUDA (`accelerate launch --multi_gpu --num_processes 2` starts them
-    # with torchrun; accelerate's own `--cpu` launcher starts one unless MPI is installed): a gloo process group.
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    for engine in ("FSDP", "DEEPSPEED"):  # asked for by an accelerate config: see docs/scaling.md
-        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
-            print(f"error: the accelerate config asks for {engine}, which train.py cannot run yet: accelerate's "
-                  "FSDP2 and DeepSpeed take one prepared model and train.py prepares two (the system and the n-dim "
-                  "loss with its logit scale), and accelerate runs FSDP only on GPUs; use a DDP config "
-                  "(docs/scaling.md)",
-                  file=sys.stderr)
-            raise SystemExit(2)
-    # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
-    # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
-    accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu,
-                              mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                              dataloader_config=DataLoaderConfiguration(split_batches=True))
-    broadcast_object_list(run_path)  # one timestamped name for every process
-    accelerator.wait_for_everyone()  # the main process may still be building the data
+    resuming = cfg.resume and RunDir(run_path[0]).config.is_file()
+    if resuming:  # the run's config.json is the truth; only RESUME_MAY_CHANGE options may differ
+        cfg = resumed_config(cfg, RunDir(run_path[0]), argv)
+    check_inputs(cfg)
+    accelerator = make_accelerator(cfg, run_path[0])
+    broadcast_object_list(run_path)  # one (timestamped) name for every process
     run = RunDir(run_path[0])
+    if run.config.is_file() and not resuming:  # every process stops, before any writes
+        raise InputError(f"{run.root} already holds a run; pass --resume to continue it, or a new --out")
     accelerator.project_configuration.project_dir = str(run.root)
     main_proc = accelerator.is_main_process
     show = main_proc and not cfg.quiet
-    if not show:  # the libraries' own bars (dataset saving, weight loading) follow --quiet too
-        import datasets
-        import transformers
-
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
-    log_file = None
-
-    def say(message: str) -> None:
-        if main_proc:
-            print(message, flush=True)
-            if log_file is not None:
-                with log_file.open("a") as f:
-                    f.write(message + "\n")
-
-    resuming = cfg.resume and run.latest_checkpoint() is not None
-    if run.config.is_file() and not cfg.resume:  # every process stops, before any writes
-        raise SystemExit(f"error: {run.root} already holds a run; pass --resume to continue it, or a new --out")
-    accelerator.wait_for_everyone()
-    if main_proc:
-        run.create()
-        log_file = run.root / "train.log"
-        record = {**dataclasses.asdict(cfg), "out": str(run.root), "run_id": run.root.name,
-                  "data_path": str(data_path), "world_size": accelerator.num_processes,
-                  "mixed_precision": accelerator.mixed_precision}
-        run.write_config(record)
-    accelerator.wait_for_everyone()
+    quiet_libraries(show)
+    log = RunLog(main_proc)
     set_seed(cfg.seed)
     if accelerator.device.type == "cpu":
         local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
         torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // max(1, local)))
-    say(f"run {run.root} ({'resuming' if resuming else 'new'}), data {data_path}, "
+
+    # Data: built or loaded, checked row by row, targets chosen; every derived option resolved.
+    data = load_training_data(cfg, accelerator, log, show)
+    if not resuming:
+        if main_proc:
+            run.create()
+            run.write_config({**dataclasses.asdict(cfg), "out": str(run.root), "run_id": run.root.name,
+                              "data_path": str(data.path), "world_size": accelerator.num_processes})
+            log.open(run.root / "train.log")
+        accelerator.wait_for_everyone()
+    log(f"run {run.root} ({'resuming' if resuming else 'new'}), data {data.path}, "
         f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
-    dsd = load_dataset_dir(data_path)
-    for split in ("train", "validation", "test"):
-        if split not in dsd or len(dsd[split]) == 0:
-            raise SystemExit(f"error: {data_path} has no {split!r} rows; rebuild it with python -m data_prep")
-    scans = {split: scan_usable(dsd[split], need_english=1, show_progress=show) for split in ("train", "validation", "test")}
-    for split, scan in scans.items():
-        say(f"{split}: {scan.summary()}")
-    train_rows = scans["train"].usable
-    fraction = cfg.parallel_fraction
-    if fraction is None and cfg.data == "synthetic" and cfg.data_dir is None:
-        fraction = cfg.parallel_fraction = EMBEDDED_PARALLEL_FRACTION
-    initial_targets = TargetTable.from_dataset(dsd["train"], train_rows, fraction=fraction, seed=cfg.seed)
-    n_captions = sum(len([c for c in r if c.strip()]) for r in dsd["train"].select(train_rows)["source"])
-    source_tokenizer = None  # a pretrained student reads its own source vocabulary
-    if cfg.student == "scratch":
-        source_tokenizer = source_tokenizer_for(
-            data_path, [s for row in dsd["train"].select(train_rows).select_columns(["source"]) for s in row["source"]
-                        if s.strip()], vocab_size=cfg.source_vocab)
-    if cfg.pivot:
-        from transformers import AutoTokenizer
-
-        from data_prep.pivot import induce_lexicon, pivot_targets
-
-        pieces = (source_tokenizer or AutoTokenizer.from_pretrained(cfg.student)).tokenize
-        lexicon = induce_lexicon(dsd["train"], train_rows, pieces)
-        pivots = pivot_targets(dsd["train"], train_rows, lexicon, pieces, skip=initial_targets.human_keys(),
-                               threshold=cfg.pivot_threshold, weight=cfg.pivot_weight)
-        initial_targets = initial_targets.with_pseudo(pivots)
-    say(f"train: {initial_targets.summary(n_captions)}")
-
-    # Stage 0: a CLIP that reads English.
-    clip, preprocess, clip_tokenizer, clip_weights = stage0_clip(cfg, accelerator, dsd["train"], train_rows, data_path,
-                                                                 say, show)
-
-    # Stage 1: the student read by CLIP.
-    captions = [t for row in dsd["train"].select(train_rows)["english"] for t in row if t.strip()]
-    targets = captions + [t.text for _, t in initial_targets]
-    shortlist = None
-    if cfg.student == "scratch" and cfg.target_vocab == "corpus":
-        from models.shortlist import ClipShortlist
-
-        shortlist = ClipShortlist.from_texts(clip_tokenizer, targets)
-        say(f"student target vocabulary: {len(shortlist)} CLIP BPE ids of the training English text")
-    if not cfg.max_target_length:
-        cfg.max_target_length = int((clip_tokenizer(targets) != 0).sum(1).max()) + 2
-        say(f"translations use at most {cfg.max_target_length} CLIP positions")
-    system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
-    freeze_towers(system, cfg.freeze)
-    if cfg.activation_checkpointing:
-        from models.student import enable_activation_checkpointing
-
-        say(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
-    loss_fn = build_loss(cfg)
-    trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
-    system, loss_fn, optimizer, scheduler = accelerator.prepare(system, loss_fn, optimizer, scheduler)
-    # The n-dim loss runs in fp32 under --mixed-precision: its features are promoted to fp32, but under bf16
-    # autocast its matmuls would not be (labels=regions: loss 9.06 instead of 1.77; gram: no bf16 det), so
-    # prepare's autocast wrapper comes off its forward and the loop calls it with autocast disabled.
-    accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)
-    core = accelerator.unwrap_model(system)
-    device = accelerator.device
-
-    grounded = cfg.grounding_weight > 0
-    frozen_image = cfg.freeze in ("both", "image")
-    frozen_text = cfg.freeze in ("both", "text")
-    from models.feature_cache import FeatureTable
-
-    image_table = english_table = None
-    if frozen_image and grounded:
-        image_table = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows, device=device,
-                                             show_progress=show)
-    if frozen_text and cfg.k_english and grounded:
-        english_table = FeatureTable.of_texts(core.encode_english, clip_tokenizer, captions, device=device,
-                                              show_progress=show)
-    collate = TrainCollator(core.source_tokenizer, core.labels_for, initial_targets, k_english=cfg.k_english,
-                            m_source=cfg.m_source, preprocess=None if frozen_image or not grounded else preprocess,
-                            clip_tokenizer=None if frozen_text or not grounded else clip_tokenizer,
-                            forced_labels=cfg.decoding == "teacher-forced")
-    sampler = StepSampler(train_rows, cfg.batch_size, seed=cfg.seed, rank=accelerator.process_index,
-                          world=accelerator.num_processes)
-    start = 0
-    if resuming:
-        step_done, path = run.latest_checkpoint()
-        accelerator.load_state(str(path))
-        start = step_done
-        if main_proc:
-            dropped = run.truncate_metrics(step_done)
-            say(f"resumed from {path} (step {step_done}); dropped {dropped} metric records logged after it")
-    elif cfg.resume:
-        say("--resume: no complete checkpoint yet, starting from step 0")
-    rounds = self_train_steps(cfg)
-    ce = TargetBatches(initial_targets, cfg, accelerator, since=0)
-    done_rounds = [r for r, at in enumerate(rounds) if at < start or (at == start and run.targets(r).is_file())]
-    if done_rounds:  # the pseudo targets the interrupted run was training on
-        r = done_rounds[-1]
-        ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg, accelerator,
-                           since=rounds[r])
-        say(f"self-training: round {r + 1} targets reloaded ({ce.table.summary(n_captions)})")
-    if cfg.steps and not grounded and not ce.active and not rounds:
-        raise SystemExit("error: nothing to train on: --grounding-weight 0 and no training caption has a target "
-                         "(raise --parallel-fraction, or use grounding or --self-train-rounds)")
-    round_images = image_table
-    if main_proc:
-        accelerator.init_trackers("tensorboard", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                         for k, v in dataclasses.asdict(cfg).items()})
-
-    from models.splice import TemperatureSchedule
-
-    schedule = TemperatureSchedule(cfg.tau_start, cfg.tau_end, steps=max(1, cfg.steps))
-    from tqdm.auto import tqdm
-
     with StopSignal() as stop:
-        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="stage 1: student", disable=not show)
-        t0 = time.time()
-        system.train()
-        for step in bar:
-            if step in rounds and not (run.targets(rounds.index(step)).is_file() and step == start):
-                r = rounds.index(step)
-                if cfg.self_train_judge == "clip" and (round_images is None or not frozen_image):
-                    round_images = FeatureTable.of_images(core.encode_images, preprocess, dsd["train"], train_rows,
-                                                          device=device, show_progress=show)
-                if main_proc:
-                    pseudo, stats = grounded_pseudo_targets(core, dsd["train"], train_rows, initial_targets,
-                                                            round_images, cfg, seed=cfg.seed * 1000 + r, show=show)
-                    TargetTable(pseudo).save(run.targets(r))
-                    run.append_metrics({"step": step, "self_train/round": r + 1,
-                                        **{f"self_train/{k}": v for k, v in stats.items()}})
-                    say(f"self-training round {r + 1} at step {step}: kept {stats['kept']} of {stats['candidates']} "
-                        f"translations (CLIP reranked {stats['reranked']})")
-                accelerator.wait_for_everyone()
-                ce = TargetBatches(initial_targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg,
-                                   accelerator, since=step)
-                system.train()
-            core.splice.tau = schedule(step)
-            collate.targets = ce.table
-            for micro in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):  # batches of this optimizer step
-                rows = sampler.indices(micro)
-                sources = targets = None
-                if grounded:
-                    sources = collate.sources(dsd["train"].select(rows), rows,
-                                              seed=cfg.seed * 1000 + sampler.epoch_of(micro))
-                if ce.active:
-                    targets = collate.targets_batch(ce.keys(micro), dsd["train"])
-                with accelerator.accumulate(system, loss_fn):
-                    with accelerator.autocast():
-                        out = system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
-                                     targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"),
-                                                       device))
-                        loss = cfg.token_ce_weight * out["token_ce"] if targets is not None else None
-                        if grounded:
-                            B, M, K = len(rows), cfg.m_source, cfg.k_english
-                            image = image_table[rows] if frozen_image else core.encode_images(sources["images"].to(device))
-                            if K:
-                                english = (english_table[[e for caps in sources["english_text"] for e in caps]]
-                                           .view(B, K, -1) if frozen_text
-                                           else core.encode_english(sources["english_ids"].to(device)))
-                            axes = [image, *(english.unbind(1) if K else ()), *out["features"].view(B, M, -1).unbind(1)]
-                            with torch.autocast(device.type, enabled=False):
-                                result = loss_fn(axes)
-                            loss = cfg.grounding_weight * result.loss + (0.0 if loss is None else loss)
-                    if loss is not None:  # none before the first target exists with grounding off: nothing to learn
-                        accelerator.backward(loss)  # divided by --grad-accum; DDP syncs on the last batch only
-            if loss is not None:
-                if cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
-                optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                # the global batch's loss (the mean over processes; the token CE's when their counts are equal)
-                record = {"step": done, "lr": scheduler.get_last_lr()[0], "seconds": time.time() - t0}
-                if loss is not None:
-                    record["loss"] = accelerator.reduce(loss.detach().float(), "mean").item()
-                if targets is not None:
-                    record["loss/token_ce"] = float(out["token_ce"].detach())
-                if grounded:
-                    record.update({**{f"loss/{k}": float(v.detach()) for k, v in result.terms.items()}, **result.stats,
-                                   "tau": core.splice.tau})
-                    student0 = axes[1 + K]
-                    record["r1/student_image"] = batch_r1(student0, image)
-                    if K:
-                        record["r1/english_image"] = batch_r1(axes[1], image)
-                        record["r1/student_english"] = batch_r1(student0, axes[1])
-                if main_proc:
-                    run.append_metrics(record)
-                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
-                bar.set_postfix(**({"loss": f"{record['loss']:.3f}"} if "loss" in record else {}),
-                                **({"r1": f"{record['r1/student_image']:.2f}"} if grounded else {}))
-            if done % cfg.eval_every == 0 and done < cfg.steps:
-                validate(core, dsd["validation"], scans["validation"].usable, preprocess, accelerator, run, done, say)
-                system.train()
-            stopping = stop_requested(stop, accelerator)
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps or stopping:
-                save_checkpoint(accelerator, run, done, cfg.keep_checkpoints)
-            if stopping:
-                say(f"stopped by a signal after step {done}: checkpoint saved; continue with "
-                    f"`accelerate launch train.py --out {run.root} --resume`")
-                accelerator.end_training()
-                return 128 + (stop.signum or signal.SIGTERM)
-        bar.close()
+        # Stage 0: a CLIP that reads English.
+        stage0 = stage0_clip(cfg, accelerator, data, log, show, stop=lambda: stop_requested(stop, accelerator))
+        if stage0 is None:
+            log(f"stopped by a signal during stage 0: its state is saved; continue with "
+                f"`accelerate launch train.py --out {run.root} --resume`")
+            return 128 + (stop.signum or signal.SIGTERM)
+        clip, preprocess, clip_tokenizer, clip_weights = stage0
+        # Stage 1: the student read by CLIP.
+        stage1 = Stage1(cfg, accelerator, data, clip, preprocess, clip_tokenizer, log, show)
+        start = 0
+        if resuming:
+            start = stage1.resume_from_checkpoint(run)
+            if main_proc:
+                run.write_config({**run.read_config(), **{k: getattr(cfg, k) for k in RESUME_MAY_CHANGE if k in
+                                                          dataclasses.asdict(cfg)}})
+                log.open(run.root / "train.log")
+                log(f"resumed at step {start}" if start else "--resume: no complete checkpoint yet, starting from "
+                                                              "step 0")
+        if main_proc:
+            accelerator.init_trackers("tensorboard", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                             for k, v in dataclasses.asdict(cfg).items()})
+        signum = stage1.train(run, start, stop)
+        if signum:
+            log(f"stopped by a signal after step {stage1.done}: checkpoint saved; continue with "
+                f"`accelerate launch train.py --out {run.root} --resume`")
+            accelerator.end_training()
+            return 128 + signum
     if start >= cfg.steps:
-        say(f"run already complete at step {start}")
+        log(f"run already complete at step {start}")
     accelerator.wait_for_everyone()
     if main_proc:
-        core.eval()
-        core.save(run.model)
-        say(f"exported the model to {run.model} ({time.time() - t0:.0f}s of stage 1)")
-        if cfg.evaluate:
-            from eval.system_eval import evaluate_system
-
-            untrained = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed,
-                                     shortlist=shortlist).to(device).eval()
-            summary = evaluate_system(core, dsd, scans, preprocess, run, untrained=untrained,
-                                      bootstrap=cfg.eval_bootstrap, show_progress=show, clip_weights=clip_weights)
-            say(summary)
-            write_report(run, say)
+        stage1.finish(run, clip_weights)
     accelerator.end_training()
     return 0
+
+
+class RunLog:
+    """Messages of the main process: printed, and appended to RUN/train.log once it is opened
+    (what was said before — data building, a resume being checked — is written then)."""
+    def __init__(self, main_process: bool) -> None:
+        self.main_process, self.path, self.pending = main_process, None, []
+
+    def __call__(self, message: str) -> None:
+        if not self.main_process:
+            return
+        print(message, flush=True)
+        if self.path is None:
+            self.pending.append(message)
+        else:
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write(message + "\n")
+
+    def open(self, path: Path) -> None:
+        self.path = path
+        with path.open("a", encoding="utf-8") as f:
+            f.writelines(m + "\n" for m in self.pending)
+        self.pending = []
+
+
+def make_accelerator(cfg: TrainConfig, project_dir: str) -> Accelerator:
+    """One Accelerator for both stages. Several processes on a machine without CUDA (`accelerate
+    launch --multi_gpu --num_processes 2` starts them with torchrun; accelerate's own `--cpu`
+    launcher starts one unless MPI is installed) form a gloo group."""
+    for engine in ("FSDP", "DEEPSPEED"):  # asked for by an accelerate config: see docs/scaling.md
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
+            raise InputError(f"the accelerate config asks for {engine}, which train.py cannot run yet: accelerate's "
+                             "FSDP2 and DeepSpeed take one prepared model and train.py prepares two (the system and "
+                             "the n-dim loss with its logit scale), and accelerate runs FSDP only on GPUs; use a DDP "
+                             "config (docs/scaling.md)")
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
+    # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
+    return Accelerator(log_with="tensorboard", project_dir=project_dir, cpu=multi_cpu, mixed_precision=cfg.mixed_precision,
+                       gradient_accumulation_steps=cfg.grad_accum,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
+def quiet_libraries(show: bool) -> None:
+    """The libraries' own bars (dataset saving, weight loading) follow --quiet (and non-main processes)."""
+    if not show:
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
 
 def write_report(run, say) -> None:
     """RUN/report.html (+ .md, .json). The run is complete without it, so a failure here is
     reported with the command that retries it rather than raised."""
-    from eval.report import build_report
-
     try:
         build_report([run.root], run.report)
         say(f"report: {run.report}")
@@ -714,58 +646,294 @@ def write_report(run, say) -> None:
             f"`python -m eval report {run.root} --out {run.report}`")
 
 
-def stage0_clip(cfg, accelerator, train, rows, data_path, say, show):
-    """(clip, preprocess, tokenizer, weights path): real weights, or the cached tiny teacher."""
-    from models.clip_loading import load_clip
-
+def stage0_clip(cfg: TrainConfig, accelerator, data: TrainingData, log, show: bool, stop: Callable[[], bool]):
+    """(clip, preprocess, tokenizer, weights path): real weights, or the cached tiny teacher (trained
+    here when the cache has none; a stopped teacher resumes from `<cache>/teachers/<key>.partial`).
+    None when a signal stopped the teacher (its state is saved)."""
     if cfg.clip_pretrained:
         clip, preprocess, tokenizer = load_clip(cfg.clip, pretrained=cfg.clip_pretrained)
-        say(f"stage 0: CLIP {cfg.clip} from {cfg.clip_pretrained}")
+        log(f"stage 0: CLIP {cfg.clip} from {cfg.clip_pretrained}")
         return clip.to(accelerator.device), preprocess, tokenizer, cfg.clip_pretrained
     if cfg.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
-        import torch
-
         torch.manual_seed(cfg.seed)
         clip, preprocess, tokenizer = load_clip(cfg.clip)
-        say(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {cfg.clip} is RANDOMLY "
+        log(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {cfg.clip} is RANDOMLY "
             f"INITIALISED (seed {cfg.seed}); the student is grounded in a CLIP that has learnt nothing. Pass "
             f"--clip-pretrained FILE for real weights, or --teacher-steps N to train a teacher on this data first.")
         return clip.to(accelerator.device), preprocess, tokenizer, None
-    from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
-
-    settings = dict(steps=cfg.teacher_steps, batch_size=cfg.teacher_batch_size, lr=cfg.teacher_lr, seed=cfg.seed,
-                    world=accelerator.num_processes)
-    directory = cache_root(cfg) / "teachers" / teacher_key(train, rows, cfg.clip, settings)
+    world = accelerator.num_processes
+    batch = min(cfg.teacher_batch_size, len(data.train_rows) // world * world)
+    settings = dict(steps=cfg.teacher_steps, batch_size=batch, lr=cfg.teacher_lr, seed=cfg.seed, world=world)
+    directory = cache_root(cfg) / "teachers" / teacher_key(data.train, data.train_rows, cfg.clip, settings)
     if (directory / CHECKPOINT_NAME).is_file():
-        say(f"stage 0: cached CLIP teacher {directory}")
+        log(f"stage 0: cached CLIP teacher {directory}")
     else:
-        import torch
-
+        partial = directory.with_name(directory.name + ".partial")
         torch.manual_seed(cfg.seed)
         clip, preprocess, tokenizer = load_clip(cfg.clip)
-        say(f"stage 0: training a {cfg.clip} CLIP teacher on the English captions ({cfg.teacher_steps} steps)")
+        log(f"stage 0: training a {cfg.clip} CLIP teacher on the English captions ({cfg.teacher_steps} steps"
+            + (", resuming its saved state" if (partial / "teacher_state.pt").is_file() else "") + ")")
         t0 = time.time()
-        last = train_teacher(clip, preprocess, tokenizer, train, rows, accelerator, steps=cfg.teacher_steps,
-                             batch_size=cfg.teacher_batch_size, lr=cfg.teacher_lr, seed=cfg.seed, show_progress=show)
+        sampler = StepSampler(data.train_rows, batch, seed=cfg.seed, rank=accelerator.process_index, world=world)
+        last = train_teacher(clip, preprocess, tokenizer, data.train, sampler.indices, accelerator,
+                             steps=cfg.teacher_steps, lr=cfg.teacher_lr, seed=cfg.seed, state_dir=partial,
+                             stop=stop, show_progress=show)
+        if last is None:
+            return None
         if accelerator.is_main_process:
-            save_teacher(accelerator.unwrap_model(clip), directory, {"clip": cfg.clip, "data": str(data_path),
-                                                                      **settings, **last})
+            save_teacher(clip, directory, {"clip": cfg.clip, **settings, **last})
+            shutil.rmtree(partial, ignore_errors=True)
         accelerator.wait_for_everyone()
-        say(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last.get('teacher/loss', float('nan')):.3f}), "
+        log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
             f"cached at {directory}")
     clip, preprocess, tokenizer = load_clip(cfg.clip, pretrained=directory / CHECKPOINT_NAME)
     return clip.to(accelerator.device), preprocess, tokenizer, str(directory / CHECKPOINT_NAME)
+
+
+class Stage1:
+    """The student read by CLIP: the system, its objective and optimizer, and what every step
+    reads (image batches for the n-dim loss, batches of captions with a target for the token CE)."""
+    def __init__(self, cfg: TrainConfig, accelerator, data: TrainingData, clip, preprocess, clip_tokenizer, log,
+                 show: bool) -> None:
+        self.cfg, self.accelerator, self.data, self.log, self.show = cfg, accelerator, data, log, show
+        self.preprocess, self.clip_tokenizer, self.device = preprocess, clip_tokenizer, accelerator.device
+        self.shortlist = None
+        if cfg.student == "scratch" and cfg.target_vocab == "corpus":
+            self.shortlist = ClipShortlist.from_texts(clip_tokenizer, data.english_captions() +
+                                                      [t.text for _, t in data.targets])
+            log(f"student target vocabulary: {len(self.shortlist)} CLIP BPE ids of the training English text")
+        log(f"translations use at most {cfg.max_target_length} CLIP positions")
+        self.clip = clip
+        system = build_system(cfg, clip, clip_tokenizer, data.source_tokenizer, seed=cfg.seed, shortlist=self.shortlist)
+        freeze_towers(system, cfg.freeze)
+        if cfg.activation_checkpointing:
+            log(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
+        loss_fn = build_loss(cfg)
+        self.trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
+        self.system, self.loss_fn, self.optimizer, self.scheduler = accelerator.prepare(system, loss_fn, optimizer,
+                                                                                        scheduler)
+        # The n-dim loss runs in fp32 under --mixed-precision: its features are promoted to fp32, but under bf16
+        # autocast its matmuls would not be (labels=regions: loss 9.06 instead of 1.77; gram: no bf16 det), so
+        # prepare's autocast wrapper comes off its forward and the loop calls it with autocast disabled.
+        accelerator.unwrap_model(self.loss_fn, keep_fp32_wrapper=False)
+        self.core = accelerator.unwrap_model(self.system)
+        self.grounded = cfg.grounding_weight > 0
+        self.frozen_image, self.frozen_text = cfg.freeze in ("both", "image"), cfg.freeze in ("both", "text")
+        self.image_table = self.english_table = None
+        if self.frozen_image and self.grounded:
+            self.image_table = FeatureTable.of_images(self.core.encode_images, preprocess, data.train, data.train_rows,
+                                                      device=self.device, show_progress=show)
+        if self.frozen_text and cfg.k_english and self.grounded:
+            self.english_table = FeatureTable.of_texts(self.core.encode_english, clip_tokenizer,
+                                                       data.english_captions(), device=self.device,
+                                                       show_progress=show)
+        self.collate = TrainCollator(self.core.source_tokenizer, self.core.labels_for, data.targets,
+                                     k_english=cfg.k_english, m_source=cfg.m_source,
+                                     preprocess=None if self.frozen_image or not self.grounded else preprocess,
+                                     clip_tokenizer=None if self.frozen_text or not self.grounded else clip_tokenizer,
+                                     forced_labels=cfg.decoding == "teacher-forced")
+        self.sampler = StepSampler(data.train_rows, cfg.batch_size, seed=cfg.seed, rank=accelerator.process_index,
+                                   world=accelerator.num_processes)
+        self.rounds = self_train_steps(cfg)
+        self.ce = TargetBatches(data.targets, cfg, accelerator, since=0)
+        self.round_images = self.image_table
+        self.warnings: set[str] = set()
+        self.done = 0
+
+    def resume_from_checkpoint(self, run: RunDir) -> int:
+        """Load the newest complete checkpoint (older ones when newer ones are damaged), drop the
+        metrics logged after it and reload the pseudo targets it was training on; its step."""
+        found = run.latest_checkpoint()
+        for step, path in run.checkpoints_newest_first():
+            if found is not None and step <= found[0]:
+                break
+            self.log(f"WARNING checkpoint {path} cannot be resumed from ({checkpoint_problem(path)}); trying an "
+                     "older one")
+        if found is None:
+            return 0
+        step, path = found
+        self.accelerator.load_state(str(path))
+        if self.accelerator.is_main_process:
+            dropped = run.truncate_metrics(step)
+            self.log(f"resumed from {path} (step {step}); dropped {dropped} metric records logged after it")
+        done_rounds = [r for r, at in enumerate(self.rounds) if at < step or (at == step and run.targets(r).is_file())]
+        if done_rounds:  # the pseudo targets the interrupted run was training on
+            r = done_rounds[-1]
+            self.ce = TargetBatches(self.data.targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), self.cfg,
+                                    self.accelerator, since=self.rounds[r])
+            self.log(f"self-training: round {r + 1} targets reloaded ({self.ce.table.summary(self.data.n_captions)})")
+        return step
+
+    def self_training_round(self, run: RunDir, step: int) -> None:
+        """Make the pseudo-parallel targets of the round that runs before `step` (RUN/targets/)."""
+        r = self.rounds.index(step)
+        cfg, main_proc = self.cfg, self.accelerator.is_main_process
+        if cfg.self_train_judge == "clip" and (self.round_images is None or not self.frozen_image):
+            self.round_images = FeatureTable.of_images(self.core.encode_images, self.preprocess, self.data.train,
+                                                       self.data.train_rows, device=self.device,
+                                                       show_progress=self.show)
+        if main_proc:
+            pseudo, stats = grounded_pseudo_targets(self.core, self.data.train, self.data.train_rows,
+                                                    self.data.targets, self.round_images, cfg,
+                                                    seed=cfg.seed * 1000 + r, show=self.show)
+            TargetTable(pseudo).save(run.targets(r))
+            run.append_metrics({"step": step, "self_train/round": r + 1,
+                                **{f"self_train/{k}": v for k, v in stats.items()}})
+            self.log(f"self-training round {r + 1} at step {step}: kept {stats['kept']} of {stats['candidates']} "
+                     f"translations (CLIP reranked {stats['reranked']})")
+        self.accelerator.wait_for_everyone()
+        self.ce = TargetBatches(self.data.targets.with_pseudo(dict(TargetTable.load(run.targets(r)))), cfg,
+                                self.accelerator, since=step)
+        self.system.train()
+
+    def step_loss(self, micro: int):
+        """The loss of batch `micro` (optimizer step × --grad-accum + micro-batch), and what the log
+        reports of it: (loss or None when the batch holds nothing to learn from, record parts)."""
+        cfg, core, device = self.cfg, self.core, self.device
+        rows = self.sampler.indices(micro)
+        sources = targets = None
+        if self.grounded:
+            sources = self.collate.sources(self.data.train.select(rows), rows,
+                                           seed=cfg.seed * 1000 + self.sampler.epoch_of(micro))
+        if self.ce.active:
+            targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
+        with self.accelerator.autocast():
+            out = self.system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
+                              targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
+        loss, parts = None, {}
+        if targets is not None:
+            loss = cfg.token_ce_weight * out["token_ce"]
+            parts["loss/token_ce"] = out["token_ce"]
+        if self.grounded:
+            B, M, K = len(rows), cfg.m_source, cfg.k_english
+            image = self.image_table[rows] if self.frozen_image else core.encode_images(sources["images"].to(device))
+            english = ()
+            if K:
+                english = (self.english_table[[e for caps in sources["english_text"] for e in caps]].view(B, K, -1)
+                           if self.frozen_text else core.encode_english(sources["english_ids"].to(device))).unbind(1)
+            axes = [image, *english, *out["features"].view(B, M, -1).unbind(1)]
+            with torch.autocast(device.type, enabled=False):
+                result = self.loss_fn(axes)
+            loss = cfg.grounding_weight * result.loss + (0.0 if loss is None else loss)
+            parts.update({f"loss/{k}": v for k, v in result.terms.items()}, **result.stats, tau=core.splice.tau,
+                         axes=axes)
+        return loss, parts
+
+    def train(self, run: RunDir, start: int, stop: StopSignal) -> int:
+        """Steps `start`..`--steps`; the signal number when a signal stopped it (after a checkpoint), else 0."""
+        cfg, accelerator, core = self.cfg, self.accelerator, self.core
+        schedule = TemperatureSchedule(cfg.tau_start, cfg.tau_end, steps=max(1, cfg.steps))
+        bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="stage 1: student",
+                   disable=not self.show)
+        t0 = time.time()
+        self.system.train()
+        for step in bar:
+            if step in self.rounds and not (run.targets(self.rounds.index(step)).is_file() and step == start):
+                self.self_training_round(run, step)
+            core.splice.tau = schedule(step)
+            self.collate.targets = self.ce.table
+            for micro in range(step * cfg.grad_accum, (step + 1) * cfg.grad_accum):  # batches of this optimizer step
+                with accelerator.accumulate(self.system, self.loss_fn):
+                    loss, parts = self.step_loss(micro)
+                    if loss is not None:  # none before the first target exists with grounding off: nothing to learn
+                        accelerator.backward(loss)  # divided by --grad-accum; DDP syncs on the last batch only
+            if loss is not None:
+                if cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(self.trainable, cfg.grad_clip)
+                self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.done = done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
+                record = self.record(done, loss, parts, time.time() - t0)
+                if accelerator.is_main_process:
+                    run.append_metrics(record)
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
+                bar.set_postfix({k: f"{record[key]:.3f}" for k, key in (("loss", "loss"), ("r1", "r1/student_image"))
+                                 if key in record})
+            if done % cfg.eval_every == 0 and done < cfg.steps:
+                self.validate(run, done)
+                self.system.train()
+            stopping = stop_requested(stop, accelerator)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps or stopping:
+                save_checkpoint(accelerator, run, done, cfg.keep_checkpoints)
+            if stopping:
+                return stop.signum or signal.SIGTERM
+        bar.close()
+        return 0
+
+    def record(self, done: int, loss, parts: dict, seconds: float) -> dict:
+        """One metrics.jsonl record: the global batch's loss (the mean over processes), every term,
+        and in-batch R@1 between the axes of the n-dim loss."""
+        record = {"step": done, "lr": self.scheduler.get_last_lr()[0], "seconds": seconds}
+        if loss is not None:
+            record["loss"] = self.accelerator.reduce(loss.detach().float(), "mean").item()
+        axes = parts.pop("axes", None)
+        record.update({k: float(v.detach()) if torch.is_tensor(v) else v for k, v in parts.items()})
+        if axes is not None:
+            image, student = axes[0], axes[1 + self.cfg.k_english]
+            record["r1/student_image"] = batch_r1(student, image)
+            if self.cfg.k_english:
+                record["r1/english_image"] = batch_r1(axes[1], image)
+                record["r1/student_english"] = batch_r1(student, axes[1])
+        return record
+
+    def validate(self, run: RunDir, step: int, limit: int = 256) -> None:
+        """Validation R@1 (student translation ↔ image) and embedding health (DESIGN §7); a collapse
+        warning is printed when it first appears and when it clears, not at every validation."""
+        if not self.accelerator.is_main_process:
+            return
+        system, ds = self.core.eval(), self.data.splits["validation"]
+        rows = self.data.scans["validation"].usable[:limit]
+        subset = ds.select(rows)
+        images = image_features(system, self.preprocess, ds, rows)
+        with torch.no_grad():
+            sources = [next(s for s in row if s.strip()) for row in subset["source"]]
+            english = [next(e for e in row if e.strip()) for row in subset["english"]]
+            student = student_features(system, sources)
+            eng = system.encode_english(system.clip_tokenizer(english).to(self.device))
+        report = health_report({"image": images, "english": eng, "student": student}, reference="image")
+        record = {"step": step, "split": "validation"}
+        for axis, row in report.items():
+            for key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness"):
+                if key in row:
+                    record[f"health/{axis}/{key}"] = row[key]
+        run.append_metrics(record)
+        self.accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=step)
+        self.log(f"validation @ {step}: in-batch R@1 student↔image {report['student']['in_batch_r1']:.3f}, "
+                 f"English↔image {report['english']['in_batch_r1']:.3f} "
+                 f"(chance {report['student']['in_batch_chance']:.3f})")
+        current = {re.sub(r"\d+(\.\d+)?", "#", w): w for w in collapse_warnings(report)}
+        for key, warning in current.items():
+            if key not in self.warnings:
+                self.log(f"WARNING embedding health: {warning}")
+        for key in self.warnings - set(current):
+            self.log(f"embedding health: cleared: {key.replace('#', '…')}")
+        self.warnings = set(current)
+
+    def finish(self, run: RunDir, clip_weights: str | None) -> None:
+        """Export RUN/model, evaluate it on the test split against the untrained student, write the report."""
+        core = self.core.eval()
+        core.save(run.model)
+        self.log(f"exported the model to {run.model}")
+        if not self.cfg.evaluate:
+            return
+        untrained = build_system(self.cfg, self.clip, self.clip_tokenizer, self.data.source_tokenizer,
+                                 seed=self.cfg.seed, shortlist=self.shortlist).to(self.device).eval()
+        summary = evaluate_system(core, self.data.splits, self.data.scans, self.preprocess, run, untrained=untrained,
+                                  bootstrap=self.cfg.eval_bootstrap, show_progress=self.show,
+                                  clip_weights=clip_weights)
+        self.log(summary)
+        write_report(run, self.log)
 
 
 def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shortlist=None):
     """The grounded system with a freshly initialised (scratch) or loaded (pretrained) student;
     the same seed gives the same initial student (the untrained baseline of the evaluation).
     `shortlist`: a scratch student's decoder vocabulary (`--target-vocab corpus`)."""
-    import torch
 
-    from models.grounded import GroundedSystem
-    from models.splice import Splice
-    from models.student import VocabBridge, build_scratch_student, load_pretrained_student
 
     context = clip.positional_embedding.shape[0]
     with torch.random.fork_rng(devices=[]):
@@ -796,8 +964,6 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
 
 def build_loss(cfg):
     """The stage 1 n-dim loss over the axes [image, K English, M student] of `cfg`."""
-    from models.ndim_loss import NDimContrastiveLoss
-
     return NDimContrastiveLoss(
         cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
         anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
@@ -806,8 +972,6 @@ def build_loss(cfg):
 
 def freeze_towers(system, freeze: str) -> None:
     """Freeze the CLIP towers named by --freeze (the text tower's gradient still reaches the student)."""
-    import torch
-
     clip = system.clip
     text_names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "text")
     for name, param in clip.named_parameters():
@@ -819,13 +983,12 @@ def freeze_towers(system, freeze: str) -> None:
             getattr(clip, name).requires_grad_(False)
 
 
-def save_checkpoint(accelerator, run, step: int, keep: int) -> None:
-    """accelerate state into a staging directory, renamed into place once complete."""
-    staging = run.staging_dir(step)
-    accelerator.save_state(str(staging))
+def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
+    """accelerate state into a staging directory; the main process writes its manifest (sizes and
+    hashes, flushed to disk) and renames it into place (models.run_dir)."""
+    accelerator.save_state(str(run.staging_dir(step)))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (staging / "train_state.json").write_text(json.dumps({"step": step}) + "\n")
         run.commit_checkpoint(step, keep=keep)
     accelerator.wait_for_everyone()
 
@@ -840,9 +1003,7 @@ class TargetBatches:
     of them (global; each process reads its slice), epochs of a seeded permutation of the table's
     keys counted from step `since` (when the table took effect), so a resumed run reads the same
     ones. Inactive when the token CE is off or the table is empty."""
-
     def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
-        from data_prep.sampling import StepSampler
 
         self.table, self.since, self.grad_accum = table, since, cfg.grad_accum
         world = accelerator.num_processes
@@ -873,10 +1034,6 @@ def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_
     and the winner is kept as a pseudo-parallel target when it ranks its own image first among
     `--self-train-group` images (`confidence` and `all`: the no-image controls).
     Returns (pseudo targets by key, round statistics)."""
-    from data_prep.targets import Target
-    from models.feature_cache import FeatureTable
-    from models.grounded_selection import select
-
     keys, sources, human = [], [], initial_targets.human_keys()
     for row, item in zip(rows, ds.select(rows).select_columns(["source"])):
         for j, source in enumerate(item["source"]):
@@ -908,38 +1065,6 @@ def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_
               for key, cands, c, keep in zip(keys, texts, choice, kept) if keep and cands[c].strip()}
     stats["kept"] = len(pseudo)
     return pseudo, stats
-
-
-def validate(system, ds, rows, preprocess, accelerator, run, step, say, limit: int = 256) -> None:
-    """Validation R@1 (student translation ↔ image) and embedding health; warns on collapse."""
-    import torch
-
-    from eval.health import collapse_warnings, health_report
-    from eval.system_eval import image_features, student_features
-
-    if not accelerator.is_main_process:
-        return
-    system.eval()
-    rows = rows[:limit]
-    subset = ds.select(rows)
-    images = image_features(system, preprocess, ds, rows)
-    with torch.no_grad():
-        sources = [next(s for s in row if s.strip()) for row in subset["source"]]
-        english = [next(e for e in row if e.strip()) for row in subset["english"]]
-        student = student_features(system, sources)
-        eng = system.encode_english(system.clip_tokenizer(english).to(accelerator.device))
-    report = health_report({"image": images, "english": eng, "student": student}, reference="image")
-    record = {"step": step, "split": "validation"}
-    for axis, row in report.items():
-        for key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1"):
-            if key in row:
-                record[f"health/{axis}/{key}"] = row[key]
-    run.append_metrics(record)
-    accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=step)
-    say(f"validation @ {step}: in-batch R@1 student↔image {report['student']['in_batch_r1']:.3f}, "
-        f"English↔image {report['english']['in_batch_r1']:.3f} (chance {report['student']['in_batch_chance']:.3f})")
-    for warning in collapse_warnings(report):
-        say(f"WARNING embedding health: {warning}")
 
 
 if __name__ == "__main__":

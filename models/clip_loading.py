@@ -28,6 +28,18 @@ def load_clip(
     are registered first, so they work like built-in names); a path loads that checkpoint file;
     a tag such as "openai" is handed to open_clip only when the hub is reachable.
     """
+    tokenizer = clip_tokenizer(name)
+    if pretrained is not None:
+        pretrained = str(pretrained)
+        if not Path(pretrained).is_file():
+            _check_pretrained_tag(name, pretrained)
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+    return model, preprocess, tokenizer
+
+
+def clip_tokenizer(name: str) -> Callable:
+    """open_clip's tokenizer of the architecture `name` (no weights are built): a clear error for an
+    unknown name, or a hub-only one when the hub is unreachable."""
     register_tiny_clip_configs()
     if name.startswith("hf-hub:") and is_offline_mode():
         raise RuntimeError(
@@ -40,13 +52,7 @@ def load_clip(
             f"unknown open_clip architecture {name!r}; choose a built-in name such as 'ViT-B-32' or one "
             f"of the tiny configs {list(register_tiny_clip_configs())}"
         )
-    if pretrained is not None:
-        pretrained = str(pretrained)
-        if not Path(pretrained).is_file():
-            _check_pretrained_tag(name, pretrained)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
-    tokenizer = open_clip.get_tokenizer(name)
-    return model, preprocess, tokenizer
+    return open_clip.get_tokenizer(name)
 
 
 def _check_pretrained_tag(name: str, pretrained: str) -> None:

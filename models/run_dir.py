@@ -12,13 +12,51 @@ RUN/report.html
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
+MANIFEST = "train_state.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_durably(path: Path, text: str) -> None:
+    """Write `text` to `path` through a flushed temporary file and an atomic rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why the checkpoint at `path` cannot be resumed from (None when it is complete)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"{path / MANIFEST} is missing or unreadable"
+    for name, meta in manifest.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{file} is missing"
+        if file.stat().st_size != meta["bytes"]:
+            return f"{file} has {file.stat().st_size} bytes, {meta['bytes']} were written"
+        if _sha256(file) != meta["sha256"]:
+            return f"{file} does not hold what was written (SHA-256 differs)"
+    return None if manifest.get("files") else f"{path / MANIFEST} lists no files"
 
 
 class RunDir:
@@ -60,21 +98,37 @@ class RunDir:
         """Where a checkpoint is written before the atomic rename that makes it count."""
         return self.checkpoints / f".tmp-step_{step:08d}"
 
-    def latest_checkpoint(self) -> tuple[int, Path] | None:
-        """The newest complete checkpoint (staging directories never count)."""
+    def checkpoints_newest_first(self) -> list[tuple[int, Path]]:
+        """Every committed checkpoint directory (complete or not), newest first."""
         if not self.checkpoints.is_dir():
-            return None
-        steps = [(int(m.group(1)), p) for p in self.checkpoints.iterdir() if (m := _STEP_DIR.match(p.name))]
-        return max(steps) if steps else None
+            return []
+        return sorted(((int(m.group(1)), p) for p in self.checkpoints.iterdir() if (m := _STEP_DIR.match(p.name))),
+                      reverse=True)
+
+    def latest_checkpoint(self) -> tuple[int, Path] | None:
+        """The newest *complete* checkpoint: every file its manifest lists is there with the same
+        size and SHA-256 (a checkpoint damaged after it was committed — a truncated file, a disk
+        that lost a write — is passed over for the one before it)."""
+        for step, path in self.checkpoints_newest_first():
+            if checkpoint_problem(path) is None:
+                return step, path
+        return None
 
     def commit_checkpoint(self, step: int, keep: int = 2) -> Path:
-        """Rename the staged checkpoint into place and prune older ones, keeping `keep`."""
-        final = self.checkpoint_dir(step)
+        """Write the staged checkpoint's manifest (file sizes and hashes, flushed to disk with the
+        files), rename it into place and prune older complete ones, keeping `keep`."""
+        staging, final = self.staging_dir(step), self.checkpoint_dir(step)
+        files = {}
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+            files[str(path.relative_to(staging))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+        write_durably(staging / MANIFEST, json.dumps({"step": step, "files": files}, indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
-        self.staging_dir(step).rename(final)
-        complete = sorted(p for p in self.checkpoints.iterdir() if _STEP_DIR.match(p.name))
-        for old in complete[:-keep]:
+        staging.rename(final)
+        complete = [p for _, p in self.checkpoints_newest_first() if checkpoint_problem(p) is None]
+        for old in complete[keep:]:
             shutil.rmtree(old)
         for stale in self.checkpoints.glob(".tmp-step_*"):
             shutil.rmtree(stale, ignore_errors=True)

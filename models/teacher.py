@@ -21,6 +21,8 @@ import torch
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
+from models.schedules import warmup_cosine
+
 CHECKPOINT_NAME = "open_clip_model.pt"
 
 
@@ -32,14 +34,14 @@ def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settin
     digest = hashlib.sha256()
     for item in train.select(rows).select_columns(["image_id", "english"]):
         digest.update(json.dumps([item["image_id"], item["english"]], ensure_ascii=False).encode())
-    blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, **settings}, sort_keys=True)
+    blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, "batches": "step-sampler", **settings},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+def caption_of(image_id: str, english: list[str], *, seed: int, step: int) -> str:
+    """The English caption an image is paired with at `step`: a pure function of (seed, step, image)."""
+    return random.Random(f"{seed}:{step}:{image_id}").choice([e for e in english if e.strip()])
 
 
 def train_teacher(
@@ -47,40 +49,51 @@ def train_teacher(
     preprocess: Callable,
     tokenizer: Callable,
     train: datasets.Dataset,
-    usable: list[int],
+    rows_of: Callable[[int], list[int]],
     accelerator,
     *,
     steps: int,
-    batch_size: int,
     lr: float,
     seed: int,
+    state_dir: str | Path | None = None,
+    save_every: int = 50,
+    stop: Callable[[], bool] | None = None,
     log: Callable[[dict], None] | None = None,
     show_progress: bool = True,
-) -> dict:
-    """Train `clip` in place with the two-tower CLIP loss on (image, random English caption)."""
+) -> dict | None:
+    """Train `clip` in place with the two-tower CLIP loss on (image, English caption) pairs.
+
+    `rows_of(step)`: the dataset rows this process reads at `step` (its slice of the global batch;
+    a pure function of the step, like `data_prep.sampling.StepSampler.indices`), so the run can
+    resume exactly: with `state_dir`, model, optimizer, step and RNG state are saved there every
+    `save_every` steps (atomically) and when `stop()` turns true at a step boundary (then None is
+    returned instead of the last losses), and a later call continues from the newest save. The
+    teacher is released from `accelerator` at the end, so the checkpoints of the next stage hold
+    only that stage's models."""
     world, rank = accelerator.num_processes, accelerator.process_index
     clip.output_dict = True  # open_clip's forward then returns named features
-    model = clip
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    optimizer = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
+    start = 0
+    state_file = Path(state_dir) / "teacher_state.pt" if state_dir is not None else None
+    if state_file is not None and state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        clip.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+    model, optimizer = accelerator.prepare(clip, optimizer)
     loss_fn = ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
-    gen = torch.Generator().manual_seed(seed)
-    rng = random.Random(seed + rank)
-    order: list[int] = []
-    per_rank = batch_size // world
     model.train()
-    bar = tqdm(range(steps), desc="stage 0: CLIP teacher", disable=not (show_progress and accelerator.is_local_main_process))
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage 0: CLIP teacher",
+               disable=not (show_progress and accelerator.is_local_main_process))
     last = {}
     for step in bar:
-        while len(order) < batch_size:
-            order += [usable[i] for i in torch.randperm(len(usable), generator=gen).tolist()]
-        batch_idx, order = order[:batch_size], order[batch_size:]
-        rows = train.select(batch_idx[rank * per_rank:(rank + 1) * per_rank])
-        images = torch.stack([preprocess(im.convert("RGB")) for im in rows["image"]]).to(accelerator.device)
-        texts = [rng.choice([e for e in eng if e.strip()]) for eng in rows["english"]]
+        batch = train.select(rows_of(step))
+        images = torch.stack([preprocess(im.convert("RGB")) for im in batch["image"]]).to(accelerator.device)
+        texts = [caption_of(i, eng, seed=seed, step=step) for i, eng in zip(batch["image_id"], batch["english"])]
         ids = tokenizer(texts).to(accelerator.device)
         for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, steps, lr, warmup=max(1, steps // 20))
+            group["lr"] = lr * warmup_cosine(step, steps, warmup=max(1, steps // 20))
         with accelerator.autocast():
             out = model(images, ids)
             loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
@@ -93,8 +106,23 @@ def train_teacher(
         if log is not None and (step % 50 == 0 or step == steps - 1):
             log({"teacher/step": step, **last})
         bar.set_postfix(loss=f"{last['teacher/loss']:.3f}")
+        done = step + 1
+        stopping = stop is not None and stop()
+        if state_file is not None and done < steps and (done % save_every == 0 or stopping):
+            if accelerator.is_main_process:
+                state_file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = state_file.with_name(state_file.name + ".tmp")
+                torch.save({"model": accelerator.unwrap_model(model).state_dict(),
+                            "optimizer": optimizer.optimizer.state_dict(), "step": done,
+                            "torch_rng": torch.get_rng_state()}, tmp)
+                tmp.replace(state_file)
+            accelerator.wait_for_everyone()
+        if stopping and done < steps:
+            last = None
+            break
     model.eval()
     clip.output_dict = False
+    accelerator.free_memory()  # unregister the teacher: stage 1's checkpoints hold stage 1's models only
     return last
 
 

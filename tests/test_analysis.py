@@ -331,7 +331,10 @@ def test_untagged_dataset_skips_attribute_probes_with_the_reason(tagged_run, tmp
 
 def test_cli_errors_are_one_line_and_exit_2(run, tmp_path, capsys):
     def error(argv):
-        code = eval_main(argv)
+        try:
+            code = eval_main(argv)
+        except SystemExit as stop:  # an argument refused at parsing
+            code = stop.code
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith("error:") and "\n" not in err, err
         return err
@@ -339,9 +342,12 @@ def test_cli_errors_are_one_line_and_exit_2(run, tmp_path, capsys):
     assert "does not exist" in error(["analyze", str(tmp_path / "nowhere")])
     empty = tmp_path / "empty-run"
     empty.mkdir()
-    assert "has no model/" in error(["analyze", str(empty)])
+    assert "is not a run directory" in error(["analyze", str(empty)])
+    unexported = tmp_path / "unexported-run"
+    shutil.copytree(run, unexported, ignore=shutil.ignore_patterns("model", "checkpoints", "tensorboard", "analysis"))
+    assert "has no model/" in error(["analyze", str(unexported)])
     assert "unknown part" in error(["analyze", str(run), "--parts", "cka,bogus"])
-    assert "at least 1" in error(["analyze", str(run), "--limit", "0"])
+    assert "positive integer" in error(["analyze", str(run), "--limit", "0"])
     moved = tmp_path / "moved-run"
     shutil.copytree(run, moved, ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "analysis"))
     config = json.loads((moved / "config.json").read_text())

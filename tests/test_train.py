@@ -144,9 +144,9 @@ def test_bad_rows_are_skipped_and_counted(cache, tmp_path):
 
 
 def test_missing_dataset_fails_before_any_model_is_built(tmp_path, capsys):
-    with pytest.raises(SystemExit) as err:
-        train.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
-    assert "python -m data_prep coco-cn" in str(err.value)
+    assert train.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "python -m data_prep coco-cn" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
+
+from data_prep.errors import InputError, positive_int, torch_device
 
 PART_NAMES = ("cka", "probes", "movement", "tokens", "health")
 DESCRIPTION = """\
@@ -25,51 +26,36 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
                         "`python -m eval report RUN` finds it; with --out, pass `--analysis DIR` to the report)")
     p.add_argument("--parts", default=",".join(PART_NAMES),
                    help="comma-separated analyses to run, from %(default)s (default: all)")
-    p.add_argument("--limit", type=int, default=1000,
+    p.add_argument("--limit", type=positive_int, default=1000,
                    help="at most N test sentences, and N training rows to fit the attribute probes "
                         "(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=64, help="sentences / images per forward pass and CKA "
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sentences / images per forward pass and CKA "
                                                               "minibatch (default: %(default)s)")
-    p.add_argument("--device", help="cpu / cuda (default: cuda when available)")
-
-
-def _error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
+    p.add_argument("--device", type=torch_device, help="cpu / cuda (default: cuda when available)")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
+    """Analyse every run; bad input is an InputError (one line, exit 2 through run_command), and
+    Ctrl-C keeps the parts finished so far (analysis.json is rewritten after each part)."""
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PART_NAMES))
     if unknown or not parts:
-        return _error(f"--parts {args.parts!r}: unknown part(s) {unknown}; choose from {','.join(PART_NAMES)}")
-    if args.limit < 1 or args.batch_size < 1:
-        return _error("--limit and --batch-size must be at least 1")
+        raise InputError(f"--parts {args.parts!r}: unknown part(s) {unknown}; choose from {','.join(PART_NAMES)}")
     from eval.analysis.analyze import ANALYSIS_FILE, analyze_run
-    from eval.analysis.context import AnalysisInputError
     from eval.analysis.summary import summary_lines
     from eval.report.collect import load_runs
 
-    try:
-        runs = load_runs(args.runs)
-        for run in runs:
-            if not (run.path / "model").is_dir():
-                raise AnalysisInputError(f"{run.path} has no model/ (train.py exports it at the end of a run)")
-    except (FileNotFoundError, AnalysisInputError) as err:
-        return _error(str(err).splitlines()[0])
-    out_dir = None
+    runs = load_runs(args.runs)
+    for run in runs:
+        if not (run.path / "model").is_dir():
+            raise InputError(f"{run.path} has no model/ (train.py exports it at the end of a run)")
     for run in runs:
         out_dir = Path(args.out) / run.name if args.out else run.path / "analysis"
         try:
             result = analyze_run(run, out_dir, parts=parts, limit=args.limit, batch_size=args.batch_size,
                                  device=args.device)
-        except AnalysisInputError as err:
-            return _error(str(err))
-        except OSError as err:
-            return _error(f"cannot write {out_dir}: {err.strerror or err}")
         except KeyboardInterrupt:
-            print(f"interrupted: {out_dir / ANALYSIS_FILE} holds the parts finished so far", file=sys.stderr)
-            return 130
+            raise KeyboardInterrupt(f"{out_dir / ANALYSIS_FILE} holds the parts finished so far") from None
         for note in result["notes"]:
             print(f"note: {note}")
         for label, text in summary_lines(result):

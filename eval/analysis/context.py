@@ -8,11 +8,8 @@ from pathlib import Path
 
 import torch
 
+from data_prep.errors import InputError
 from eval.report.collect import Run
-
-
-class AnalysisInputError(ValueError):
-    """A run that cannot be analysed (no model, no dataset); the CLI prints it as one line."""
 
 
 @dataclass
@@ -77,17 +74,17 @@ def load_context(run: Run, *, limit: int, batch_size: int, device: str | None) -
     try:
         system = GroundedSystem.load(run.path / "model", device=dev)
     except FileNotFoundError as err:
-        raise AnalysisInputError(str(err).splitlines()[0]) from None
+        raise InputError(str(err).splitlines()[0]) from None
     directory = dataset_dir(run)
     if directory is None:
-        raise AnalysisInputError(f"{run.path}/config.json names no data_path: the analysis needs the run's dataset")
+        raise InputError(f"{run.path}/config.json names no data_path: the analysis needs the run's dataset")
     try:
         dsd = load_dataset_dir(directory)
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise AnalysisInputError(f"dataset of run {run.path} unavailable: {str(err).splitlines()[0]}") from None
+        raise InputError(f"dataset of run {run.path} unavailable: {str(err).splitlines()[0]}") from None
     for split in ("train", "validation", "test"):
         if split not in dsd or len(dsd[split]) == 0:
-            raise AnalysisInputError(f"dataset {directory} has no {split!r} rows")
+            raise InputError(f"dataset {directory} has no {split!r} rows")
     scans = {split: scan_usable(dsd[split], need_english=1, show_progress=False) for split in ("validation", "test")}
     # the attribute probes fit on (at most `limit` rows of) the training split: scan only those
     scans["train"] = scan_usable(dsd["train"].select(range(min(limit, len(dsd["train"])))), need_english=1,
