@@ -13,7 +13,6 @@ benchmarks/results/rerank_quality.json (docs/translate.md, "Reranking with the i
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

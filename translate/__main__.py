@@ -124,7 +124,7 @@ def run_text(args: argparse.Namespace) -> int:
         raise InputError("give sentences as arguments or --file, not both")
     rerank = _text_rerank(args)
     out = None if args.out is None else output_file(args.out, "--out")  # before any work
-    images = text_images(args) if rerank is not None else None  # before stdin is read
+    images = _text_images(args) if rerank is not None else None  # before stdin is read
     if args.file is not None:
         texts = read_lines(input_file(args.file, "--file"))
     elif not args.texts or args.texts == ["-"]:
@@ -163,7 +163,7 @@ def _text_rerank(args: argparse.Namespace) -> dict | None:
     return rerank_settings(args.rerank, num_beams=args.num_beams, size=args.rerank_size, beta=args.rerank_beta)
 
 
-def text_images(args: argparse.Namespace) -> list[Path | None]:
+def _text_images(args: argparse.Namespace) -> list[Path | None]:
     """The images of `translate text --rerank clip`, each checked to be a file: `--images` as given,
     or the lines of `--images-file` (relative to its folder; a blank line = no image)."""
     if args.images is not None:
