@@ -9,13 +9,19 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.errors import (InputError, Parser, input_file, output_dir, output_file, positive_int, run_command,
-                              torch_device)
+from data_prep.errors import (InputError, Parser, input_file, non_negative_float, output_dir, output_file,
+                              positive_int, run_command, torch_device)
+from translate.reranking import DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, RERANKERS, rerank_settings
 
 TEXT_EPILOG = """examples:
   python -m translate text --run RUN "una casa roja junto al mar" "dos perros"
   python -m translate text --run RUN --file sentences.es --out sentences.en --num-beams 4
   echo "un gato negro" | python -m translate text --run RUN
+  python -m translate text --run RUN "una cruz roja" "dos círculos" --rerank clip --images cruz.png circ.png
+  python -m translate text --run RUN --file captions.es --images-file captions.images --rerank clip
+--rerank clip: each sentence's n-best list is re-scored with its image (--images after the sentences,
+or --images-file: one image path per input line, relative to the list's folder; a blank line only
+beside an empty sentence).
 Output: one line per input line, in order (an empty input line gives an empty output line). Lines
 end at \\n only (data_prep.text_files). An input longer than the model reads is cut there: one
 warning says which lines. --out is checked before translating and written whole at the end.
@@ -25,6 +31,7 @@ CORPUS_EPILOG = """examples:
   python -m translate corpus --run RUN --data-dir DATASET_DIR --split test --out corpus_out
   python -m translate corpus --run RUN --images photos/ --captions captions.jsonl --src-lang quz \\
       --min-grounding 0.2 --dedupe --tmx --out corpus_out
+  python -m translate corpus --run RUN --data-dir DATASET_DIR --rerank clip --rerank-beta 0.2 --out corpus_out
 captions file: JSONL, CSV or TSV with columns file_name, caption (optional image_id, lang);
 file_name is relative to --images (a name that leaves --images is skipped, never opened).
 Outputs in OUT: corpus.jsonl, corpus.<src>, corpus.en, corpus.tsv, [corpus.tmx], input_report.jsonl,
@@ -43,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--run", required=True, type=Path, help="run directory (holds model/)")
     text.add_argument("texts", nargs="*", help="sentences to translate; '-' or none (without --file) reads stdin")
     text.add_argument("--file", type=Path, help="UTF-8 file with one sentence per line")
+    images = text.add_mutually_exclusive_group()
+    images.add_argument("--images", nargs="+", type=Path, metavar="IMG",
+                        help="with --rerank clip: one image file per sentence, in order (put it after the sentences)")
+    images.add_argument("--images-file", type=Path, metavar="LIST",
+                        help="with --rerank clip: one image path per input line (relative to LIST's folder)")
     _common(text)
     text.add_argument("--out", type=Path, help="write the translations here (default: print them)")
 
@@ -86,6 +98,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per batch (default 32)")
     parser.add_argument("--device", type=torch_device,
                         help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--rerank", choices=RERANKERS,
+                        help="re-score each caption's n-best list with its image: the student's length-normalised "
+                             "log-probability + beta x CLIP logit scale x cos(CLIP(candidate), CLIP(image))")
+    parser.add_argument("--rerank-size", type=positive_int, metavar="K",
+                        help=f"n-best list size, the beam width of its search (default: --num-beams when above 1, "
+                             f"else {DEFAULT_RERANK_SIZE})")
+    parser.add_argument("--rerank-beta", type=non_negative_float, metavar="B",
+                        help=f"weight of the image score (default {DEFAULT_RERANK_BETA}; 0 = beam search's best)")
 
 
 def _quiet_loading() -> None:
@@ -102,16 +122,24 @@ def run_text(args: argparse.Namespace) -> int:
 
     if args.file is not None and args.texts:
         raise InputError("give sentences as arguments or --file, not both")
+    rerank = _text_rerank(args)
     out = None if args.out is None else output_file(args.out, "--out")  # before any work
+    images = _text_images(args) if rerank is not None else None  # before stdin is read
     if args.file is not None:
         texts = read_lines(input_file(args.file, "--file"))
     elif not args.texts or args.texts == ["-"]:
         texts = read_lines(None)
     else:
         texts = args.texts
+    if images is not None:
+        _check_images(images, texts, args)
     _quiet_loading()
     translator = Translator.from_run(args.run, device=args.device)
-    translations = translator.translate(texts, num_beams=args.num_beams, batch_size=args.batch_size)
+    if rerank is None:
+        translations = translator.translate(texts, num_beams=args.num_beams, batch_size=args.batch_size)
+    else:
+        translations = translator.rerank_clip(texts, images, size=rerank["size"], beta=rerank["beta"],
+                                              batch_size=args.batch_size).translations
     cut = [n for n, flag in enumerate(translator.truncated(texts), start=1) if flag]
     if cut:
         shown = ", ".join(map(str, cut[:10])) + (", ..." if len(cut) > 10 else "")
@@ -126,6 +154,40 @@ def run_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_rerank(args: argparse.Namespace) -> dict | None:
+    """The reranking settings of `translate text` (None without --rerank); options that would do
+    nothing, or contradict each other, are refused before any work."""
+    if args.rerank is None and (args.images is not None or args.images_file is not None):
+        raise InputError("--images and --images-file are used only with --rerank clip (the image judges the "
+                         "candidates)")
+    return rerank_settings(args.rerank, num_beams=args.num_beams, size=args.rerank_size, beta=args.rerank_beta)
+
+
+def _text_images(args: argparse.Namespace) -> list[Path | None]:
+    """The images of `translate text --rerank clip`, each checked to be a file: `--images` as given,
+    or the lines of `--images-file` (relative to its folder; a blank line = no image)."""
+    if args.images is not None:
+        return [input_file(path, "--images") for path in args.images]
+    if args.images_file is None:
+        raise InputError("--rerank clip needs one image per sentence: --images IMG [IMG ...] or --images-file LIST")
+    from data_prep.text_files import read_lines
+
+    listing = input_file(args.images_file, "--images-file")
+    paths = [listing.parent / line.strip() if line.strip() else None for line in read_lines(listing)]
+    return [None if p is None else input_file(p, f"--images-file {listing}") for p in paths]
+
+
+def _check_images(images: list[Path | None], texts: list[str], args: argparse.Namespace) -> None:
+    """One image per input line; a blank image line only beside an empty sentence."""
+    option = "--images" if args.images is not None else f"--images-file {args.images_file}"
+    if len(images) != len(texts):
+        raise InputError(f"{option} gives {len(images)} image(s) for {len(texts)} input line(s): one image per "
+                         "sentence, in order")
+    missing = [n for n, (image, text) in enumerate(zip(images, texts), start=1) if image is None and text.strip()]
+    if missing:
+        raise InputError(f"{option}: no image for input line {missing[0]} ({len(missing)} sentence(s) without one)")
+
+
 def run_corpus(args: argparse.Namespace) -> int:
     from translate import inputs
     from translate.corpus import INPUT_REPORT, PROGRESS, Filters, build_corpus
@@ -134,6 +196,7 @@ def run_corpus(args: argparse.Namespace) -> int:
 
     if (args.images is None) != (args.captions is None):
         raise InputError("--images and --captions go together")
+    rerank = rerank_settings(args.rerank, num_beams=args.num_beams, size=args.rerank_size, beta=args.rerank_beta)
     out = output_dir(args.out, "--out")  # before any work
     run_lang = run_config(args.run).get("lang")
     if args.data_dir is not None:
@@ -160,7 +223,7 @@ def run_corpus(args: argparse.Namespace) -> int:
     try:
         summary = build_corpus(translator, data, out, src_lang=src_lang, num_beams=args.num_beams,
                                batch_size=args.batch_size, filters=Filters(args.min_grounding, args.dedupe),
-                               tmx=args.tmx, restart=args.restart, show_progress=not args.quiet)
+                               tmx=args.tmx, restart=args.restart, show_progress=not args.quiet, rerank=rerank)
     except KeyboardInterrupt:
         marker = out / PROGRESS
         kept = json.loads(marker.read_text())["records"] if marker.is_file() else 0

@@ -8,6 +8,9 @@ records already written (by id) and goes on; a different run or input in the sam
 At the end the flags that depend on options (`low_grounding`, `duplicate`) and each record's
 `aligned_line` are recomputed, `corpus.jsonl` is rewritten atomically, and every derived file
 (aligned text, TSV, TMX, summary, histograms) is rewritten from it (`translate.outputs`).
+With `rerank` (`--rerank clip`) each caption's n-best list is re-scored with its own image
+(`Translator.rerank_clip`); the settings join the fingerprint, so a corpus begun with other
+settings (or without reranking) is never continued with these.
 """
 from __future__ import annotations
 
@@ -107,12 +110,21 @@ def read_records(path: Path) -> list[dict]:
 
 
 def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *, num_beams: int, batch_size: int,
-                    model: dict) -> list[dict]:
-    """Corpus records of `items`: translation, scores, option-independent flags."""
+                    model: dict, rerank: dict | None = None) -> list[dict]:
+    """Corpus records of `items`: translation, scores, option-independent flags. With `rerank`
+    ({"method": "clip", "size", "beta"}) the translation is the candidate its image chooses, and
+    the record says which (`nbest_index`; an image that cannot be decoded keeps the student's best)."""
     sources = [it.source for it in items]
-    translations = translator.translate(sources, num_beams=num_beams, batch_size=batch_size)
-    truncated = translator.truncated(sources)
     images = _load_images(inputs, items)
+    nbest_index: list[int | None] = [None] * len(items)
+    if rerank is None:
+        translations = translator.translate(sources, num_beams=num_beams, batch_size=batch_size)
+    else:
+        reranked = translator.rerank_clip(sources, images, size=rerank["size"], beta=rerank["beta"],
+                                          batch_size=batch_size)
+        translations = reranked.translations
+        nbest_index = [None if c < 0 else c for c in reranked.choice]
+    truncated = translator.truncated(sources)
     scored = [i for i, (it, im) in enumerate(zip(items, images)) if im is not None and it.source]
     grounding: list[float | None] = [None] * len(items)
     source_score: list[float | None] = [None] * len(items)
@@ -124,25 +136,27 @@ def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *
             grounding[i] = None if not translations[i] else g
             source_score[i] = s
     records = []
-    for it, translation, im, g, s, cut in zip(items, translations, images, grounding, source_score, truncated):
+    for it, translation, im, g, s, cut, index in zip(items, translations, images, grounding, source_score, truncated,
+                                                     nbest_index):
         records.append({
             "id": it.id, "image_id": it.image_id, "file_name": it.file_name, "lang": it.lang,
             "source": it.source, "translation": translation, "grounding": _rounded(g),
             "source_image_score": _rounded(s),
             "length_ratio": round(len(translation) / len(it.source), 6) if it.source else None,
             "flags": record_flags(it.source, translation, im is not None, cut),
-            "provenance": it.provenance, **model,
+            "provenance": it.provenance, **model, **({} if rerank is None else {"nbest_index": index}),
         })
     return records
 
 
 def build_corpus(translator: Translator, inputs: Inputs, out: str | Path, *, src_lang: str, filters: Filters,
                  num_beams: int = 1, batch_size: int = 32, tmx: bool = False, restart: bool = False,
-                 show_progress: bool = True) -> dict:
-    """Translate `inputs` into `out` (resuming), then write every derived file; return the summary."""
+                 show_progress: bool = True, rerank: dict | None = None) -> dict:
+    """Translate `inputs` into `out` (resuming), then write every derived file; return the summary.
+    `rerank`: None, or {"method": "clip", "size": n-best size, "beta": weight of the image}."""
     out = Path(out)
     fingerprint = {**inputs.fingerprint, "run_id": translator.run_id, "model": translator.model_dir,
-                   "num_beams": num_beams, "src_lang": src_lang}
+                   "num_beams": num_beams, "src_lang": src_lang, **({} if rerank is None else {"rerank": rerank})}
     writer = CorpusWriter(out, fingerprint, restart=restart)
     model = {"run_id": translator.run_id, "model": translator.model_dir}
     todo = [it for it in inputs.items if it.id not in writer.done]
@@ -151,10 +165,10 @@ def build_corpus(translator: Translator, inputs: Inputs, out: str | Path, *, src
         for s in range(0, len(todo), batch_size):
             batch = todo[s:s + batch_size]
             writer.append(translate_batch(translator, inputs, batch, num_beams=num_beams, batch_size=batch_size,
-                                          model=model))
+                                          model=model, rerank=rerank))
             bar.update(len(batch))
     atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in inputs.report))
     records = finalize(read_records(writer.corpus), filters)
     writer.rewrite(records)
     return write_outputs(records, out, src_lang=src_lang, filters=filters, tmx=tmx, inputs=inputs,
-                         resumed=writer.resumed, model=model)
+                         resumed=writer.resumed, model=model, num_beams=num_beams, rerank=rerank)

@@ -38,7 +38,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_outputs(records: list[dict], out: Path, *, src_lang: str, filters: Filters, tmx: bool, inputs: Inputs,
-                  resumed: int, model: dict) -> dict:
+                  resumed: int, model: dict, num_beams: int = 1, rerank: dict | None = None) -> dict:
     """Write every derived file into `out`; return the summary dict (also `summary.json`)."""
     aligned = [r for r in records if r["aligned_line"] is not None]
     atomic_write(out / f"corpus.{src_lang}", "".join(r["source"] + "\n" for r in aligned))
@@ -47,9 +47,10 @@ def write_outputs(records: list[dict], out: Path, *, src_lang: str, filters: Fil
     if tmx:
         atomic_write(out / "corpus.tmx", tmx_text(aligned, src_lang))
     plots = histograms(records, out, filters)
+    files = sorted([f"corpus.{src_lang}", "corpus.en", "corpus.tsv", "corpus.jsonl", "input_report.jsonl",
+                    *(["corpus.tmx"] if tmx else []), *plots])
     summary = summarize(records, aligned, src_lang=src_lang, filters=filters, inputs=inputs, resumed=resumed,
-                        model=model, files=sorted([f"corpus.{src_lang}", "corpus.en", "corpus.tsv", "corpus.jsonl",
-                                                   "input_report.jsonl", *(["corpus.tmx"] if tmx else []), *plots]))
+                        model=model, num_beams=num_beams, rerank=rerank, files=files)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     atomic_write(out / "summary.md", summary_markdown(summary))
     return summary
@@ -96,10 +97,15 @@ def _stats(values: list[float]) -> dict | None:
 
 
 def summarize(records: list[dict], aligned: list[dict], *, src_lang: str, filters: Filters, inputs: Inputs,
-              resumed: int, model: dict, files: list[str]) -> dict:
+              resumed: int, model: dict, files: list[str], num_beams: int = 1, rerank: dict | None = None) -> dict:
+    """The summary dict; `decoding.rerank.changed` counts the records whose translation is not the
+    student's best candidate (`nbest_index` > 0)."""
     flags = Counter(f for r in records for f in r["flags"])
+    if rerank is not None:
+        rerank = {**rerank, "changed": sum(1 for r in records if (r.get("nbest_index") or 0) > 0)}
     return {
         **model, "input": inputs.fingerprint, "src_lang": src_lang,
+        "decoding": {"num_beams": num_beams if rerank is None else rerank["size"], "rerank": rerank},
         "records": len(records), "aligned_pairs": len(aligned), "resumed_records": resumed,
         "flags": dict(sorted(flags.items())),
         "thresholds": {"min_grounding": filters.min_grounding, "dedupe": filters.dedupe,
@@ -116,6 +122,7 @@ def summary_markdown(s: dict) -> str:
     lines = [f"# Corpus summary — run `{s['run_id']}`", "",
              f"- records (captions): {s['records']}", f"- aligned pairs (`corpus.{s['src_lang']}` / `corpus.en`): "
              f"{s['aligned_pairs']}", f"- records reused from an interrupted run: {s['resumed_records']}",
+             f"- decoding: {decoding_line(s['decoding'])}",
              f"- thresholds: min grounding = {s['thresholds']['min_grounding']}, dedupe = {s['thresholds']['dedupe']}; "
              f"always excluded: {', '.join(s['thresholds']['always_excluded_flags'])}", "",
              "| flag | records |", "|---|---|"]
@@ -128,6 +135,17 @@ def summary_markdown(s: dict) -> str:
                                                                                            "max")]) if st else
                                      "0 | – | – | – | –") + " |")
     return "\n".join(lines) + "\n"
+
+
+def decoding_line(decoding: dict) -> str:
+    """One line for summary.md: the search, and the reranking when there was one."""
+    beams = decoding["num_beams"]
+    search = "greedy" if beams == 1 else f"beam search, {beams} beams"
+    rerank = decoding["rerank"]
+    if rerank is None:
+        return search
+    return (f"{search}; n-best of {rerank['size']} reranked by {rerank['method'].upper()} with each caption's image "
+            f"(beta = {rerank['beta']}); {rerank['changed']} translations differ from the student's best")
 
 
 def histograms(records: list[dict], out: Path, filters: Filters) -> list[str]:

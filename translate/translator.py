@@ -7,6 +7,9 @@ Scores live in the run's own CLIP space:
 - `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
+Test-time grounding (`translate(..., images=, rerank="clip")`, `rerank_clip`): the student's
+n-best list of each caption is re-scored with the caption's image by the rule of grounded
+self-training (`models.grounded_selection.rerank`; docs/translate.md, "Reranking with the image").
 Text is never changed beyond Unicode NFC and outer whitespace trimming. A source longer than the
 source tokenizer's limit is cut there by the model; `truncated` says which inputs were.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import open_clip
@@ -28,16 +32,35 @@ from data_prep.errors import InputError
 from data_prep.schema import normalize_text
 from eval.retrieval import grounding_scores
 from eval.system_eval import student_features
+from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
+from models.grounded_selection import rerank as rerank_candidates
+from translate.reranking import (DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, check_beta, rerank_settings,
+                                 resolve_rerank_size)
 
 ImageLike = Image.Image | str | Path
 
 
 def _rgb(image: ImageLike) -> Image.Image:
+    """An RGB PIL image; a path that cannot be opened or decoded is an `InputError` naming it."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
-    with Image.open(image) as im:
-        return im.convert("RGB")
+    try:
+        with Image.open(image) as im:
+            return im.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise InputError(f"{image}: cannot read the image ({exc})") from None
+
+
+@dataclass
+class Reranked:
+    """`translations` (one per input); `choice`: index of each chosen translation in its caption's
+    n-best list (0 = the student's best; -1 for an empty input, which is not translated);
+    `candidates`: each input's n-best list, best first by the student ([] for an empty input)."""
+
+    translations: list[str]
+    choice: list[int]
+    candidates: list[list[str]]
 
 
 class Translator:
@@ -74,9 +97,24 @@ class Translator:
     def device(self) -> torch.device:
         return next(self.system.parameters()).device
 
-    def translate(self, texts: Sequence[str], num_beams: int = 1, batch_size: int = 32) -> list[str]:
+    def translate(self, texts: Sequence[str], num_beams: int = 1, batch_size: int = 32, *,
+                  images: Sequence[ImageLike | None] | None = None, rerank: str | None = None,
+                  rerank_size: int | None = None, rerank_beta: float | None = None) -> list[str]:
         """English translations of `texts` (greedy, or beam search with `num_beams` > 1), one per
-        input; an input that is empty after NFC/trimming gets "" without reaching the model."""
+        input; an input that is empty after NFC/trimming gets "" without reaching the model.
+
+        `rerank="clip"` with `images` (one per text, aligned; None = no image for that text, which
+        keeps the student's best): each text's n-best list of size `rerank_size` (default:
+        `num_beams` when above 1, else 8) re-scored with its image, the image weighted by
+        `rerank_beta` (default 0.2); see `rerank_clip`."""
+        settings = rerank_settings(rerank, num_beams=num_beams, size=rerank_size, beta=rerank_beta)
+        if settings is not None:
+            if images is None:
+                raise InputError("rerank='clip' needs images: one image per text (the image judges the candidates)")
+            return self.rerank_clip(texts, images, size=settings["size"], beta=settings["beta"],
+                                    batch_size=batch_size).translations
+        if images is not None:
+            raise InputError("images are used only to rerank (rerank='clip')")
         if isinstance(texts, str):
             raise TypeError("texts must be a list of sentences, not a single string")
         texts = [normalize_text(t) for t in texts]
@@ -86,6 +124,39 @@ class Translator:
                 if todo else [])
         for i, translation in zip(todo, done):
             out[i] = translation
+        return out
+
+    @torch.no_grad()
+    def rerank_clip(self, texts: Sequence[str], images: Sequence[ImageLike | None], *,
+                    size: int = DEFAULT_RERANK_SIZE, beta: float = DEFAULT_RERANK_BETA,
+                    batch_size: int = 32) -> Reranked:
+        """Per text, the candidate of its `size`-best beam-search list that maximises
+        `log p(c | text) + beta · scale · cos(CLIP(c), CLIP(image))` (length-normalised
+        log-probability; `scale` = the run's CLIP logit scale; `models.grounded_selection.rerank`).
+        `images[i]` is text i's image (PIL or path); None keeps the student's best. `beta` = 0
+        gives beam search's best. Work and memory go `batch_size` texts at a time."""
+        _check_aligned(images, texts)
+        beta, size = check_beta(beta), resolve_rerank_size(size=size)
+        texts = [normalize_text(t) for t in texts]
+        out = Reranked([""] * len(texts), [-1] * len(texts), [[] for _ in texts])
+        todo = [i for i, t in enumerate(texts) if t]
+        scale = float(self.system.clip.logit_scale.exp())
+        for s in range(0, len(todo), batch_size):
+            batch = todo[s:s + batch_size]
+            candidates, logprobs = self.system.nbest([texts[i] for i in batch], size=size, batch_size=batch_size)
+            choice = torch.zeros(len(batch), dtype=torch.long)
+            seen = [j for j, i in enumerate(batch) if images[i] is not None]
+            if seen and size > 1:
+                flat = [c for j in seen for c in candidates[j]]
+                table = FeatureTable.of_texts(self.system.encode_english, self.system.clip_tokenizer, flat,
+                                              device=self.device, show_progress=False)
+                features = table[flat].view(len(seen), size, -1)
+                image = self.image_embeddings([images[batch[j]] for j in seen], batch_size=batch_size)
+                choice[seen] = rerank_candidates(logprobs[seen].to(self.device), features, image.to(self.device),
+                                                 beta=beta, scale=scale).cpu()
+            for j, i in enumerate(batch):
+                out.choice[i], out.candidates[i] = int(choice[j]), candidates[j]
+                out.translations[i] = candidates[j][int(choice[j])]
         return out
 
     @property
