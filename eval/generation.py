@@ -90,7 +90,8 @@ def nbest(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, si
             steps = torch.stack(out.scores, 1).float().log_softmax(-1).gather(2, generated[..., None])[..., 0]
             is_end = (generated == model.generation_config.eos_token_id).long()
             counted = (torch.cumsum(is_end, 1) - is_end) == 0  # every token up to and including the end token
-            sequence_scores = (steps * counted).sum(1) / counted.sum(1).clamp_min(1)
+            # (after the end the forced pad may be a suppressed token, log-probability -inf: masked, not multiplied)
+            sequence_scores = torch.where(counted, steps, 0.0).sum(1) / counted.sum(1).clamp_min(1)
         else:
             sequence_scores = out.sequences_scores.float()
         scores.append(sequence_scores.view(-1, size).cpu())
