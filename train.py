@@ -40,7 +40,7 @@ from data_prep.builders import BUILDERS, get_builder
 from data_prep.collate import TrainCollator, scan_usable
 from data_prep.errors import InputError, Parser, run_command
 from data_prep.load import load_dataset_dir
-from data_prep.pivot import induce_lexicon, pivot_targets
+from data_prep.pivot import agreement, english_words, induce_lexicon, pivot_targets
 from data_prep.sampling import StepSampler
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.synthetic.build import build_synthetic
@@ -171,6 +171,11 @@ class TrainConfig:
                                   choices=("clip", "confidence", "all"))
     rerank_beta: float = _flag(1.0, "weight of the CLIP image-translation score against the student's "
                                     "log-probability when candidates are reranked")
+    self_train_lexicon: float = _flag(0.0, "weight of the source's agreement with a candidate through the lexicon "
+                                           "induced from images (data_prep.pivot; 0..1, in nats) when candidates "
+                                           "are reranked: penalises content the source does not say")
+    human_share: float = _flag(0.5, "least share of each token cross-entropy batch drawn from human translations "
+                                    "once pseudo-parallel targets exist")
     pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1)")
     # optimisation
     steps: int = _flag(500, "stage 1 steps")
@@ -283,7 +288,7 @@ def config_problem(cfg: TrainConfig) -> str | None:
             return f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}"
     for name in ("steps", "teacher_steps", "max_target_length", "warmup_steps", "grad_clip", "weight_decay",
                  "eval_bootstrap", "grounding_weight", "token_ce_weight", "anchor_weight", "pivot_weight",
-                 "pseudo_weight", "rerank_beta", "self_train_rounds", "k_english", "threads"):
+                 "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "k_english", "threads"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
     if not 0 <= cfg.dropout < 1:
@@ -300,6 +305,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
         return f"--parallel-fraction must be in [0, 1], got {cfg.parallel_fraction}"
     if not 0 <= cfg.self_train_start < 1:
         return f"--self-train-start must be in [0, 1), got {cfg.self_train_start}"
+    if not 0 <= cfg.human_share <= 1:
+        return f"--human-share must be in [0, 1], got {cfg.human_share}"
     if not 0 <= cfg.pivot_threshold <= 1:
         return f"--pivot-threshold must be in [0, 1], got {cfg.pivot_threshold}"
     if cfg.grounding_weight > 0 and cfg.m_source < 1:
@@ -476,6 +483,7 @@ def load_training_data(cfg: TrainConfig, accelerator, log: Callable[[str], None]
 class StopSignal:
     """While active, SIGTERM / SIGINT set a flag; the loop checkpoints and exits at the next step
     boundary. A second signal stops at once. The previous handlers come back on exit."""
+
     def __init__(self):
         self.signum = None
         self._previous = {}
@@ -590,6 +598,7 @@ def train(argv: list[str] | None = None) -> int:
 class RunLog:
     """Messages of the main process: printed, and appended to RUN/train.log once it is opened
     (what was said before — data building, a resume being checked — is written then)."""
+
     def __init__(self, main_process: bool) -> None:
         self.main_process, self.path, self.pending = main_process, None, []
 
@@ -693,6 +702,7 @@ def stage0_clip(cfg: TrainConfig, accelerator, data: TrainingData, log, show: bo
 class Stage1:
     """The student read by CLIP: the system, its objective and optimizer, and what every step
     reads (image batches for the n-dim loss, batches of captions with a target for the token CE)."""
+
     def __init__(self, cfg: TrainConfig, accelerator, data: TrainingData, clip, preprocess, clip_tokenizer, log,
                  show: bool) -> None:
         self.cfg, self.accelerator, self.data, self.log, self.show = cfg, accelerator, data, log, show
@@ -739,6 +749,9 @@ class Stage1:
         self.rounds = self_train_steps(cfg)
         self.ce = TargetBatches(data.targets, cfg, accelerator, since=0)
         self.round_images = self.image_table
+        self.lexicon = None
+        if self.rounds and cfg.self_train_lexicon > 0:
+            self.lexicon = induce_lexicon(data.train, data.train_rows, self.core.source_tokenizer.tokenize)
         self.warnings: set[str] = set()
         self.done = 0
 
@@ -777,7 +790,7 @@ class Stage1:
         if main_proc:
             pseudo, stats = grounded_pseudo_targets(self.core, self.data.train, self.data.train_rows,
                                                     self.data.targets, self.round_images, cfg,
-                                                    seed=cfg.seed * 1000 + r, show=self.show)
+                                                    seed=cfg.seed * 1000 + r, show=self.show, lexicon=self.lexicon)
             TargetTable(pseudo).save(run.targets(r))
             run.append_metrics({"step": step, "self_train/round": r + 1,
                                 **{f"self_train/{k}": v for k, v in stats.items()}})
@@ -1002,19 +1015,28 @@ class TargetBatches:
     """Which captions with a target feed the token cross-entropy at each step: `--ce-batch-size`
     of them (global; each process reads its slice), epochs of a seeded permutation of the table's
     keys counted from step `since` (when the table took effect), so a resumed run reads the same
-    ones. Inactive when the token CE is off or the table is empty."""
-    def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
+    ones; human and pseudo targets are drawn separately so that human ones keep `--human-share`
+    of every batch. Inactive when the token CE is off or the table is empty."""
 
+    def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
         self.table, self.since, self.grad_accum = table, since, cfg.grad_accum
         world = accelerator.num_processes
         size = min(cfg.ce_batch_size, len(table) // world * world)
         self.active = cfg.token_ce_weight > 0 and size > 0
-        self.sampler = StepSampler(sorted(k for k, _ in table), size, seed=cfg.seed * 7919 + since,
-                                   rank=accelerator.process_index, world=world) if self.active else None
+        human = sorted(k for k, t in table if t.origin == "human")
+        pseudo = sorted(k for k, t in table if t.origin != "human")
+        # human captions keep at least --human-share of every batch (at least their natural share)
+        n_human = size if not pseudo else 0 if not human else \
+            min(len(human), max(world, round(size * max(cfg.human_share, len(human) / len(table))))) // world * world
+        n_pseudo = min(size - n_human, len(pseudo) // world * world)
+        self.samplers = [StepSampler(keys, n, seed=cfg.seed * 7919 + since + part, rank=accelerator.process_index,
+                                     world=world)
+                         for part, (keys, n) in enumerate(((human, n_human), (pseudo, n_pseudo)))
+                         if self.active and n > 0]
 
     def keys(self, batch: int) -> list[tuple[int, int]]:
         """The captions of batch number `batch` (optimizer step × --grad-accum + micro-batch)."""
-        return self.sampler.indices(batch - self.since * self.grad_accum)
+        return [key for sampler in self.samplers for key in sampler.indices(batch - self.since * self.grad_accum)]
 
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:
@@ -1028,11 +1050,13 @@ def self_train_steps(cfg: TrainConfig) -> list[int]:
 
 @torch.no_grad()
 def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_table, cfg: TrainConfig, seed: int,
-                            show: bool) -> tuple[dict, dict]:
+                            show: bool, lexicon=None) -> tuple[dict, dict]:
     """One round of self-training: the student's n-best translations of every training caption
     without a human target; with the `clip` judge they are reranked by CLIP with the caption's image
     and the winner is kept as a pseudo-parallel target when it ranks its own image first among
-    `--self-train-group` images (`confidence` and `all`: the no-image controls).
+    `--self-train-group` images (`confidence` and `all`: the no-image controls); with a `lexicon`
+    (induced from images, `data_prep.pivot`) the source's agreement with each candidate adds
+    `--self-train-lexicon` × agreement to its score.
     Returns (pseudo targets by key, round statistics)."""
     keys, sources, human = [], [], initial_targets.human_keys()
     for row, item in zip(rows, ds.select(rows).select_columns(["source"])):
@@ -1052,9 +1076,15 @@ def grounded_pseudo_targets(system, ds, rows: list[int], initial_targets, image_
         features = FeatureTable.of_texts(system.encode_english, system.clip_tokenizer, flat, device=device,
                                          show_progress=show)[flat].view(len(keys), size, -1)
         own = torch.tensor([image_table.index[row] for row, _ in keys], device=device)
+        bonus = None
+        if lexicon is not None:
+            pieces = [system.source_tokenizer.tokenize(src) for src in sources]
+            bonus = cfg.self_train_lexicon * torch.tensor(
+                [[agreement(lexicon, p, english_words(c)) for c in cands] for p, cands in zip(pieces, texts)])
         sel = select(logprobs.to(device), features, own, image_table.features, beta=cfg.rerank_beta,
                      scale=float(system.clip.logit_scale.exp()), group=min(cfg.self_train_group,
-                                                                            len(image_table.features)), seed=seed)
+                                                                            len(image_table.features)), seed=seed,
+                     bonus=bonus)
         choice, kept = sel.choice.tolist(), sel.kept().tolist()
         stats.update(reranked=int((sel.choice != 0).sum()), mean_image_prob=float(sel.image_prob.mean()))
     else:

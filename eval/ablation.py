@@ -196,7 +196,8 @@ def run_ablation(args: argparse.Namespace) -> int:
             if code:
                 failed.append(cell.name)
     result = aggregate(cells, out, fractions)
-    result["failed"] = failed
+    result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})",
+                  steps=300 if args.quick and args.steps == 500 else args.steps)
     (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))
     return 1 if failed else 0

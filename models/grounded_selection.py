@@ -38,12 +38,14 @@ class Selection:
 
 
 def rerank(logprobs: Tensor, text_features: Tensor, image_features: Tensor, *, beta: float,
-           scale: float) -> Tensor:
+           scale: float, bonus: Tensor | None = None) -> Tensor:
     """Index of the best candidate per caption. `logprobs [N,k]` (−inf for missing candidates),
-    `text_features [N,k,F]`, `image_features [N,F]` (each caption's own image)."""
+    `text_features [N,k,F]`, `image_features [N,F]` (each caption's own image); `bonus [N,k]`:
+    further evidence added to the score (e.g. the source's lexical agreement with a candidate)."""
     cos = torch.einsum("nkf,nf->nk", F.normalize(text_features.float(), dim=-1, eps=1e-6),
                        F.normalize(image_features.float(), dim=-1, eps=1e-6))
-    return (logprobs.float() + beta * scale * cos).argmax(1)
+    score = logprobs.float() + beta * scale * cos
+    return (score if bonus is None else score + bonus.to(score)).argmax(1)
 
 
 def image_groups(own_image: Tensor, num_images: int, group: int, *, seed: int) -> Tensor:
@@ -59,14 +61,14 @@ def image_groups(own_image: Tensor, num_images: int, group: int, *, seed: int) -
 
 
 def select(logprobs: Tensor, text_features: Tensor, own_image: Tensor, image_features: Tensor, *,
-           beta: float, scale: float, group: int, seed: int) -> Selection:
+           beta: float, scale: float, group: int, seed: int, bonus: Tensor | None = None) -> Selection:
     """Rerank each caption's candidates with its own image, then rank that image among `group`
     images (its own and `group - 1` random others) by the chosen translation's CLIP similarity.
 
     `own_image [N]`: index of each caption's image in `image_features [I,F]`. Ties count against
     the caption (a translation that cannot tell its image from another is not kept)."""
     n = logprobs.shape[0]
-    choice = rerank(logprobs, text_features, image_features[own_image], beta=beta, scale=scale)
+    choice = rerank(logprobs, text_features, image_features[own_image], beta=beta, scale=scale, bonus=bonus)
     chosen = F.normalize(text_features[torch.arange(n), choice].float(), dim=-1, eps=1e-6)
     images = F.normalize(image_features.float(), dim=-1, eps=1e-6)
     sims = torch.einsum("nf,ngf->ng", chosen, images[image_groups(own_image, len(images), group, seed=seed)])

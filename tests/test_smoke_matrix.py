@@ -1,0 +1,168 @@
+"""Every training option runs (issue 12, item 1): a smoke matrix through train.py.
+
+The full product splice × EOT finder × decoding × labels × freeze × anchor × student kind is
+4 × 3 × 3 × 5 × 4 × 3 × 2 = 4,320 runs; the matrix is a covering array of strength 2 over it —
+every pair of values of any two options appears in at least one run (checked below) — plus the
+runs of the grounding recipes (token CE only, grounding only, pivot, self-training). Each run
+trains 2 steps of the micro system, must log finite losses and commit a complete checkpoint, and
+then resumes to a third step. A combination that cannot train is refused at parsing, in one line.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+import torch
+
+import train
+from tiny_run import tiny
+
+FACTORS = {
+    "splice": ("gumbel", "linear", "soft", "argmax"),
+    "eot-finder": ("prob", "argmax", "gumbel"),
+    "decoding": ("free-running", "teacher-forced", "parallel-bos"),
+    "labels": ("diagonal", "exact", "regions", "smoothed", "sigmoid"),
+    "freeze": ("both", "image", "text", "none"),
+    "anchor": ("none", "cosine", "mse"),
+    "student": ("scratch", "pretrained"),
+}
+RECIPES = {
+    "token-ce-only": ["--grounding-weight", "0"],
+    "grounding-only": ["--token-ce-weight", "0"],
+    "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1",
+                            "--self-train-rounds", "1", "--self-train-start", "0.5", "--self-train-lexicon", "0.5"],
+    "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
+                                 "--self-train-judge", "confidence"],
+    "grounding+self-training+anchor": ["--anchor", "cosine", "--self-train-rounds", "1", "--self-train-start", "0.5"],
+}
+
+
+def covering_array(factors: dict[str, tuple]) -> list[dict]:
+    """A strength-2 covering array, built greedily (deterministic): each new row starts from the
+    first uncovered pair and gives every other option the value that covers most uncovered pairs."""
+    names = list(factors)
+    uncovered = {((a, va), (b, vb)) for a, b in itertools.combinations(names, 2)
+                 for va in factors[a] for vb in factors[b]}
+    rows = []
+    while uncovered:
+        (a, va), (b, vb) = min(uncovered, key=lambda p: (names.index(p[0][0]), names.index(p[1][0]), p))
+        row = {a: va, b: vb}
+        for name in names:
+            if name not in row:
+                row[name] = max(factors[name], key=lambda v: sum(
+                    tuple(sorted(((name, v), (other, row[other])), key=lambda x: names.index(x[0]))) in uncovered
+                    for other in row))
+        uncovered -= {tuple(sorted(pair, key=lambda x: names.index(x[0])))
+                      for pair in itertools.combinations(row.items(), 2)}
+        rows.append(row)
+    return rows
+
+
+MATRIX = covering_array(FACTORS)
+
+
+def test_the_matrix_covers_every_pair_of_option_values():
+    names = list(FACTORS)
+    for a, b in itertools.combinations(names, 2):
+        seen = {(row[a], row[b]) for row in MATRIX}
+        assert seen == set(itertools.product(FACTORS[a], FACTORS[b])), (a, b)
+    assert len(MATRIX) < 40  # versus 4,320 in the full product
+
+
+@pytest.fixture(scope="session")
+def pretrained_student(tmp_path_factory):
+    """A tiny MarianMT directory with its own tokenizers, as `--student DIR` reads it."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from data_prep.source_tokenizer import train_source_tokenizer
+
+    root = tmp_path_factory.mktemp("marian")
+    sentences = ["un círculo rojo", "dos cuadrados azules", "a red circle", "two blue squares"] * 20
+    tokenizer = train_source_tokenizer(sentences, root, vocab_size=60)
+    MarianMTModel(MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                               encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                               decoder_ffn_dim=32, pad_token_id=tokenizer.pad_token_id,
+                               eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+                               max_length=16)).save_pretrained(root)
+    return root
+
+
+def argv_of(row: dict, student_dir) -> list[str]:
+    argv = []
+    for name, value in row.items():
+        if name == "student":
+            argv += ["--student", str(student_dir)] if value == "pretrained" else []
+        else:
+            argv += [f"--{name}", value]
+    return argv
+
+
+def refusal(argv: list[str]) -> str | None:
+    """The one-line reason train.py gives for a combination it will not train, else None."""
+    cfg = train.TrainConfig(**{f.name: getattr(train.build_parser().parse_args(argv), f.name)
+                               for f in train.dataclasses.fields(train.TrainConfig)})
+    return train.config_problem(cfg)
+
+
+def exit_code(argv: list[str]) -> int:
+    """train.py's exit code: main's return value, or the code of argparse's exit for a refusal."""
+    try:
+        return train.main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+def check_trains_and_resumes(cache, out, argv):
+    common = ["--steps", "2", "--checkpoint-every", "1", "--log-every", "1", "--eval-every", "100",
+              "--no-evaluate", "--parallel-fraction", "0.3", "--m-source", "2"]
+    torch.manual_seed(0)
+    assert train.main(tiny(cache, out, *common, *argv)) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "split" not in r and "self_train/round" not in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    for record in steps:
+        assert "loss" in record and all(math.isfinite(v) for v in record.values() if isinstance(v, float)), record
+    assert (out / "checkpoints" / "step_00000002" / "train_state.json").is_file()
+    assert train.main(tiny(cache, out, *common, *argv, "--steps", "3", "--resume")) == 0
+    resumed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in resumed if "split" not in r and "self_train/round" not in r] == [1, 2, 3]
+    assert "resumed from" in (out / "train.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row", MATRIX, ids=["-".join(row.values()) for row in MATRIX])
+def test_every_option_combination_trains_or_is_refused(row, cache, tmp_path, pretrained_student, capsys):
+    argv = argv_of(row, pretrained_student)
+    reason = refusal(argv)
+    if reason is not None:  # refused at parsing: exit code 2 and the reason in one line
+        assert exit_code(tiny(cache, tmp_path / "run", *argv)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {reason}") and err.count("\n") == 1
+        assert not (tmp_path / "run").exists()
+        return
+    check_trains_and_resumes(cache, tmp_path / "run", argv)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", list(RECIPES))
+def test_every_grounding_recipe_trains_and_resumes(recipe, cache, tmp_path):
+    check_trains_and_resumes(cache, tmp_path / "run", RECIPES[recipe])
+
+
+REFUSED = {
+    "argmax splice, no token CE": ["--splice", "argmax", "--token-ce-weight", "0"],
+    "nothing to train": ["--grounding-weight", "0", "--token-ce-weight", "0"],
+    "towers trained without grounding": ["--grounding-weight", "0", "--freeze", "none"],
+    "self-training without token CE": ["--token-ce-weight", "0", "--self-train-rounds", "1"],
+    "pivot without token CE": ["--token-ce-weight", "0", "--pivot"],
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_combinations_that_cannot_train_are_refused_in_one_line(case, cache, tmp_path, capsys):
+    assert exit_code(tiny(cache, tmp_path / "run", *REFUSED[case])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {refusal(REFUSED[case])}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
