@@ -686,7 +686,7 @@ def stage0_clip(cfg: TrainConfig, accelerator, data: TrainingData, log, show: bo
         sampler = StepSampler(data.train_rows, batch, seed=cfg.seed, rank=accelerator.process_index, world=world)
         last = train_teacher(clip, preprocess, tokenizer, data.train, sampler.indices, accelerator,
                              steps=cfg.teacher_steps, lr=cfg.teacher_lr, seed=cfg.seed, state_dir=partial,
-                             stop=stop, show_progress=show)
+                             save_every=cfg.checkpoint_every, stop=stop, show_progress=show)
         if last is None:
             return None
         if accelerator.is_main_process:
