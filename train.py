@@ -303,6 +303,14 @@ def batch_r1(query, gallery) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
+    for engine in ("FSDP", "DEEPSPEED"):  # asked for by an accelerate config: see docs/scaling.md
+        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
+            print(f"error: the accelerate config asks for {engine}, which train.py cannot run yet: accelerate's "
+                  "FSDP2 and DeepSpeed take one prepared model and train.py prepares two (the system and the n-dim "
+                  "loss with its logit scale), and accelerate runs FSDP only on GPUs; use a DDP config "
+                  "(docs/scaling.md)",
+                  file=sys.stderr)
+            raise SystemExit(2)
 
     import torch
     from accelerate import Accelerator
@@ -321,14 +329,6 @@ def main(argv: list[str] | None = None) -> int:
     # Several processes on a machine without CUDA (`accelerate launch --multi_gpu --num_processes 2` starts them
     # with torchrun; accelerate's own `--cpu` launcher starts one unless MPI is installed): a gloo process group.
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    for engine in ("FSDP", "DEEPSPEED"):  # asked for by an accelerate config: see docs/scaling.md
-        if os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true":
-            print(f"error: the accelerate config asks for {engine}, which train.py cannot run yet: accelerate's "
-                  "FSDP2 and DeepSpeed take one prepared model and train.py prepares two (the system and the n-dim "
-                  "loss with its logit scale), and accelerate runs FSDP only on GPUs; use a DDP config "
-                  "(docs/scaling.md)",
-                  file=sys.stderr)
-            raise SystemExit(2)
     # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
     # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
     accelerator = Accelerator(log_with="tensorboard", project_dir=run_path[0], cpu=multi_cpu,
