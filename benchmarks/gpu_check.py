@@ -12,6 +12,7 @@ and the JSON is rewritten after every part, so even a killed run leaves what it 
                       exact-only at N = 4096, and exact vs a bare SciPy call at N = 1
 5. `ndim`             benchmarks/bench_ndim.py --device cuda at n = 6, B = 16 and 32
 6. `splice`           benchmarks/bench_splice.py --device cuda (every splice variant)
+7. `cuda_tests`       the project's tests that need CUDA (pytest; they skip on a CPU)
 
 `--cpu-dry-run` runs every part at toy size on the CPU (tests/test_gpu_check.py), so the script
 that meets the GPU has already run end to end. Output: `$OUT/gpu_check.json` when `$OUT` is set
@@ -35,8 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-PARTS = ("environment", "thesis_run", "train_step_cost", "lsa", "ndim", "splice")
-BUDGET_S = {"environment": 60, "thesis_run": 180, "train_step_cost": 110, "lsa": 60, "ndim": 75, "splice": 70}
+PARTS = ("environment", "thesis_run", "train_step_cost", "lsa", "ndim", "splice", "cuda_tests")
+BUDGET_S = {"environment": 60, "thesis_run": 180, "train_step_cost": 110, "lsa": 60, "ndim": 75, "splice": 70,
+            "cuda_tests": 45}
+CUDA_TESTS = ("tests/test_assignment.py::test_methods_run_on_cuda",
+              "tests/test_assignment.py::test_auto_is_exact_on_cpu_and_hybrid_for_large_cuda_batches")
 IMPORTS = ("torch", "torchvision", "numpy", "scipy", "transformers", "accelerate", "open_clip", "datasets", "PIL",
            "sentencepiece", "sacrebleu", "matplotlib", "yaml", "tqdm", "tensorboard", "train", "models.grounded",
            "models.assignment", "data_prep.synthetic.build", "eval.retrieval")
@@ -79,6 +83,8 @@ def commands(dry: bool, work: Path, out_dir: Path) -> dict[str, list[str]]:
         "lsa": [py, str(BENCH / "bench_lsa.py"), *lsa, "--skip-studies", "--out", str(work / "lsa.json")],
         "ndim": [py, str(BENCH / "bench_ndim.py"), *ndim, "--no-cube", "--out", str(work / "ndim.json")],
         "splice": [py, str(BENCH / "bench_splice.py"), *splice, "--out", str(work / "splice.json")],
+        "cuda_tests": [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", *CUDA_TESTS,
+                       f"--junitxml={work / 'cuda_tests.xml'}"],
     }
 
 
@@ -159,6 +165,17 @@ def thesis_summary(run: Path, worker: dict | None) -> dict:
     return out
 
 
+def junit_summary(path: Path) -> dict:
+    """Outcome per test from pytest's JUnit XML."""
+    import xml.etree.ElementTree as ET
+
+    outcomes = {}
+    for case in ET.parse(path).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[case.get("name")] = kinds[0] if kinds else "passed"
+    return {"tests": outcomes}
+
+
 def run_part(command: list[str], budget: float) -> dict:
     """Run one part's command in its own process group; on overrun SIGTERM it (train.py checkpoints and
     stops), then SIGKILL 30 s later."""
@@ -207,6 +224,9 @@ def summarise(parts: dict) -> dict:
         out[f"ndim_{row['similarity']}_n{row['n']}_B{row['B']}"] = {
             "fibre_ms": 1e3 * row["fibre"]["median_s"], "fibre_over_clip": row["fibre_over_clip"],
             "reference_over_fibre": row.get("reference_over_fibre")}
+    tests = parts.get("cuda_tests", {}).get("result") or {}
+    if tests:
+        out["cuda_tests"] = tests.get("tests")
     splice = parts.get("splice", {}).get("result") or {}
     if splice:
         out["splice"] = {"ratios": splice.get("ratios"), "peak_mib": {
@@ -267,6 +287,8 @@ def main() -> None:
             if name == "thesis_run":
                 lines = [ln for ln in record["output_tail"].splitlines() if ln.startswith('{"rc"')]
                 record["result"] = thesis_summary(work / "thesis_run", json.loads(lines[-1]) if lines else None)
+            elif name == "cuda_tests":
+                record["result"] = junit_summary(work / "cuda_tests.xml")
             else:
                 record["result"] = json.loads((work / f"{name}.json").read_text())
         except Exception as exc:  # noqa: BLE001 - a part without its figures: say why, keep going

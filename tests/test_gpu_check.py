@@ -49,6 +49,8 @@ def test_cpu_dry_run_runs_every_part(tmp_path):
     ndim = result["parts"]["ndim"]["result"]
     assert [(r["n"], r["B"]) for r in ndim["grid"]] == [(3, 4)] and ndim["grid"][0]["fibre"]["median_s"] > 0
     assert result["parts"]["splice"]["result"]["variants"]["gumbel"]["peak_step_memory_mib"] > 0
+    assert result["parts"]["cuda_tests"]["result"]["tests"] == {  # on a CPU the CUDA test skips
+        "test_methods_run_on_cuda": "skipped", "test_auto_is_exact_on_cpu_and_hybrid_for_large_cuda_batches": "passed"}
     assert "thesis_run" in result["summary"] and "step_thesis_B4" in result["summary"]
 
 

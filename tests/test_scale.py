@@ -215,10 +215,11 @@ def test_two_cpu_processes_from_the_config_file_reproduce_one_process(cache, tmp
 @pytest.mark.parametrize("engine", ["FSDP", "DEEPSPEED"])
 def test_fsdp_and_deepspeed_configs_are_refused_with_one_line(engine, tmp_path):
     """What accelerate launch --config_file fsdp.yaml / deepspeed_zero2.yaml sets: refused before any work."""
-    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(tmp_path / "run")],
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "--out", str(tmp_path / "run"),
+                           "--cache-dir", str(tmp_path / "cache")],
                           env={**env(), f"ACCELERATE_USE_{engine}": "true"}, cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert last.startswith("error: the accelerate config asks for") and engine in last
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()  # not even the data was built
