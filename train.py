@@ -724,9 +724,8 @@ class Stage1:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
         self.system, self.loss_fn, self.optimizer, self.scheduler = accelerator.prepare(system, loss_fn, optimizer,
                                                                                         scheduler)
-        # The n-dim loss runs in fp32 under --mixed-precision: its features are promoted to fp32, but under bf16
-        # autocast its matmuls would not be (labels=regions: loss 9.06 instead of 1.77; gram: no bf16 det), so
-        # prepare's autocast wrapper comes off its forward and the loop calls it with autocast disabled.
+        # The n-dim loss runs in fp32 under --mixed-precision (it turns autocast off itself): prepare's autocast
+        # wrapper comes off its forward.
         accelerator.unwrap_model(self.loss_fn, keep_fp32_wrapper=False)
         self.core = accelerator.unwrap_model(self.system)
         self.grounded = cfg.grounding_weight > 0
@@ -804,34 +803,31 @@ class Stage1:
     def step_loss(self, micro: int):
         """The loss of batch `micro` (optimizer step × --grad-accum + micro-batch), and what the log
         reports of it: (loss or None when the batch holds nothing to learn from, record parts)."""
-        cfg, core, device = self.cfg, self.core, self.device
+        cfg, device = self.cfg, self.device
         rows = self.sampler.indices(micro)
         sources = targets = None
         if self.grounded:
             sources = self.collate.sources(self.data.train.select(rows), rows,
                                            seed=cfg.seed * 1000 + self.sampler.epoch_of(micro))
+            if self.frozen_image:
+                sources["image_features"] = self.image_table[rows]
+            if self.frozen_text and cfg.k_english:
+                sources["english_features"] = self.english_table[
+                    [e for caps in sources["english_text"] for e in caps]].view(len(rows), cfg.k_english, -1)
         if self.ce.active:
             targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
         with self.accelerator.autocast():
-            out = self.system(sources=on_device(sources, ("source_ids", "source_mask", "labels"), device),
+            out = self.system(sources=on_device(sources, SOURCE_TENSORS, device),
                               targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
-        loss, parts = None, {}
-        if targets is not None:
-            loss = cfg.token_ce_weight * out["token_ce"]
-            parts["loss/token_ce"] = out["token_ce"]
-        if self.grounded:
-            B, M, K = len(rows), cfg.m_source, cfg.k_english
-            image = self.image_table[rows] if self.frozen_image else core.encode_images(sources["images"].to(device))
-            english = ()
-            if K:
-                english = (self.english_table[[e for caps in sources["english_text"] for e in caps]].view(B, K, -1)
-                           if self.frozen_text else core.encode_english(sources["english_ids"].to(device))).unbind(1)
-            axes = [image, *english, *out["features"].view(B, M, -1).unbind(1)]
-            with torch.autocast(device.type, enabled=False):
-                result = self.loss_fn(axes)
-            loss = cfg.grounding_weight * result.loss + (0.0 if loss is None else loss)
-            parts.update({f"loss/{k}": v for k, v in result.terms.items()}, **result.stats, tau=core.splice.tau,
-                         axes=axes)
+            loss, parts = None, {}
+            if targets is not None:
+                loss = cfg.token_ce_weight * out["token_ce"]
+                parts["loss/token_ce"] = out["token_ce"]
+            if self.grounded:
+                result = self.loss_fn(out["axes"])  # in fp32: the loss turns autocast off itself
+                loss = cfg.grounding_weight * result.loss + (0.0 if loss is None else loss)
+                parts.update({f"loss/{k}": v for k, v in result.terms.items()}, **result.stats,
+                             tau=self.core.splice.tau, axes=out["axes"])
         return loss, parts
 
     def train(self, run: RunDir, start: int, stop: StopSignal) -> int:
@@ -1004,6 +1000,9 @@ def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
     if accelerator.is_main_process:
         run.commit_checkpoint(step, keep=keep)
     accelerator.wait_for_everyone()
+
+
+SOURCE_TENSORS = ("source_ids", "source_mask", "labels", "images", "image_features", "english_ids", "english_features")
 
 
 def on_device(batch: dict | None, keys: tuple[str, ...], device) -> dict | None:

@@ -117,7 +117,7 @@ def run_cell(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     cfg = train.parse_config([*spec["args"], "--cache-dir", spec["cache"], "--quiet"])
-    data_path = train.resolve_data(cfg, is_main=True)
+    data_path = train.resolve_data(cfg, is_main=True, log=print)
     ds = load_dataset_dir(data_path)["train"]
     text = ds.select_columns(["source", "english", "parallel"])
     source_tokenizer = source_tokenizer_for(data_path, [s for row in text for s in row["source"] if s.strip()],
@@ -142,7 +142,7 @@ def run_cell(spec: dict) -> dict:
     table = TargetTable.from_dataset(ds, list(range(len(ds))))
     collate = TrainCollator(core.source_tokenizer, core.labels_for, table, k_english=cfg.k_english,
                             m_source=cfg.m_source, preprocess=preprocess, clip_tokenizer=clip_tokenizer)
-    B, K, M = spec["B"], cfg.k_english, cfg.m_source
+    B, M = spec["B"], cfg.m_source
     rows = [i % len(ds) for i in range(B)]
     keys = sorted(k for k, _ in table)[:cfg.ce_batch_size]  # the token CE's batch of captions with a target
     frozen_image, frozen_text = cfg.freeze in ("both", "image"), cfg.freeze in ("both", "text")
@@ -150,6 +150,8 @@ def run_cell(spec: dict) -> dict:
     parts = Parts(device)
     core.decode = parts.wrap("decode+splice", core.decode)
     core.encode_decoded = parts.wrap("CLIP text tower", core.encode_decoded)
+    core.encode_images = parts.wrap("image tower", core.encode_images)
+    core.encode_english = parts.wrap("English tower", core.encode_english)
     splice_start: list[float] = []
 
     def splice_begins(*_) -> None:
@@ -169,18 +171,13 @@ def run_cell(spec: dict) -> dict:
             batch = collate.sources(ds.select(rows), rows, seed=0)
             targets = collate.targets_batch(keys, ds) if keys else None
         with accelerator.autocast():
-            with parts.part("forward"):
-                out = system(sources={k: batch[k].to(device) for k in ("source_ids", "source_mask")},
+            with parts.part("forward"):  # the towers run inside it (the frozen ones build no graph)
+                out = system(sources={k: batch[k].to(device) for k in ("source_ids", "source_mask", "images",
+                                                                           "english_ids") if k in batch},
                              targets=None if targets is None else
                              {k: targets[k].to(device) for k in ("source_ids", "source_mask", "labels", "weight")})
-            with parts.part("image tower"), torch.no_grad() if frozen_image else nullcontext():
-                image = core.encode_images(batch["images"].to(device))
-            english = []
-            if K:
-                with parts.part("English tower"), torch.no_grad() if frozen_text else nullcontext():
-                    english = core.encode_english(batch["english_ids"].to(device)).unbind(1)
-            axes = [image, *english, *out["features"].view(B, M, -1).unbind(1)]
-            with parts.part("n-dim loss"), torch.autocast(device.type, enabled=False):
+            axes = out["axes"]
+            with parts.part("n-dim loss"):
                 loss = loss_fn(axes).loss + (cfg.token_ce_weight * out["token_ce"] if "token_ce" in out else 0.0)
         with parts.part("backward"):
             accelerator.backward(loss)
@@ -208,7 +205,8 @@ def run_cell(spec: dict) -> dict:
         "student decode": median["decode+splice"] - median.get("splice", 0.0),
         "splice": median.get("splice", 0.0),
         "CLIP text tower": median["CLIP text tower"],
-        "token CE": median["forward"] - median["decode+splice"] - median["CLIP text tower"],
+        "token CE": median["forward"] - median["decode+splice"] - median["CLIP text tower"] - median["image tower"]
+        - median.get("English tower", 0.0),
         "image tower": median["image tower"],
         "English tower": median.get("English tower", 0.0),
         "n-dim loss": median["n-dim loss"],

@@ -73,17 +73,28 @@ class GroundedSystem(nn.Module):
     def forward(self, sources: dict[str, Tensor] | None = None,
                 targets: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """One training step's differentiable part, in one call (so a DDP-wrapped system syncs
-        every gradient once).
+        every gradient once, the CLIP towers' included when they train).
 
-        `sources` (`source_ids`, `source_mask`; `labels` when decoding is teacher-forced): the
-        student translates these captions and CLIP reads the translations → `features [N,F]` and
-        hard `tokens [N,S]`. `targets` (`source_ids`, `source_mask`, `labels [N,S-1]`, `weight
-        [N]`): captions with a (human or pseudo) translation → `token_ce`, the teacher-forced
-        token cross-entropy, each row weighted."""
+        `sources` — the grounded part, B images with M source captions each: `source_ids`,
+        `source_mask` [B*M, L] (image-major; `labels` when decoding is teacher-forced), the images
+        as `images` [B,3,H,W] or frozen features `image_features` [B,F], and optionally the English
+        captions as `english_ids` [B,K,L] or `english_features` [B,K,F] → `features` [B*M,F] and
+        hard `tokens` [B*M,S] of the student's translations read by CLIP, and `axes`, the n-dim
+        loss' axes in their one order: image, English 1..K, student 1..M (each [B,F]).
+        `targets` (`source_ids`, `source_mask`, `labels` [N,S-1], `weight` [N]): captions with a
+        (human or pseudo) translation → `token_ce`, the teacher-forced token cross-entropy, each
+        row weighted."""
         out = {}
         if sources is not None:
             decoded = self.decode(sources["source_ids"], sources["source_mask"], sources.get("labels"))
-            out.update(features=self.encode_decoded(decoded), tokens=decoded.tokens)
+            student = self.encode_decoded(decoded)
+            image = sources["image_features"] if "image_features" in sources else self.encode_images(sources["images"])
+            english = sources.get("english_features")
+            if english is None and "english_ids" in sources:
+                english = self.encode_english(sources["english_ids"])
+            out.update(features=student, tokens=decoded.tokens,
+                       axes=[image, *(() if english is None else english.unbind(1)),
+                             *student.view(image.shape[0], -1, student.shape[-1]).unbind(1)])
         if targets is not None:
             forced = decode(self.student, Splice("argmax"), self.tower, targets["source_ids"], targets["source_mask"],
                             mode="teacher-forced", labels=targets["labels"], bridge=self.vocabulary_map)

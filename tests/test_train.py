@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import datasets
-import pytest
 import torch
 
 import train
