@@ -284,3 +284,20 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
     monkeypatch.setattr(models.splice.Splice, "forward", detached)
     control, control_untrained = colour_run(cache, colour_world, tmp_path / "detached", *args)["grounded"]
     assert control < control_untrained + 0.08
+
+
+def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache, tmp_path):
+    """DESIGN §9: the embedded run prints the CE-only figure on the same data beside its own."""
+    run = tmp_path / "run"
+    assert train.main(tiny(cache, run, "--steps", "4", "--grounding-weight", "0", "--self-train-rounds", "1",
+                           "--compare-ce")) == 0
+    baseline = json.loads((run / "baseline-ce" / "config.json").read_text())
+    mine = json.loads((run / "config.json").read_text())
+    assert baseline["grounding_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
+    assert {k: v for k, v in baseline.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce",
+                                                              "resume")} == \
+        {k: v for k, v in mine.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce", "resume")}
+    assert (run / "baseline-ce" / "eval" / "scores.json").is_file()
+    assert "token CE only" in (run / "train.log").read_text()
+    report = json.loads((run / "report.json").read_text())
+    assert [r["name"] for r in report["runs"]] == ["baseline-ce", "run"] and report["baseline"] == "baseline-ce"
