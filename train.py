@@ -574,7 +574,9 @@ def train(argv: list[str] | None = None) -> int:
                 f"`accelerate launch train.py --out {run.root} --resume`")
             return 128 + (stop.signum or signal.SIGTERM)
         clip, preprocess, clip_tokenizer, clip_weights = stage0
-        # Stage 1: the student read by CLIP.
+        # Stage 1: the student read by CLIP. Seeded again, so that it does not depend on whether
+        # stage 0 trained the teacher in this process or found it cached.
+        set_seed(cfg.seed)
         stage1 = Stage1(cfg, accelerator, data, clip, preprocess, clip_tokenizer, log, show)
         start = 0
         if resuming:
