@@ -200,6 +200,8 @@ class TrainConfig:
     checkpoint_every: int = _flag(100, "steps between checkpoints")
     keep_checkpoints: int = _flag(2, "complete checkpoints kept")
     evaluate: bool = _flag(True, "evaluate on the test split at the end (RUN/eval)")
+    eval_untrained: bool = _flag(True, "the evaluation also scores the untrained student (paired tests against it) "
+                                       "and fits the test-time linear LM head")
     compare_ce: bool | None = _flag(None, "also train the token-cross-entropy-only student (same data, steps and seed, "
                                           "no images) into RUN/baseline-ce and report this run against it (default: "
                                           "on for a grounded run of the embedded world)")
@@ -329,7 +331,7 @@ def config_problem(cfg: TrainConfig) -> str | None:
 
 # Options a resumed run may change; every other option comes from the run's config.json.
 RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "evaluate",
-                     "eval_bootstrap", "quiet", "threads", "cache_dir", "out", "resume")
+                     "eval_bootstrap", "eval_untrained", "quiet", "threads", "cache_dir", "out", "resume")
 
 
 def resumed_config(cfg: TrainConfig, run: RunDir, argv: list[str]) -> TrainConfig:
@@ -980,10 +982,11 @@ class Stage1:
         if not self.cfg.evaluate:
             return
         untrained = build_system(self.cfg, self.clip, self.clip_tokenizer, self.data.source_tokenizer,
-                                 seed=self.cfg.seed, shortlist=self.shortlist).to(self.device).eval()
+                                 seed=self.cfg.seed, shortlist=self.shortlist).to(self.device).eval() \
+            if self.cfg.eval_untrained else None
         summary = evaluate_system(core, self.data.splits, self.data.scans, self.preprocess, run, untrained=untrained,
-                                  bootstrap=self.cfg.eval_bootstrap, show_progress=self.show,
-                                  clip_weights=clip_weights)
+                                  probe=self.cfg.eval_untrained, bootstrap=self.cfg.eval_bootstrap,
+                                  show_progress=self.show, clip_weights=clip_weights)
         self.log(summary)
         if report:
             write_report(run, self.log)
