@@ -46,6 +46,7 @@ from data_prep.sampling import StepSampler
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.synthetic.build import build_synthetic
 from data_prep.targets import Target, TargetTable
+from data_prep.writer import publish, staging_name
 from eval.health import collapse_warnings, health_report
 from eval.report import build_report
 from eval.retrieval import in_batch_recall_at_1
@@ -383,9 +384,10 @@ def resolve_data(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) ->
         path = cache_root(cfg) / "data" / f"synthetic-{cfg.lang}-{cfg.synthetic_images}-seed{cfg.seed}-translated"
         if is_main and not (path / "dataset_dict.json").is_file():
             log(f"building the embedded synthetic world ({cfg.synthetic_images} images, {cfg.lang}) at {path}")
-            build_synthetic(path.with_name(path.name + ".tmp"), lang=cfg.lang, images=cfg.synthetic_images,
-                            seed=cfg.seed, parallel_fraction=1.0, show_progress=not cfg.quiet)
-            path.with_name(path.name + ".tmp").rename(path)
+            tmp = staging_name(path)
+            build_synthetic(tmp, lang=cfg.lang, images=cfg.synthetic_images, seed=cfg.seed, parallel_fraction=1.0,
+                            show_progress=not cfg.quiet)
+            publish(tmp, path)
         return path
     if cfg.data_dir is None:
         raise InputError(f"--data {cfg.data} needs --data-dir: a dataset built with `python -m data_prep {cfg.data} "
@@ -404,13 +406,14 @@ def resolve_data(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) ->
     if is_main and not (path / "dataset_dict.json").is_file():
         parser = Parser(prog=f"--data-args for python -m data_prep {cfg.data}")
         add_builder_arguments(parser, builder)
-        argv = ["--data-dir", str(data_dir), "--out", str(path.with_name(path.name + ".tmp")), *shlex.split(cfg.data_args)]
+        tmp = staging_name(path)
+        argv = ["--data-dir", str(data_dir), "--out", str(tmp), *shlex.split(cfg.data_args)]
         if any(a.option_strings == ["--lang"] for a in parser._actions) and "--lang" not in argv:
             argv += ["--lang", cfg.lang]
         args = parser.parse_args(argv + (["--quiet"] if cfg.quiet else []))
         log(f"building {cfg.data} from {data_dir} into {path}")
         builder.build(args)  # a wrong layout is an InputError saying what the builder expected
-        path.with_name(path.name + ".tmp").rename(path)
+        publish(tmp, path)
     return path
 
 
