@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ import transformers
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -1052,7 +1054,13 @@ def freeze_towers(system, freeze: str) -> None:
 def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
     """accelerate state into a staging directory; the main process writes its manifest (sizes and
     hashes, flushed to disk) and renames it into place (models.run_dir)."""
-    accelerator.save_state(str(run.staging_dir(step)))
+    try:
+        accelerator.save_state(str(run.staging_dir(step)))
+    except SafetensorError as exc:  # safetensors reports a failed write (a full disk) in its own type
+        if "I/O error" not in str(exc):
+            raise
+        raise OSError(errno.EIO, f"checkpoint not written ({exc}); the previous one is intact",
+                      str(run.staging_dir(step))) from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run.commit_checkpoint(step, keep=keep)
