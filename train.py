@@ -65,7 +65,7 @@ from models.splice import Splice, TemperatureSchedule
 from models.student import VocabBridge, build_scratch_student, enable_activation_checkpointing, load_pretrained_student
 from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
-EMBEDDED_PARALLEL_FRACTION = 0.3
+EMBEDDED_PARALLEL_FRACTION = 0.02
 
 HELP_EPILOG = """examples:
   accelerate launch train.py --lang es
@@ -151,32 +151,33 @@ class TrainConfig:
     labels: str = _flag("diagonal", "label scheme", choices=("diagonal", "exact", "regions", "smoothed", "sigmoid"))
     anchor: str = _flag("none", "anchor term between student and English axes", choices=("none", "cosine", "mse"))
     anchor_weight: float = _flag(1.0, "weight of the anchor term")
-    grounding_weight: float = _flag(1.0, "weight of the n-dim contrastive loss (0 = token cross-entropy only: the "
-                                         "student is not decoded through CLIP during training)")
+    grounding_weight: float = _flag(0.0, "weight of the n-dim contrastive loss (0 = none: the student is not decoded "
+                                         "through CLIP during training; measured, the loss as the driver hurts "
+                                         "translation, docs/ablation.md)")
     token_ce_weight: float = _flag(1.0, "weight of the token cross-entropy on captions with a target (0 = purely "
                                         "grounded)")
     # image-pivoted pseudo-parallel pairs (data_prep.pivot)
-    pivot: bool = _flag(False, "give every caption without a human translation the English caption of its image "
+    pivot: bool = _flag(True, "give every caption without a human translation the English caption of its image "
                                "that agrees best with it through a lexicon induced from images (word level, then "
                                "sentence level), as a pseudo-parallel target weighted by the agreement")
     pivot_threshold: float = _flag(0.5, "least lexical agreement (0..1) for a pivot target")
     pivot_weight: float = _flag(1.0, "token cross-entropy weight of a pivot target at agreement 1")
     # grounded self-training (DESIGN §11): the image as a filter of the student's own translations
-    self_train_rounds: int = _flag(0, "rounds in which the student translates the training captions without a "
+    self_train_rounds: int = _flag(2, "rounds in which the student translates the training captions without a "
                                       "human translation and keeps, as pseudo-parallel targets, the translations "
                                       "whose CLIP pair ranks their own image first")
     self_train_start: float = _flag(0.4, "fraction of --steps at which the first round runs (the others are spread "
                                          "evenly over the rest)")
-    self_train_nbest: int = _flag(4, "beam-search candidates per caption, reranked by CLIP with the image")
+    self_train_nbest: int = _flag(8, "beam-search candidates per caption, reranked by CLIP with the image")
     self_train_group: int = _flag(32, "images among which a kept translation must rank its own image first")
     self_train_judge: str = _flag("clip", "what chooses and keeps the pseudo-parallel translations: 'clip' (reranked "
                                           "with the image, kept when it ranks its own image first), or the no-image "
                                           "controls 'confidence' (the student's best, kept when its log-probability "
                                           "is in the upper half) and 'all' (the student's best, all kept)",
                                   choices=("clip", "confidence", "all"))
-    rerank_beta: float = _flag(1.0, "weight of the CLIP image-translation score against the student's "
+    rerank_beta: float = _flag(0.2, "weight of the CLIP image-translation score against the student's "
                                     "log-probability when candidates are reranked")
-    self_train_lexicon: float = _flag(0.0, "weight of the source's agreement with a candidate through the lexicon "
+    self_train_lexicon: float = _flag(1.0, "weight of the source's agreement with a candidate through the lexicon "
                                            "induced from images (data_prep.pivot; 0..1, in nats) when candidates "
                                            "are reranked: penalises content the source does not say")
     human_share: float = _flag(0.5, "least share of each token cross-entropy batch drawn from human translations "
@@ -328,7 +329,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
     if cfg.splice == "argmax" and cfg.token_ce_weight == 0 and cfg.freeze == "both" and cfg.steps:
         return "--splice argmax passes no gradient to the student: with --token-ce-weight 0 nothing trains it"
     if cfg.token_ce_weight == 0 and (cfg.pivot or cfg.self_train_rounds):
-        return "--pivot and --self-train-rounds make targets for the token cross-entropy: it needs --token-ce-weight > 0"
+        return ("--pivot and --self-train-rounds (on by default) make targets for the token cross-entropy, which "
+                "--token-ce-weight 0 turns off: add --no-pivot --self-train-rounds 0")
     return None
 
 

@@ -245,7 +245,8 @@ def colour_run(cache: Path, world: Path, out: Path, *extra: str) -> dict:
     args = ["--data-dir", str(world), "--clip", "groundmt-micro", "--student-preset", "micro",
             "--teacher-steps", "150", "--teacher-batch-size", "32", "--teacher-lr", "3e-3", "--batch-size", "16",
             "--k-english", "1", "--m-source", "1", "--eval-every", "1000", "--checkpoint-every", "1000",
-            "--eval-bootstrap", "0", "--quiet", "--threads", "1", "--cache-dir", str(cache), "--out", str(out), *extra]
+            "--eval-bootstrap", "0", "--quiet", "--threads", "1", "--no-pivot", "--self-train-rounds", "0",
+            "--cache-dir", str(cache), "--out", str(out), *extra]
     assert train.main(args) == 0
     scores = json.loads((out / "eval" / "scores.json").read_text())
     trained, untrained = scores["metrics"], scores["untrained"]["metrics"]
@@ -269,7 +270,7 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
     """With the token CE off, the n-dim loss through the (soft) splice alone lifts the student's
     CLIP embedding → image R@1 above the untrained student's; the same run with the splice's output
     detached (no gradient from CLIP to the student) stays where it started."""
-    args = ("--steps", "300", "--token-ce-weight", "0", "--splice", "soft")
+    args = ("--steps", "300", "--token-ce-weight", "0", "--grounding-weight", "1", "--splice", "soft")
     grounded, untrained = colour_run(cache, colour_world, tmp_path / "grounded", *args)["grounded"]
     assert grounded >= untrained + 0.08
 
