@@ -46,7 +46,7 @@ from data_prep.load import load_dataset_dir
 from data_prep.pivot import agreement, english_words, induce_lexicon, pivot_targets
 from data_prep.sampling import StepSampler
 from data_prep.source_tokenizer import source_tokenizer_for
-from data_prep.synthetic.build import build_synthetic
+from data_prep.synthetic.build import GRAMMARS, build_synthetic
 from data_prep.targets import Target, TargetTable
 from data_prep.writer import publish, staging_name
 from eval.health import collapse_warnings, health_report
@@ -66,6 +66,7 @@ from models.student import VocabBridge, build_scratch_student, enable_activation
 from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
 EMBEDDED_PARALLEL_FRACTION = 0.02
+SYNTHETIC_LANGS = tuple(sorted(set(GRAMMARS) - {"en"}))
 
 HELP_EPILOG = """examples:
   accelerate launch train.py --lang es
@@ -302,6 +303,9 @@ def config_problem(cfg: TrainConfig) -> str | None:
                  "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "k_english", "threads"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
+    if cfg.data == "synthetic" and cfg.data_dir is None and cfg.lang not in SYNTHETIC_LANGS:
+        return (f"--lang {cfg.lang}: the embedded world speaks {', '.join(SYNTHETIC_LANGS)}; for another language "
+                "pass --data and --data-dir (docs/data.md)")
     if not 0 <= cfg.dropout < 1:
         return f"--dropout must be in [0, 1), got {cfg.dropout}"
     if cfg.grad_accum < 1:
