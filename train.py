@@ -30,6 +30,7 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.nn.functional as F
 import transformers
 import yaml
 from accelerate import Accelerator
@@ -57,7 +58,10 @@ from models.clip_loading import clip_tokenizer, load_clip
 from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
 from models.grounded_selection import select
+from models.anchor_bank import AnchorBank
+from models.experts import AlignedExpert, TextExpert
 from models.ndim_loss import NDimContrastiveLoss
+from models.objective import GroundedObjective
 from models.run_dir import RunDir, checkpoint_problem
 from models.schedules import warmup_cosine
 from models.shortlist import ClipShortlist
@@ -152,6 +156,14 @@ class TrainConfig:
     labels: str = _flag("diagonal", "label scheme", choices=("diagonal", "exact", "regions", "smoothed", "sigmoid"))
     anchor: str = _flag("none", "anchor term between student and English axes", choices=("none", "cosine", "mse"))
     anchor_weight: float = _flag(1.0, "weight of the anchor term")
+    expert: list[str] | None = _flag(None, "an extra frozen English text expert as an axis of the n-dim loss "
+                                           "(repeatable): 'minilm' (the packaged all-MiniLM-L6-v2) or a local "
+                                           "transformers encoder directory, mapped into the CLIP text space by "
+                                           "centred orthogonal Procrustes fitted on the training captions")
+    anchor_bank: int = _flag(0, "learnable anchors on the hypersphere pulling the student's CLIP features "
+                                "(InfoNCE to the nearest anchor; 0 = none); their health is logged at validation")
+    anchor_bank_weight: float = _flag(0.1, "weight of the anchor-bank term")
+    lsa_weight: float = _flag(0.0, "weight of the LSA loss (thesis §6.7) on the student ↔ image logits")
     grounding_weight: float = _flag(0.0, "weight of the n-dim contrastive loss (0 = none: the student is not decoded "
                                          "through CLIP during training; measured, the loss as the driver hurts "
                                          "translation, docs/ablation.md)")
@@ -214,7 +226,12 @@ class TrainConfig:
 
     @property
     def n_axes(self) -> int:
-        return 1 + self.k_english + self.m_source
+        return 1 + self.k_english + len(self.expert or ()) + self.m_source
+
+    @property
+    def student_axis(self) -> int:
+        """Index of the first student axis: after the image, the English captions and the experts."""
+        return 1 + self.k_english + len(self.expert or ())
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
@@ -230,7 +247,9 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
         meta = dict(f.metadata)
         help_text = meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
         default = f.default if defaults else argparse.SUPPRESS
-        if f.type in ("bool", bool, "bool | None"):
+        if f.type == "list[str] | None":
+            parser.add_argument(name, action="append", default=default, help=help_text)
+        elif f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
@@ -265,6 +284,8 @@ def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         elif value is None:
             if fields[name].default is not None:
                 parser.error(f"--config {path}: {key} needs a value")
+        elif fields[name].type == "list[str] | None" and isinstance(value, list):
+            argv += [token for item in value for token in (flag, str(item))]
         elif isinstance(value, (dict, list, bool)):
             parser.error(f"--config {path}: {key} must be a single value, got {value!r}")
         else:
@@ -300,7 +321,7 @@ def config_problem(cfg: TrainConfig) -> str | None:
             return f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}"
     for name in ("steps", "teacher_steps", "max_target_length", "warmup_steps", "grad_clip", "weight_decay",
                  "eval_bootstrap", "grounding_weight", "token_ce_weight", "anchor_weight", "pivot_weight",
-                 "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "k_english", "threads"):
+                 "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "anchor_bank_weight", "lsa_weight", "k_english", "threads"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
     if cfg.data == "synthetic" and cfg.data_dir is None and cfg.lang not in SYNTHETIC_LANGS:
@@ -308,6 +329,13 @@ def config_problem(cfg: TrainConfig) -> str | None:
                 "pass --data and --data-dir (docs/data.md)")
     if not 0 <= cfg.dropout < 1:
         return f"--dropout must be in [0, 1), got {cfg.dropout}"
+    if cfg.expert and (cfg.grounding_weight == 0 or cfg.freeze not in ("both", "text") or not cfg.k_english):
+        return ("--expert adds an axis to the n-dim loss beside the English captions' frozen features: it needs "
+                "--grounding-weight > 0, --k-english >= 1 and --freeze both or text")
+    if (cfg.anchor_bank or cfg.lsa_weight) and cfg.grounding_weight == 0:
+        return "--anchor-bank and --lsa-weight act on the student's CLIP features: they need --grounding-weight > 0"
+    if cfg.anchor_bank == 1 or cfg.anchor_bank < 0:
+        return f"--anchor-bank must be 0 (none) or at least 2 anchors, got {cfg.anchor_bank}"
     if cfg.grad_accum < 1:
         return f"--grad-accum must be at least 1, got {cfg.grad_accum}"
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
@@ -638,6 +666,8 @@ def baseline_argv(cfg: TrainConfig, out: Path) -> list[str]:
         value, flag = values[f.name], "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [token for item in value for token in (flag, str(item))]
         elif value is not None:
             argv += [flag, str(value)]
     return argv
@@ -778,7 +808,7 @@ class Stage1:
         freeze_towers(system, cfg.freeze)
         if cfg.activation_checkpointing:
             log(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
-        loss_fn = build_loss(cfg)
+        loss_fn = build_objective(cfg, clip)
         self.trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
         towers = {id(p) for p in system.clip.parameters()}
         groups = [{"params": [p for p in self.trainable if id(p) not in towers]},
@@ -801,6 +831,7 @@ class Stage1:
             self.english_table = FeatureTable.of_texts(self.core.encode_english, clip_tokenizer,
                                                        data.english_captions(), device=self.device,
                                                        show_progress=show)
+        self.expert_tables = [expert_features(spec, self.english_table, log) for spec in cfg.expert or ()]
         self.collate = TrainCollator(self.core.source_tokenizer, self.core.labels_for, data.targets,
                                      k_english=cfg.k_english, m_source=cfg.m_source,
                                      preprocess=None if self.frozen_image or not self.grounded else preprocess,
@@ -875,8 +906,10 @@ class Stage1:
             if self.frozen_image:
                 sources["image_features"] = self.image_table[rows]
             if self.frozen_text and cfg.k_english:
-                sources["english_features"] = self.english_table[
-                    [e for caps in sources["english_text"] for e in caps]].view(len(rows), cfg.k_english, -1)
+                captions = [e for caps in sources["english_text"] for e in caps]
+                english = self.english_table[captions].view(len(rows), cfg.k_english, -1)
+                firsts = captions[::cfg.k_english]  # each expert reads the image's first English caption
+                sources["english_features"] = torch.cat([english, *(t[firsts][:, None] for t in self.expert_tables)], 1)
         if self.ce.active:
             targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
         with self.accelerator.autocast():
@@ -966,12 +999,15 @@ class Stage1:
             english = [next(e for e in row if e.strip()) for row in subset["english"]]
             student = student_features(system, sources)
             eng = system.encode_english(system.clip_tokenizer(english).to(self.device))
-        report = health_report({"image": images, "english": eng, "student": student}, reference="image")
+        anchors = self.accelerator.unwrap_model(self.loss_fn).anchors()
+        report = health_report({"image": images, "english": eng, "student": student}, reference="image",
+                               anchors=anchors)
         record = {"step": step, "split": "validation"}
         for axis, row in report.items():
-            for key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness"):
-                if key in row:
-                    record[f"health/{axis}/{key}"] = row[key]
+            for key, value in {**row, **row.get("anchor", {})}.items():
+                if key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness",
+                           "active_anchors", "anchor_entropy", "nearest_distance", "second_nearest_distance"):
+                    record[f"health/{axis}/{key}"] = value
         run.append_metrics(record)
         self.accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=step)
         self.log(f"validation @ {step}: in-batch R@1 student↔image {report['student']['in_batch_r1']:.3f}, "
@@ -1037,11 +1073,33 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
 
 
 def build_loss(cfg):
-    """The stage 1 n-dim loss over the axes [image, K English, M student] of `cfg`."""
+    """The stage 1 n-dim loss over the axes [image, K English, E experts, M student] of `cfg`."""
     return NDimContrastiveLoss(
         cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
         anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
-        student_axis=1 + cfg.k_english)
+        student_axis=cfg.student_axis)
+
+
+def build_objective(cfg, clip) -> GroundedObjective:
+    """The n-dim loss with the optional anchor bank (`--anchor-bank`, in CLIP's embedding space) and
+    LSA term (`--lsa-weight`) on the student's features."""
+    bank = AnchorBank(cfg.anchor_bank, clip.visual.output_dim, seed=cfg.seed) if cfg.anchor_bank else None
+    return GroundedObjective(build_loss(cfg), student_axis=cfg.student_axis, bank=bank,
+                             bank_weight=cfg.anchor_bank_weight, lsa_weight=cfg.lsa_weight)
+
+
+def expert_features(spec: str, english: FeatureTable, log) -> FeatureTable:
+    """An `--expert` ('minilm' or a local encoder directory) mapped into the CLIP text space by
+    centred Procrustes fitted on the training captions against their (unit) CLIP features, and its
+    features of every training caption, keyed like `english`."""
+    captions = list(english.index)
+    clip_features = F.normalize(english.features, dim=-1)
+    aligned = AlignedExpert.fit(TextExpert(None if spec == "minilm" else spec), captions, clip_features.cpu())
+    features = aligned.encode(captions).to(english.features.device)
+    residual = aligned.alignment.residual(aligned.expert.encode(captions), clip_features.cpu())
+    log(f"expert {spec}: {aligned.expert.dim}-d, mapped into CLIP's {features.shape[1]}-d text space by centred "
+        f"Procrustes on {len(captions)} captions (residual {residual:.3f})")
+    return FeatureTable(captions, features)
 
 
 def freeze_towers(system, freeze: str) -> None:

@@ -36,6 +36,7 @@ RECIPES = {
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
                                  "--self-train-judge", "confidence"],
     "grounding+self-training+anchor": ["--anchor", "cosine", "--self-train-rounds", "1", "--self-train-start", "0.5"],
+    "expert+anchor-bank+lsa": ["--expert", "minilm", "--anchor-bank", "4", "--lsa-weight", "0.1"],
 }
 
 

@@ -302,3 +302,21 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
     assert "token CE only" in (run / "train.log").read_text()
     report = json.loads((run / "report.json").read_text())
     assert [r["name"] for r in report["runs"]] == ["baseline-ce", "run"] and report["baseline"] == "baseline-ce"
+
+
+def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
+    """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
+    anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
+    run = tmp_path / "run"
+    assert train.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
+                           "--no-evaluate")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["expert"] == ["minilm"]
+    records = metrics(run)
+    steps = [r for r in records if "split" not in r]
+    assert all(r["loss/anchor_bank"] == r["loss/anchor_bank"] and r["loss/lsa"] >= 0 for r in steps)
+    validation = [r for r in records if r.get("split") == "validation"]
+    assert validation and 1 <= validation[0]["health/student/active_anchors"] <= 8
+    assert "health/student/anchor_entropy" in validation[0]
+    log = (run / "train.log").read_text()
+    assert "expert minilm: 384-d, mapped into CLIP's 32-d text space by centred Procrustes" in log
