@@ -193,9 +193,9 @@ class TrainConfig:
     self_train_lexicon: float = _flag(1.0, "weight of the source's agreement with a candidate through the lexicon "
                                            "induced from images (data_prep.pivot; 0..1, in nats) when candidates "
                                            "are reranked: penalises content the source does not say")
-    human_share: float = _flag(0.5, "least share of each token cross-entropy batch drawn from human translations "
-                                    "once pseudo-parallel targets exist")
-    pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1)")
+
+    pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1); the "
+                                      "pseudo targets come on top of the human batch, which stays as without images")
     # optimisation
     steps: int = _flag(500, "stage 1 steps")
     batch_size: int = _flag(32, "images per step for the n-dim loss (global, over all processes)")
@@ -348,8 +348,6 @@ def config_problem(cfg: TrainConfig) -> str | None:
         return f"--parallel-fraction must be in [0, 1], got {cfg.parallel_fraction}"
     if not 0 <= cfg.self_train_start < 1:
         return f"--self-train-start must be in [0, 1), got {cfg.self_train_start}"
-    if not 0 <= cfg.human_share <= 1:
-        return f"--human-share must be in [0, 1], got {cfg.human_share}"
     if not 0 <= cfg.pivot_threshold <= 1:
         return f"--pivot-threshold must be in [0, 1], got {cfg.pivot_threshold}"
     if cfg.grounding_weight > 0 and cfg.m_source < 1:
@@ -914,7 +912,7 @@ class Stage1:
             targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
         with self.accelerator.autocast():
             out = self.system(sources=on_device(sources, SOURCE_TENSORS, device),
-                              targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
+                              targets=on_device(targets, TARGET_TENSORS, device))
             loss, parts = None, {}
             if targets is not None:
                 loss = cfg.token_ce_weight * out["token_ce"]
@@ -1131,6 +1129,7 @@ def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
     accelerator.wait_for_everyone()
 
 
+TARGET_TENSORS = ("source_ids", "source_mask", "labels", "weight", "counted")
 SOURCE_TENSORS = ("source_ids", "source_mask", "labels", "images", "image_features", "english_ids", "english_features")
 
 
@@ -1140,31 +1139,30 @@ def on_device(batch: dict | None, keys: tuple[str, ...], device) -> dict | None:
 
 
 class TargetBatches:
-    """Which captions with a target feed the token cross-entropy at each step: `--ce-batch-size`
-    of them (global; each process reads its slice), epochs of a seeded permutation of the table's
-    keys counted from step `since` (when the table took effect), so a resumed run reads the same
-    ones; human and pseudo targets are drawn separately so that human ones keep `--human-share`
-    of every batch. Inactive when the token CE is off or the table is empty."""
+    """Which captions with a target feed the token cross-entropy at each step. Two streams, each
+    epochs of a seeded permutation (global batches; each process reads its slice): up to
+    `--ce-batch-size` captions with a human translation — the same stream, step for step, as a
+    run without images — and, once pseudo-parallel targets exist, up to as many of those in
+    addition, counted from step `since` (when the table took effect). A resumed run reads the same
+    ones. Inactive when the token CE is off or the table is empty."""
 
     def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
         self.table, self.since, self.grad_accum = table, since, cfg.grad_accum
         world = accelerator.num_processes
-        size = min(cfg.ce_batch_size, len(table) // world * world)
-        self.active = cfg.token_ce_weight > 0 and size > 0
         human = sorted(k for k, t in table if t.origin == "human")
         pseudo = sorted(k for k, t in table if t.origin != "human")
-        # human captions keep at least --human-share of every batch (at least their natural share)
-        n_human = size if not pseudo else 0 if not human else \
-            min(len(human), max(world, round(size * max(cfg.human_share, len(human) / len(table))))) // world * world
-        n_pseudo = min(size - n_human, len(pseudo) // world * world)
-        self.samplers = [StepSampler(keys, n, seed=cfg.seed * 7919 + since + part, rank=accelerator.process_index,
-                                     world=world)
-                         for part, (keys, n) in enumerate(((human, n_human), (pseudo, n_pseudo)))
-                         if self.active and n > 0]
+        sizes = [min(cfg.ce_batch_size, len(keys) // world * world) for keys in (human, pseudo)]
+        self.active = cfg.token_ce_weight > 0 and sum(sizes) > 0
+        rank = accelerator.process_index
+        self.human = StepSampler(human, sizes[0], seed=cfg.seed * 7919, rank=rank, world=world) \
+            if self.active and sizes[0] else None
+        self.pseudo = StepSampler(pseudo, sizes[1], seed=cfg.seed * 7919 + since + 1, rank=rank, world=world) \
+            if self.active and sizes[1] else None
 
     def keys(self, batch: int) -> list[tuple[int, int]]:
         """The captions of batch number `batch` (optimizer step × --grad-accum + micro-batch)."""
-        return [key for sampler in self.samplers for key in sampler.indices(batch - self.since * self.grad_accum)]
+        return ((self.human.indices(batch) if self.human else [])
+                + (self.pseudo.indices(batch - self.since * self.grad_accum) if self.pseudo else []))
 
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:
