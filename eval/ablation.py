@@ -97,11 +97,10 @@ def plan(args: argparse.Namespace) -> list[Cell]:
     return sorted(cells, key=lambda c: (c.seed, c.fraction, c.system))
 
 
-def train_argv(cell: Cell, args: argparse.Namespace, out: Path) -> list[str]:
+def train_argv(cell: Cell, args: argparse.Namespace) -> list[str]:
     steps = 0 if cell.system == "ce" and cell.fraction == 0 else args.steps  # nothing trains ce at P = 0
-    argv = [sys.executable, str(ROOT / "train.py"), "--seed", str(cell.seed), "--steps", str(steps),
-            "--parallel-fraction", str(cell.fraction), "--out", str(out / "runs" / cell.name), "--quiet",
-            "--threads", "1", "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", *SYSTEMS[cell.system]]
+    argv = ["--seed", str(cell.seed), "--steps", str(steps), "--parallel-fraction", str(cell.fraction),
+            "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", *SYSTEMS[cell.system]]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     else:
@@ -109,17 +108,28 @@ def train_argv(cell: Cell, args: argparse.Namespace, out: Path) -> list[str]:
     return argv + args.train_args.split()
 
 
-def run_cell(cell: Cell, args: argparse.Namespace, out: Path) -> tuple[Cell, int]:
-    run = out / "runs" / cell.name
-    if (run / "eval" / "scores.json").is_file():
-        return cell, 0
-    argv = train_argv(cell, args, out) + (["--resume"] if (run / "config.json").is_file() else [])
-    log = out / "logs" / f"{cell.name}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as f:
-        code = subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return cell, code
+def run_grid(runs: dict[str, list[str]], out: Path, *, jobs: int, desc: str) -> list[str]:
+    """Train every run `name -> train.py arguments` into `out/runs/<name>` (logs in `out/logs/`),
+    `jobs` at a time with one CPU thread each; a run whose `eval/scores.json` exists is skipped and a
+    started one is resumed, so rerunning a grid continues it. Returns the names of failed runs."""
+    def one(name: str) -> tuple[str, int]:
+        run = out / "runs" / name
+        if (run / "eval" / "scores.json").is_file():
+            return name, 0
+        argv = [sys.executable, str(ROOT / "train.py"), *runs[name], "--out", str(run), "--quiet", "--threads", "1",
+                *(["--resume"] if (run / "config.json").is_file() else [])]
+        log = out / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as f:
+            return name, subprocess.call(argv, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+    failed = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        for name, code in tqdm(pool.map(one, list(runs)), total=len(runs), desc=desc):
+            if code:
+                failed.append(name)
+    return failed
 
 
 def cell_scores(run: Path) -> dict:
@@ -187,12 +197,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     fractions = sorted({c.fraction for c in cells if c.system not in P_INDEPENDENT} or {0.0})
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
-    failed = []
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        for cell, code in tqdm(pool.map(lambda c: run_cell(c, args, out), cells), total=len(cells),
-                               desc="ablation runs"):
-            if code:
-                failed.append(cell.name)
+    failed = run_grid({c.name: train_argv(c, args) for c in cells}, out, jobs=args.jobs, desc="ablation runs")
     result = aggregate(cells, out, fractions)
     result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps)
     (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")

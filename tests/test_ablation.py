@@ -80,3 +80,23 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
     html = page.read_text()
     assert "Ablation over the parallel fraction" in html and html.count("<img") == 5
     assert "| 0.3 | ground |" in page.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
+def test_the_ndim_sweep_runs_a_small_grid(tmp_path, cache):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    done = subprocess.run([sys.executable, str(root / "benchmarks" / "ndim_sweep.py"), "--out", str(out),
+                           "--similarities", "v4", "--labels", "diagonal", "--ns", "3", "--seeds", "2", "--no-lsa",
+                           "--steps", "4", "--jobs", "2", "--train-args", f"{TINY} --cache-dir {cache}"],
+                          capture_output=True, text=True, timeout=900, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert set(sweep["table"]) == {"v4-diagonal-n3"}
+    row = sweep["table"]["v4-diagonal-n3"]
+    assert row["student→image R@1"]["n"] == 2 and 0 <= row["most repeated output"]["mean"] <= 1
+    assert "| v4-diagonal-n3 |" in done.stdout
