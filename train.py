@@ -54,7 +54,7 @@ from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
 from models.grounded_selection import select
 from models.ndim_loss import NDimContrastiveLoss
-from models.run_dir import RunDir, checkpoint_problem
+from models.run_dir import RunDir, checkpoint_problem, drop_tied_weights
 from models.schedules import warmup_cosine
 from models.shortlist import ClipShortlist
 from models.splice import Splice, TemperatureSchedule
@@ -632,9 +632,11 @@ def make_accelerator(cfg: TrainConfig, project_dir: str) -> Accelerator:
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
     # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
-    return Accelerator(log_with="tensorboard", project_dir=project_dir, cpu=multi_cpu, mixed_precision=cfg.mixed_precision,
-                       gradient_accumulation_steps=cfg.grad_accum,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(log_with="tensorboard", project_dir=project_dir, cpu=multi_cpu,
+                              mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator.register_save_state_pre_hook(drop_tied_weights)  # tied weights saved once, without a warning
+    return accelerator
 
 
 def quiet_libraries(show: bool) -> None:

@@ -12,7 +12,9 @@ Invariant, tested against open_clip: `encode_distribution(one_hot(ids), eot="ids
 Supported towers: open_clip's `CLIP` (ViT-B-32 and friends, the tiny configs) and `CustomTextCLIP`
 / bare `TextTransformer` towers pooled at an EOT token (`pool_type` 'argmax' or 'eos'), causal or
 not. Hugging Face text towers, CoCa's appended class token, padding masks and 'first'/'last'/'none'
-pooling are rejected with an error. The wrapper shares (does not copy) the tower's parameters.
+pooling are rejected with an error. The wrapper reads the tower's parts from CLIP at each use: it
+neither copies nor registers them, so a module holding both lists each parameter once (a
+checkpoint has no aliased tensors).
 """
 from __future__ import annotations
 
@@ -32,18 +34,38 @@ class DistributionTextTower(nn.Module):
     def __init__(self, clip: nn.Module, *, sot_id: int | None = None, eot_id: int | None = None, pad_id: int = 0):
         super().__init__()
         text, pool_type, eos_id = _text_parts(clip)
-        self.token_embedding: nn.Embedding = text.token_embedding
-        self.positional_embedding: nn.Parameter = text.positional_embedding
-        self.transformer: nn.Module = text.transformer
-        self.ln_final: nn.Module = text.ln_final
-        self.text_projection = text.text_projection
-        self.register_buffer("attn_mask", text.attn_mask, persistent=False)
+        self._text = (text,)  # a reference, not a submodule: the parameters stay CLIP's, listed once
         self.pool_type = pool_type
         self.vocab_size, self.width = self.token_embedding.weight.shape
         self.context_length = self.positional_embedding.shape[0]
         self.eot_id = eot_id if eot_id is not None else (eos_id if pool_type == "eos" else self.vocab_size - 1)
         self.sot_id = sot_id if sot_id is not None else self.vocab_size - 2
         self.pad_id = pad_id
+
+    # the text path's parts, read from CLIP at each use (so a moved or reloaded CLIP is what runs)
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        return self._text[0].token_embedding
+
+    @property
+    def positional_embedding(self) -> nn.Parameter:
+        return self._text[0].positional_embedding
+
+    @property
+    def transformer(self) -> nn.Module:
+        return self._text[0].transformer
+
+    @property
+    def ln_final(self) -> nn.Module:
+        return self._text[0].ln_final
+
+    @property
+    def text_projection(self) -> nn.Module | nn.Parameter | None:
+        return self._text[0].text_projection
+
+    @property
+    def attn_mask(self) -> Tensor | None:
+        return self._text[0].attn_mask
 
     def encode_ids(self, ids: Tensor, *, normalize: bool = False) -> Tensor:
         """Token ids `[B,S]` → features `[B,F]`, pooled where open_clip pools."""
