@@ -167,7 +167,7 @@ def test_activation_checkpointing_changes_no_value_or_gradient(mode):
         if checkpointing:
             enable_activation_checkpointing(student, mode)
         out = decode(student, Splice("soft"), tower, source, mode=mode, labels=labels if mode == "teacher-forced"
-                     else None)
+                     else None, embedding=tower.token_embedding.weight)
         features = tower.encode_embeddings(out.embeddings, eot="ids", **out.eot_evidence())
         features.square().sum().backward()
         return features.detach(), [p.grad.clone() for p in student.parameters() if p.grad is not None]
