@@ -25,6 +25,16 @@ from torch import Tensor, nn
 from models.eot import EOTFinder, eot_index_from_ids
 
 
+class _FromText:
+    """A part of the wrapped text path (`tower._text[0].<name>`), looked up at each use."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, tower, owner: type | None = None):
+        return self if tower is None else getattr(tower._text[0], self.name)
+
+
 class DistributionTextTower(nn.Module):
     """Encode token ids, distributions over CLIP's vocabulary, or CLIP input embeddings.
 
@@ -43,29 +53,12 @@ class DistributionTextTower(nn.Module):
         self.pad_id = pad_id
 
     # the text path's parts, read from CLIP at each use (so a moved or reloaded CLIP is what runs)
-    @property
-    def token_embedding(self) -> nn.Embedding:
-        return self._text[0].token_embedding
-
-    @property
-    def positional_embedding(self) -> nn.Parameter:
-        return self._text[0].positional_embedding
-
-    @property
-    def transformer(self) -> nn.Module:
-        return self._text[0].transformer
-
-    @property
-    def ln_final(self) -> nn.Module:
-        return self._text[0].ln_final
-
-    @property
-    def text_projection(self) -> nn.Module | nn.Parameter | None:
-        return self._text[0].text_projection
-
-    @property
-    def attn_mask(self) -> Tensor | None:
-        return self._text[0].attn_mask
+    token_embedding: nn.Embedding = _FromText()
+    positional_embedding: nn.Parameter = _FromText()
+    transformer: nn.Module = _FromText()
+    ln_final: nn.Module = _FromText()
+    text_projection: nn.Module | nn.Parameter | None = _FromText()
+    attn_mask: Tensor | None = _FromText()
 
     def encode_ids(self, ids: Tensor, *, normalize: bool = False) -> Tensor:
         """Token ids `[B,S]` → features `[B,F]`, pooled where open_clip pools."""
