@@ -187,3 +187,11 @@ def test_saved_student_is_the_export_and_loads_back(run):
     assert exported.config.vocab_size == system.student.config.vocab_size + offset
     loaded = import_student(run / "model" / "student", system.vocab)
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in system.student.state_dict().items())
+
+
+def test_export_refuses_bad_input_in_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["export", "--run", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "holds no trained model" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["export", "--run", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --out {tmp_path / 'file'} is a file, expected a folder"
