@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -32,6 +34,7 @@ import transformers
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, broadcast_object_list, set_seed
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
@@ -45,6 +48,7 @@ from data_prep.sampling import StepSampler
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.synthetic.build import build_synthetic
 from data_prep.targets import Target, TargetTable
+from data_prep.writer import publish, staging_name
 from eval.health import collapse_warnings, health_report
 from eval.report import build_report
 from eval.retrieval import in_batch_recall_at_1
@@ -123,6 +127,7 @@ class TrainConfig:
     teacher_lr: float = _flag(1e-3, "stage 0 learning rate")
     freeze: str = _flag("both", "CLIP towers kept frozen in stage 1 (see docs/training.md)",
                         choices=("both", "image", "text", "none"))
+    tower_lr: float = _flag(0.0, "peak learning rate of the CLIP towers that --freeze leaves trainable (0 = --lr)")
     # student
     student: str = _flag("scratch", "'scratch' (decoder vocabulary = CLIP BPE) or a local MarianMT directory")
     student_preset: str = _flag("tiny", "size of a scratch student (micro, tiny, thesis)")
@@ -198,6 +203,11 @@ class TrainConfig:
     checkpoint_every: int = _flag(100, "steps between checkpoints")
     keep_checkpoints: int = _flag(2, "complete checkpoints kept")
     evaluate: bool = _flag(True, "evaluate on the test split at the end (RUN/eval)")
+    eval_untrained: bool = _flag(True, "the evaluation also scores the untrained student (paired tests against it) "
+                                       "and fits the test-time linear LM head")
+    compare_ce: bool | None = _flag(None, "also train the token-cross-entropy-only student (same data, steps and seed, "
+                                          "no images) into RUN/baseline-ce and report this run against it (default: "
+                                          "on for a grounded run of the embedded world)")
     eval_bootstrap: int = _flag(1000, "bootstrap resamples for the confidence intervals of the final evaluation")
 
     @property
@@ -218,7 +228,7 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
         meta = dict(f.metadata)
         help_text = meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
         default = f.default if defaults else argparse.SUPPRESS
-        if f.type in ("bool", bool):
+        if f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
@@ -324,7 +334,7 @@ def config_problem(cfg: TrainConfig) -> str | None:
 
 # Options a resumed run may change; every other option comes from the run's config.json.
 RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "evaluate",
-                     "eval_bootstrap", "quiet", "threads", "cache_dir", "out", "resume")
+                     "eval_bootstrap", "eval_untrained", "quiet", "threads", "cache_dir", "out", "resume")
 
 
 def resumed_config(cfg: TrainConfig, run: RunDir, argv: list[str]) -> TrainConfig:
@@ -376,9 +386,10 @@ def resolve_data(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) ->
         path = cache_root(cfg) / "data" / f"synthetic-{cfg.lang}-{cfg.synthetic_images}-seed{cfg.seed}-translated"
         if is_main and not (path / "dataset_dict.json").is_file():
             log(f"building the embedded synthetic world ({cfg.synthetic_images} images, {cfg.lang}) at {path}")
-            build_synthetic(path.with_name(path.name + ".tmp"), lang=cfg.lang, images=cfg.synthetic_images,
-                            seed=cfg.seed, parallel_fraction=1.0, show_progress=not cfg.quiet)
-            path.with_name(path.name + ".tmp").rename(path)
+            tmp = staging_name(path)
+            build_synthetic(tmp, lang=cfg.lang, images=cfg.synthetic_images, seed=cfg.seed, parallel_fraction=1.0,
+                            show_progress=not cfg.quiet)
+            publish(tmp, path)
         return path
     if cfg.data_dir is None:
         raise InputError(f"--data {cfg.data} needs --data-dir: a dataset built with `python -m data_prep {cfg.data} "
@@ -397,13 +408,14 @@ def resolve_data(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) ->
     if is_main and not (path / "dataset_dict.json").is_file():
         parser = Parser(prog=f"--data-args for python -m data_prep {cfg.data}")
         add_builder_arguments(parser, builder)
-        argv = ["--data-dir", str(data_dir), "--out", str(path.with_name(path.name + ".tmp")), *shlex.split(cfg.data_args)]
+        tmp = staging_name(path)
+        argv = ["--data-dir", str(data_dir), "--out", str(tmp), *shlex.split(cfg.data_args)]
         if any(a.option_strings == ["--lang"] for a in parser._actions) and "--lang" not in argv:
             argv += ["--lang", cfg.lang]
         args = parser.parse_args(argv + (["--quiet"] if cfg.quiet else []))
         log(f"building {cfg.data} from {data_dir} into {path}")
         builder.build(args)  # a wrong layout is an InputError saying what the builder expected
-        path.with_name(path.name + ".tmp").rename(path)
+        publish(tmp, path)
     return path
 
 
@@ -531,6 +543,9 @@ def train(argv: list[str] | None = None) -> int:
     if resuming:  # the run's config.json is the truth; only RESUME_MAY_CHANGE options may differ
         cfg = resumed_config(cfg, RunDir(run_path[0]), argv)
     check_inputs(cfg)
+    if cfg.compare_ce is None:  # the embedded run shows what the images add (DESIGN §9)
+        cfg.compare_ce = (cfg.data == "synthetic" and cfg.data_dir is None
+                          and (cfg.grounding_weight > 0 or cfg.pivot or cfg.self_train_rounds > 0))
     accelerator = make_accelerator(cfg, run_path[0])
     broadcast_object_list(run_path)  # one (timestamped) name for every process
     run = RunDir(run_path[0])
@@ -566,7 +581,9 @@ def train(argv: list[str] | None = None) -> int:
                 f"`accelerate launch train.py --out {run.root} --resume`")
             return 128 + (stop.signum or signal.SIGTERM)
         clip, preprocess, clip_tokenizer, clip_weights = stage0
-        # Stage 1: the student read by CLIP.
+        # Stage 1: the student read by CLIP. Seeded again, so that it does not depend on whether
+        # stage 0 trained the teacher in this process or found it cached.
+        set_seed(cfg.seed)
         stage1 = Stage1(cfg, accelerator, data, clip, preprocess, clip_tokenizer, log, show)
         start = 0
         if resuming:
@@ -590,9 +607,45 @@ def train(argv: list[str] | None = None) -> int:
         log(f"run already complete at step {start}")
     accelerator.wait_for_everyone()
     if main_proc:
-        stage1.finish(run, clip_weights)
+        stage1.finish(run, clip_weights, report=not cfg.compare_ce)  # with a baseline: the report comes after it
     accelerator.end_training()
+    if cfg.compare_ce:
+        baseline = run.root / "baseline-ce"
+        log(f"training the token-CE-only baseline (same data, steps and seed) in {baseline}")
+        code = train(baseline_argv(cfg, baseline))
+        if code:
+            return code
+        if main_proc and cfg.evaluate:
+            log(compare_with_baseline(run, RunDir(baseline)))
+            write_report(run, log, baseline=baseline)
     return 0
+
+
+def baseline_argv(cfg: TrainConfig, out: Path) -> list[str]:
+    """The command line of the `ce` baseline of this run: its configuration without images —
+    no n-dim loss, no pivot, no self-training, frozen towers — into `out` (resumed when started)."""
+    values = {**dataclasses.asdict(cfg), "grounding_weight": 0.0, "pivot": False, "self_train_rounds": 0,
+              "freeze": "both", "compare_ce": False, "out": str(out), "resume": (out / "config.json").is_file(),
+              "config": None}
+    argv = []
+    for f in dataclasses.fields(TrainConfig):
+        value, flag = values[f.name], "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
+            argv += [flag, str(value)]
+    return argv
+
+
+def compare_with_baseline(run: RunDir, baseline: RunDir) -> str:
+    """This run's test figures beside the token-CE-only baseline's (DESIGN §9)."""
+    rows = []
+    for name, r in (("this run", run), ("token CE only", baseline)):
+        m = json.loads((r.eval / "scores.json").read_text())["metrics"]
+        rows.append(f"  {name:<14} chrF {m['chrf']['score']:5.1f}  BLEU {m['bleu']['score']:5.1f}  "
+                    f"translation→image R@1 {m['retrieval']['translation']['in_batch']['b2a']:.3f}")
+    return "test, against the token-CE-only baseline on the same data (report.html has the paired tests):\n" + \
+        "\n".join(rows)
 
 
 class RunLog:
@@ -646,11 +699,12 @@ def quiet_libraries(show: bool) -> None:
         transformers.utils.logging.disable_progress_bar()
 
 
-def write_report(run, say) -> None:
-    """RUN/report.html (+ .md, .json). The run is complete without it, so a failure here is
-    reported with the command that retries it rather than raised."""
+def write_report(run, say, baseline: Path | None = None) -> None:
+    """RUN/report.html (+ .md, .json), with paired tests against `baseline` (a run directory) when
+    given. The run is complete without it, so a failure here is reported with the command that
+    retries it rather than raised."""
     try:
-        build_report([run.root], run.report)
+        build_report([baseline, run.root] if baseline else [run.root], run.report)
         say(f"report: {run.report}")
     except Exception as exc:  # noqa: BLE001 - the trained model and scores are already saved
         say(f"WARNING: the report could not be written ({type(exc).__name__}: {exc}); retry with "
@@ -722,7 +776,10 @@ class Stage1:
             log(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
         loss_fn = build_loss(cfg)
         self.trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        towers = {id(p) for p in system.clip.parameters()}
+        groups = [{"params": [p for p in self.trainable if id(p) not in towers]},
+                  {"params": [p for p in self.trainable if id(p) in towers], "lr": cfg.tower_lr or cfg.lr}]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, cfg.steps, cfg.warmup_steps))
         self.system, self.loss_fn, self.optimizer, self.scheduler = accelerator.prepare(system, loss_fn, optimizer,
                                                                                         scheduler)
@@ -922,7 +979,7 @@ class Stage1:
             self.log(f"embedding health: cleared: {key.replace('#', '…')}")
         self.warnings = set(current)
 
-    def finish(self, run: RunDir, clip_weights: str | None) -> None:
+    def finish(self, run: RunDir, clip_weights: str | None, report: bool = True) -> None:
         """Export RUN/model, evaluate it on the test split against the untrained student, write the report."""
         core = self.core.eval()
         core.save(run.model)
@@ -930,12 +987,14 @@ class Stage1:
         if not self.cfg.evaluate:
             return
         untrained = build_system(self.cfg, self.clip, self.clip_tokenizer, self.data.source_tokenizer,
-                                 seed=self.cfg.seed, shortlist=self.shortlist).to(self.device).eval()
+                                 seed=self.cfg.seed, shortlist=self.shortlist).to(self.device).eval() \
+            if self.cfg.eval_untrained else None
         summary = evaluate_system(core, self.data.splits, self.data.scans, self.preprocess, run, untrained=untrained,
-                                  bootstrap=self.cfg.eval_bootstrap, show_progress=self.show,
-                                  clip_weights=clip_weights)
+                                  probe=self.cfg.eval_untrained, bootstrap=self.cfg.eval_bootstrap,
+                                  show_progress=self.show, clip_weights=clip_weights)
         self.log(summary)
-        write_report(run, self.log)
+        if report:
+            write_report(run, self.log)
 
 
 def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shortlist=None):
@@ -984,7 +1043,13 @@ def freeze_towers(system, freeze: str) -> None:
 def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
     """accelerate state into a staging directory; the main process writes its manifest (sizes and
     hashes, flushed to disk) and renames it into place (models.run_dir)."""
-    accelerator.save_state(str(run.staging_dir(step)))
+    try:
+        accelerator.save_state(str(run.staging_dir(step)))
+    except SafetensorError as exc:  # safetensors reports a failed write (a full disk) in its own type
+        if "I/O error" not in str(exc):
+            raise
+        raise OSError(errno.EIO, f"checkpoint not written ({exc}); the previous one is intact",
+                      str(run.staging_dir(step))) from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         run.commit_checkpoint(step, keep=keep)

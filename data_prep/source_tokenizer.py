@@ -20,6 +20,8 @@ from transformers import MarianTokenizer
 
 from models.student import load_marian_tokenizer, quiet_marian_tokenizer
 
+from .writer import publish, staging_name
+
 PAD, UNK, EOS = "<pad>", "<unk>", "</s>"
 
 
@@ -71,8 +73,8 @@ def source_tokenizer_for(dataset_dir: str | Path, sentences: list[str], vocab_si
     cache = Path(dataset_dir) / "tokenizers" / f"spm-{vocab_size}-p{pieces}-{digest}"
     if (cache / "tokenizer_config.json").is_file():
         return load_marian_tokenizer(cache)
-    tmp = cache.with_name(cache.name + ".tmp")
+    tmp = staging_name(cache)
     shutil.rmtree(tmp, ignore_errors=True)
     train_source_tokenizer(sentences, tmp, vocab_size=vocab_size, max_piece_length=pieces)
-    tmp.rename(cache)  # atomic: a half-written cache is never picked up
+    publish(tmp, cache)  # atomic: a half-written cache is never picked up
     return load_marian_tokenizer(cache)

@@ -8,6 +8,7 @@ complete (an interrupted build leaves a previous dataset at `out` intact).
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -23,6 +24,22 @@ from .build_report import BuildReport
 from .schema import COLUMNS, FEATURES, SPLITS, normalize_text
 
 ImageLike = Image.Image | bytes | str | Path | Callable[[], Any]
+
+def publish(tmp: Path, final: Path) -> None:
+    """Rename the complete directory `tmp` to `final` (atomic); when another process published
+    `final` first (several runs sharing one cache), theirs stays and `tmp` is removed."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def staging_name(final: Path) -> Path:
+    """A sibling of `final` no other process writes to (for building it before `publish`)."""
+    return final.with_name(f"{final.name}.tmp{os.getpid()}")
+
 
 # Splits later in this tuple win an image that several splits claim (evaluation stays clean).
 _PRIORITY = ("train", "validation", "test")

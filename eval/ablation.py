@@ -36,13 +36,15 @@ from eval import mt_metrics
 from eval.stats import Statistic, stratified_paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
-FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.3)
-QUICK_FRACTIONS = (0.0, 0.05)
-SYSTEMS = {
-    "ce": ["--grounding-weight", "0"],
-    "ce+ground": [],
-    "grounded": ["--grounding-weight", "0", "--pivot", "--self-train-rounds", "2"],
-    "ground": ["--token-ce-weight", "0"],
+FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
+QUICK_FRACTIONS = (0.0, 0.02)
+QUICK_SYSTEMS = ("ce", "grounded")
+SYSTEMS = {  # every other flag at train.py's defaults (docs/ablation.md)
+    "ce": ["--grounding-weight", "0", "--no-pivot", "--self-train-rounds", "0"],
+    "ce+ground": ["--grounding-weight", "1", "--no-pivot", "--self-train-rounds", "0"],
+    "grounded": ["--grounding-weight", "0", "--pivot", "--self-train-rounds", "2", "--self-train-nbest", "8",
+                 "--rerank-beta", "0.2", "--self-train-lexicon", "1", "--human-share", "0.5"],
+    "ground": ["--token-ce-weight", "0", "--no-pivot", "--self-train-rounds", "0"],
 }
 P_INDEPENDENT = {"ground"}
 METRICS = {  # name → (value in scores.json, per-sentence statistic for the paired bootstrap)
@@ -70,9 +72,11 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fractions", help=f"comma-separated parallel fractions (default: {','.join(map(str, FRACTIONS))})")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from %(default)s")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
-    p.add_argument("--steps", type=int, default=500, help="student steps of every run (default: 500)")
+    p.add_argument("--steps", type=int, default=300, help="student steps of every run (default: 300, which fits the "
+                                                             "full grid in about 90 minutes on 2 idle cores)")
     p.add_argument("--quick", action="store_true",
-                   help=f"P in {QUICK_FRACTIONS}, 2 seeds, 300 steps: a check that fits in ~15 minutes on 2 cores")
+                   help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a check that fits in "
+                        "~15 minutes on 2 cores")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
     p.add_argument("--train-args", default="", help="extra train.py flags for every run, e.g. \"--batch-size 16\"")
 
@@ -80,7 +84,8 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
 def plan(args: argparse.Namespace) -> list[Cell]:
     fractions = QUICK_FRACTIONS if args.quick and not args.fractions else \
         tuple(float(f) for f in (args.fractions or ",".join(map(str, FRACTIONS))).split(","))
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    systems = list(QUICK_SYSTEMS) if args.quick and args.systems == ",".join(SYSTEMS) else \
+        [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise SystemExit(f"error: unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
@@ -92,10 +97,10 @@ def plan(args: argparse.Namespace) -> list[Cell]:
 
 
 def train_argv(cell: Cell, args: argparse.Namespace, out: Path) -> list[str]:
-    steps = 300 if args.quick and args.steps == 500 else args.steps
+    steps = 0 if cell.system == "ce" and cell.fraction == 0 else args.steps  # nothing trains ce at P = 0
     argv = [sys.executable, str(ROOT / "train.py"), "--seed", str(cell.seed), "--steps", str(steps),
             "--parallel-fraction", str(cell.fraction), "--out", str(out / "runs" / cell.name), "--quiet",
-            "--threads", "1", "--eval-bootstrap", "0", *SYSTEMS[cell.system]]
+            "--threads", "1", "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", *SYSTEMS[cell.system]]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     else:
@@ -108,8 +113,6 @@ def run_cell(cell: Cell, args: argparse.Namespace, out: Path) -> tuple[Cell, int
     if (run / "eval" / "scores.json").is_file():
         return cell, 0
     argv = train_argv(cell, args, out) + (["--resume"] if (run / "config.json").is_file() else [])
-    if cell.system == "ce" and cell.fraction == 0:  # nothing to train: the untrained student is the cell
-        argv += ["--steps", "0"]
     log = out / "logs" / f"{cell.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as f:
@@ -135,8 +138,7 @@ def cell_scores(run: Path) -> dict:
         statistics[name] = Statistic.mean([row[key] for row in scores["sentences"]])
     statistics["R@1"] = Statistic.mean(scores["metrics"]["retrieval"]["translation"]["in_batch"]["b2a_hits"])
     repeated = max(np.unique(hyps, return_counts=True)[1]) / len(hyps) if hyps else 0.0
-    return {"values": values, "statistics": statistics, "hypotheses": hyps, "most_repeated_output": repeated,
-            "untrained": scores.get("untrained", {}).get("metrics")}
+    return {"values": values, "statistics": statistics, "hypotheses": hyps, "most_repeated_output": repeated}
 
 
 def mean_ci(values: list[float]) -> dict:
@@ -173,11 +175,6 @@ def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
             if system != "ce" and all(base is not None for _, base in pairs):
                 row["vs_ce"] = {k: stratified_paired_bootstrap([(r["statistics"][k], base["statistics"][k])
                                                                 for r, base in pairs]) for k in METRICS}
-            untrained = [r["untrained"] for _, r in got if r["untrained"]]
-            if untrained:
-                row["untrained"] = {"chrF": mean_ci([u["chrf"]["score"] for u in untrained]),
-                                    "R@1": mean_ci([u["retrieval"]["translation"]["in_batch"]["b2a"]
-                                                    for u in untrained])}
             table.append(row)
     return {"fractions": fractions, "systems": systems, "seeds": seeds, "table": table,
             "flags": {s: SYSTEMS[s] for s in systems}, "missing": [c.name for c in cells if c not in runs]}
@@ -196,8 +193,7 @@ def run_ablation(args: argparse.Namespace) -> int:
             if code:
                 failed.append(cell.name)
     result = aggregate(cells, out, fractions)
-    result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})",
-                  steps=300 if args.quick and args.steps == 500 else args.steps)
+    result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps)
     (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))
     return 1 if failed else 0

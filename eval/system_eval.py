@@ -93,7 +93,7 @@ def run_probe(system, dsd, scans, test: list[dict]) -> dict:
     return run_probes(system, dsd, scans, test, ("heldout",))["heldout"]
 
 
-def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, bootstrap: int = 1000,
+def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, probe: bool = True, bootstrap: int = 1000,
                     show_progress: bool = True, clip_weights: str | None = None) -> str:
     """Evaluate on the test split, write `RUN/eval/`, return a one-paragraph summary."""
     system.eval()
@@ -129,7 +129,8 @@ def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, boot
     image_emb = system.image_features(ds.select(list(first))["image"])
     result["grounded"] = {name: grounded_retrieval(model, image_emb, list(first.values()))
                           for name, model in (("trained", system), ("untrained", untrained)) if model is not None}
-    result["probe"] = run_probe(system, dsd, scans, sentences)
+    if probe:
+        result["probe"] = run_probe(system, dsd, scans, sentences)
 
     out = Path(run.eval)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """`tiny(cache, out, *extra)`: train.py arguments for a tiny run (micro CLIP and student, 60 synthetic
-images, 8 steps) — shared by the tests that train one; later flags in `extra` override these."""
+images, 8 steps, no token-CE-only baseline run) — shared by the tests that train one; later flags in
+`extra` override these."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,5 +10,5 @@ def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
     return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60",
             "--teacher-steps", "3", "--teacher-batch-size", "8", "--steps", "8", "--batch-size", "8",
             "--k-english", "1", "--m-source", "1", "--log-every", "1", "--eval-every", "4",
-            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--threads", "1", "--cache-dir", str(cache),
-            "--out", str(out), *extra]
+            "--checkpoint-every", "4", "--eval-bootstrap", "20", "--quiet", "--threads", "1", "--no-compare-ce",
+            "--cache-dir", str(cache), "--out", str(out), *extra]
