@@ -30,6 +30,7 @@ from pathlib import Path
 
 import datasets
 import torch
+import torch.nn.functional as F
 import transformers
 import yaml
 from accelerate import Accelerator
@@ -46,7 +47,7 @@ from data_prep.load import load_dataset_dir
 from data_prep.pivot import agreement, english_words, induce_lexicon, pivot_targets
 from data_prep.sampling import StepSampler
 from data_prep.source_tokenizer import source_tokenizer_for
-from data_prep.synthetic.build import build_synthetic
+from data_prep.synthetic.build import GRAMMARS, build_synthetic
 from data_prep.targets import Target, TargetTable
 from data_prep.writer import publish, staging_name
 from eval.health import collapse_warnings, health_report
@@ -57,7 +58,10 @@ from models.clip_loading import clip_tokenizer, load_clip
 from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
 from models.grounded_selection import select
+from models.anchor_bank import AnchorBank
+from models.experts import AlignedExpert, TextExpert
 from models.ndim_loss import NDimContrastiveLoss
+from models.objective import GroundedObjective
 from models.run_dir import RunDir, checkpoint_problem, drop_tied_weights
 from models.schedules import warmup_cosine
 from models.splice import Splice, TemperatureSchedule
@@ -65,7 +69,8 @@ from models.student import build_scratch_student, enable_activation_checkpointin
 from models.target_vocab import BridgedVocab, ClipShortlist, ClipVocab
 from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
-EMBEDDED_PARALLEL_FRACTION = 0.3
+EMBEDDED_PARALLEL_FRACTION = 0.02
+SYNTHETIC_LANGS = tuple(sorted(set(GRAMMARS) - {"en"}))
 
 HELP_EPILOG = """examples:
   accelerate launch train.py --lang es
@@ -151,37 +156,46 @@ class TrainConfig:
     labels: str = _flag("diagonal", "label scheme", choices=("diagonal", "exact", "regions", "smoothed", "sigmoid"))
     anchor: str = _flag("none", "anchor term between student and English axes", choices=("none", "cosine", "mse"))
     anchor_weight: float = _flag(1.0, "weight of the anchor term")
-    grounding_weight: float = _flag(1.0, "weight of the n-dim contrastive loss (0 = token cross-entropy only: the "
-                                         "student is not decoded through CLIP during training)")
+    expert: list[str] | None = _flag(None, "an extra frozen English text expert as an axis of the n-dim loss "
+                                           "(repeatable): 'minilm' (the packaged all-MiniLM-L6-v2) or a local "
+                                           "transformers encoder directory, mapped into the CLIP text space by "
+                                           "centred orthogonal Procrustes fitted on the training captions")
+    anchor_bank: int = _flag(0, "learnable anchors on the hypersphere pulling the student's CLIP features "
+                                "(InfoNCE to the nearest anchor; 0 = none); their health is logged at validation")
+    anchor_bank_weight: float = _flag(0.1, "weight of the anchor-bank term")
+    lsa_weight: float = _flag(0.0, "weight of the LSA loss (thesis §6.7) on the student ↔ image logits")
+    grounding_weight: float = _flag(0.0, "weight of the n-dim contrastive loss (0 = none: the student is not decoded "
+                                         "through CLIP during training; measured, the loss as the driver hurts "
+                                         "translation, docs/ablation.md)")
     token_ce_weight: float = _flag(1.0, "weight of the token cross-entropy on captions with a target (0 = purely "
                                         "grounded)")
     # image-pivoted pseudo-parallel pairs (data_prep.pivot)
-    pivot: bool = _flag(False, "give every caption without a human translation the English caption of its image "
+    pivot: bool = _flag(True, "give every caption without a human translation the English caption of its image "
                                "that agrees best with it through a lexicon induced from images (word level, then "
                                "sentence level), as a pseudo-parallel target weighted by the agreement")
     pivot_threshold: float = _flag(0.5, "least lexical agreement (0..1) for a pivot target")
     pivot_weight: float = _flag(1.0, "token cross-entropy weight of a pivot target at agreement 1")
     # grounded self-training (DESIGN §11): the image as a filter of the student's own translations
-    self_train_rounds: int = _flag(0, "rounds in which the student translates the training captions without a "
+    self_train_rounds: int = _flag(2, "rounds in which the student translates the training captions without a "
                                       "human translation and keeps, as pseudo-parallel targets, the translations "
                                       "whose CLIP pair ranks their own image first")
     self_train_start: float = _flag(0.4, "fraction of --steps at which the first round runs (the others are spread "
                                          "evenly over the rest)")
-    self_train_nbest: int = _flag(4, "beam-search candidates per caption, reranked by CLIP with the image")
+    self_train_nbest: int = _flag(8, "beam-search candidates per caption, reranked by CLIP with the image")
     self_train_group: int = _flag(32, "images among which a kept translation must rank its own image first")
     self_train_judge: str = _flag("clip", "what chooses and keeps the pseudo-parallel translations: 'clip' (reranked "
                                           "with the image, kept when it ranks its own image first), or the no-image "
                                           "controls 'confidence' (the student's best, kept when its log-probability "
                                           "is in the upper half) and 'all' (the student's best, all kept)",
                                   choices=("clip", "confidence", "all"))
-    rerank_beta: float = _flag(1.0, "weight of the CLIP image-translation score against the student's "
+    rerank_beta: float = _flag(0.2, "weight of the CLIP image-translation score against the student's "
                                     "log-probability when candidates are reranked")
-    self_train_lexicon: float = _flag(0.0, "weight of the source's agreement with a candidate through the lexicon "
+    self_train_lexicon: float = _flag(1.0, "weight of the source's agreement with a candidate through the lexicon "
                                            "induced from images (data_prep.pivot; 0..1, in nats) when candidates "
                                            "are reranked: penalises content the source does not say")
-    human_share: float = _flag(0.5, "least share of each token cross-entropy batch drawn from human translations "
-                                    "once pseudo-parallel targets exist")
-    pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1)")
+
+    pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1); the "
+                                      "pseudo targets come on top of the human batch, which stays as without images")
     # optimisation
     steps: int = _flag(500, "stage 1 steps")
     batch_size: int = _flag(32, "images per step for the n-dim loss (global, over all processes)")
@@ -212,7 +226,12 @@ class TrainConfig:
 
     @property
     def n_axes(self) -> int:
-        return 1 + self.k_english + self.m_source
+        return 1 + self.k_english + len(self.expert or ()) + self.m_source
+
+    @property
+    def student_axis(self) -> int:
+        """Index of the first student axis: after the image, the English captions and the experts."""
+        return 1 + self.k_english + len(self.expert or ())
 
 
 def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
@@ -228,7 +247,9 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
         meta = dict(f.metadata)
         help_text = meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
         default = f.default if defaults else argparse.SUPPRESS
-        if f.type in ("bool", bool, "bool | None"):
+        if f.type == "list[str] | None":
+            parser.add_argument(name, action="append", default=default, help=help_text)
+        elif f.type in ("bool", bool, "bool | None"):
             parser.add_argument(name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         else:
             kind = {"int": int, "float": float, "float | None": float}.get(f.type, str)
@@ -263,6 +284,8 @@ def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         elif value is None:
             if fields[name].default is not None:
                 parser.error(f"--config {path}: {key} needs a value")
+        elif fields[name].type == "list[str] | None" and isinstance(value, list):
+            argv += [token for item in value for token in (flag, str(item))]
         elif isinstance(value, (dict, list, bool)):
             parser.error(f"--config {path}: {key} must be a single value, got {value!r}")
         else:
@@ -298,11 +321,21 @@ def config_problem(cfg: TrainConfig) -> str | None:
             return f"--{name.replace('_', '-')} must be at least {least}, got {getattr(cfg, name)}"
     for name in ("steps", "teacher_steps", "max_target_length", "warmup_steps", "grad_clip", "weight_decay",
                  "eval_bootstrap", "grounding_weight", "token_ce_weight", "anchor_weight", "pivot_weight",
-                 "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "k_english", "threads"):
+                 "pseudo_weight", "rerank_beta", "self_train_lexicon", "self_train_rounds", "anchor_bank_weight", "lsa_weight", "k_english", "threads"):
         if getattr(cfg, name) < 0:
             return f"--{name.replace('_', '-')} must not be negative, got {getattr(cfg, name)}"
+    if cfg.data == "synthetic" and cfg.data_dir is None and cfg.lang not in SYNTHETIC_LANGS:
+        return (f"--lang {cfg.lang}: the embedded world speaks {', '.join(SYNTHETIC_LANGS)}; for another language "
+                "pass --data and --data-dir (docs/data.md)")
     if not 0 <= cfg.dropout < 1:
         return f"--dropout must be in [0, 1), got {cfg.dropout}"
+    if cfg.expert and (cfg.grounding_weight == 0 or cfg.freeze not in ("both", "text") or not cfg.k_english):
+        return ("--expert adds an axis to the n-dim loss beside the English captions' frozen features: it needs "
+                "--grounding-weight > 0, --k-english >= 1 and --freeze both or text")
+    if (cfg.anchor_bank or cfg.lsa_weight) and cfg.grounding_weight == 0:
+        return "--anchor-bank and --lsa-weight act on the student's CLIP features: they need --grounding-weight > 0"
+    if cfg.anchor_bank == 1 or cfg.anchor_bank < 0:
+        return f"--anchor-bank must be 0 (none) or at least 2 anchors, got {cfg.anchor_bank}"
     if cfg.grad_accum < 1:
         return f"--grad-accum must be at least 1, got {cfg.grad_accum}"
     if cfg.mixed_precision == "fp16" and not torch.cuda.is_available():
@@ -315,8 +348,6 @@ def config_problem(cfg: TrainConfig) -> str | None:
         return f"--parallel-fraction must be in [0, 1], got {cfg.parallel_fraction}"
     if not 0 <= cfg.self_train_start < 1:
         return f"--self-train-start must be in [0, 1), got {cfg.self_train_start}"
-    if not 0 <= cfg.human_share <= 1:
-        return f"--human-share must be in [0, 1], got {cfg.human_share}"
     if not 0 <= cfg.pivot_threshold <= 1:
         return f"--pivot-threshold must be in [0, 1], got {cfg.pivot_threshold}"
     if cfg.grounding_weight > 0 and cfg.m_source < 1:
@@ -328,7 +359,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
     if cfg.splice == "argmax" and cfg.token_ce_weight == 0 and cfg.freeze == "both" and cfg.steps:
         return "--splice argmax passes no gradient to the student: with --token-ce-weight 0 nothing trains it"
     if cfg.token_ce_weight == 0 and (cfg.pivot or cfg.self_train_rounds):
-        return "--pivot and --self-train-rounds make targets for the token cross-entropy: it needs --token-ce-weight > 0"
+        return ("--pivot and --self-train-rounds (on by default) make targets for the token cross-entropy, which "
+                "--token-ce-weight 0 turns off: add --no-pivot --self-train-rounds 0")
     return None
 
 
@@ -632,6 +664,8 @@ def baseline_argv(cfg: TrainConfig, out: Path) -> list[str]:
         value, flag = values[f.name], "--" + f.name.replace("_", "-")
         if isinstance(value, bool):
             argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            argv += [token for item in value for token in (flag, str(item))]
         elif value is not None:
             argv += [flag, str(value)]
     return argv
@@ -774,7 +808,7 @@ class Stage1:
         freeze_towers(system, cfg.freeze)
         if cfg.activation_checkpointing:
             log(f"activation checkpointing: {enable_activation_checkpointing(system.student, cfg.decoding)}")
-        loss_fn = build_loss(cfg)
+        loss_fn = build_objective(cfg, clip)
         self.trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
         towers = {id(p) for p in system.clip.parameters()}
         groups = [{"params": [p for p in self.trainable if id(p) not in towers]},
@@ -797,6 +831,7 @@ class Stage1:
             self.english_table = FeatureTable.of_texts(self.core.encode_english, clip_tokenizer,
                                                        data.english_captions(), device=self.device,
                                                        show_progress=show)
+        self.expert_tables = [expert_features(spec, self.english_table, log) for spec in cfg.expert or ()]
         self.collate = TrainCollator(self.core.source_tokenizer, self.core.labels_for, data.targets,
                                      k_english=cfg.k_english, m_source=cfg.m_source,
                                      preprocess=None if self.frozen_image or not self.grounded else preprocess,
@@ -871,13 +906,15 @@ class Stage1:
             if self.frozen_image:
                 sources["image_features"] = self.image_table[rows]
             if self.frozen_text and cfg.k_english:
-                sources["english_features"] = self.english_table[
-                    [e for caps in sources["english_text"] for e in caps]].view(len(rows), cfg.k_english, -1)
+                captions = [e for caps in sources["english_text"] for e in caps]
+                english = self.english_table[captions].view(len(rows), cfg.k_english, -1)
+                firsts = captions[::cfg.k_english]  # each expert reads the image's first English caption
+                sources["english_features"] = torch.cat([english, *(t[firsts][:, None] for t in self.expert_tables)], 1)
         if self.ce.active:
             targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
         with self.accelerator.autocast():
             out = self.system(sources=on_device(sources, SOURCE_TENSORS, device),
-                              targets=on_device(targets, ("source_ids", "source_mask", "labels", "weight"), device))
+                              targets=on_device(targets, TARGET_TENSORS, device))
             loss, parts = None, {}
             if targets is not None:
                 loss = cfg.token_ce_weight * out["token_ce"]
@@ -960,12 +997,15 @@ class Stage1:
         sources = [next(s for s in row if s.strip()) for row in subset["source"]]
         english = [next(e for e in row if e.strip()) for row in subset["english"]]
         student, eng = system.student_features(sources), system.english_features(english)
-        report = health_report({"image": images, "english": eng, "student": student}, reference="image")
+        anchors = self.accelerator.unwrap_model(self.loss_fn).anchors()
+        report = health_report({"image": images, "english": eng, "student": student}, reference="image",
+                               anchors=anchors)
         record = {"step": step, "split": "validation"}
         for axis, row in report.items():
-            for key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness"):
-                if key in row:
-                    record[f"health/{axis}/{key}"] = row[key]
+            for key, value in {**row, **row.get("anchor", {})}.items():
+                if key in ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness",
+                           "active_anchors", "anchor_entropy", "nearest_distance", "second_nearest_distance"):
+                    record[f"health/{axis}/{key}"] = value
         run.append_metrics(record)
         self.accelerator.log({f"val/{k}": v for k, v in record.items() if k not in ("step", "split")}, step=step)
         self.log(f"validation @ {step}: in-batch R@1 student↔image {report['student']['in_batch_r1']:.3f}, "
@@ -1020,11 +1060,33 @@ def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shor
 
 
 def build_loss(cfg):
-    """The stage 1 n-dim loss over the axes [image, K English, M student] of `cfg`."""
+    """The stage 1 n-dim loss over the axes [image, K English, E experts, M student] of `cfg`."""
     return NDimContrastiveLoss(
         cfg.similarity, cfg.labels, n_axes=cfg.n_axes, anchor=None if cfg.anchor == "none" else cfg.anchor,
         anchor_weight=cfg.anchor_weight, image_axis=0, english_axis=1 if cfg.k_english else None,
-        student_axis=1 + cfg.k_english)
+        student_axis=cfg.student_axis)
+
+
+def build_objective(cfg, clip) -> GroundedObjective:
+    """The n-dim loss with the optional anchor bank (`--anchor-bank`, in CLIP's embedding space) and
+    LSA term (`--lsa-weight`) on the student's features."""
+    bank = AnchorBank(cfg.anchor_bank, clip.visual.output_dim, seed=cfg.seed) if cfg.anchor_bank else None
+    return GroundedObjective(build_loss(cfg), student_axis=cfg.student_axis, bank=bank,
+                             bank_weight=cfg.anchor_bank_weight, lsa_weight=cfg.lsa_weight)
+
+
+def expert_features(spec: str, english: FeatureTable, log) -> FeatureTable:
+    """An `--expert` ('minilm' or a local encoder directory) mapped into the CLIP text space by
+    centred Procrustes fitted on the training captions against their (unit) CLIP features, and its
+    features of every training caption, keyed like `english`."""
+    captions = list(english.index)
+    clip_features = F.normalize(english.features, dim=-1)
+    aligned = AlignedExpert.fit(TextExpert(None if spec == "minilm" else spec), captions, clip_features.cpu())
+    features = aligned.encode(captions).to(english.features.device)
+    residual = aligned.alignment.residual(aligned.expert.encode(captions), clip_features.cpu())
+    log(f"expert {spec}: {aligned.expert.dim}-d, mapped into CLIP's {features.shape[1]}-d text space by centred "
+        f"Procrustes on {len(captions)} captions (residual {residual:.3f})")
+    return FeatureTable(captions, features)
 
 
 def freeze_towers(system, freeze: str) -> None:
@@ -1056,6 +1118,7 @@ def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
     accelerator.wait_for_everyone()
 
 
+TARGET_TENSORS = ("source_ids", "source_mask", "labels", "weight", "counted")
 SOURCE_TENSORS = ("source_ids", "source_mask", "labels", "images", "image_features", "english_ids", "english_features")
 
 
@@ -1065,31 +1128,30 @@ def on_device(batch: dict | None, keys: tuple[str, ...], device) -> dict | None:
 
 
 class TargetBatches:
-    """Which captions with a target feed the token cross-entropy at each step: `--ce-batch-size`
-    of them (global; each process reads its slice), epochs of a seeded permutation of the table's
-    keys counted from step `since` (when the table took effect), so a resumed run reads the same
-    ones; human and pseudo targets are drawn separately so that human ones keep `--human-share`
-    of every batch. Inactive when the token CE is off or the table is empty."""
+    """Which captions with a target feed the token cross-entropy at each step. Two streams, each
+    epochs of a seeded permutation (global batches; each process reads its slice): up to
+    `--ce-batch-size` captions with a human translation — the same stream, step for step, as a
+    run without images — and, once pseudo-parallel targets exist, up to as many of those in
+    addition, counted from step `since` (when the table took effect). A resumed run reads the same
+    ones. Inactive when the token CE is off or the table is empty."""
 
     def __init__(self, table, cfg: TrainConfig, accelerator, *, since: int) -> None:
         self.table, self.since, self.grad_accum = table, since, cfg.grad_accum
         world = accelerator.num_processes
-        size = min(cfg.ce_batch_size, len(table) // world * world)
-        self.active = cfg.token_ce_weight > 0 and size > 0
         human = sorted(k for k, t in table if t.origin == "human")
         pseudo = sorted(k for k, t in table if t.origin != "human")
-        # human captions keep at least --human-share of every batch (at least their natural share)
-        n_human = size if not pseudo else 0 if not human else \
-            min(len(human), max(world, round(size * max(cfg.human_share, len(human) / len(table))))) // world * world
-        n_pseudo = min(size - n_human, len(pseudo) // world * world)
-        self.samplers = [StepSampler(keys, n, seed=cfg.seed * 7919 + since + part, rank=accelerator.process_index,
-                                     world=world)
-                         for part, (keys, n) in enumerate(((human, n_human), (pseudo, n_pseudo)))
-                         if self.active and n > 0]
+        sizes = [min(cfg.ce_batch_size, len(keys) // world * world) for keys in (human, pseudo)]
+        self.active = cfg.token_ce_weight > 0 and sum(sizes) > 0
+        rank = accelerator.process_index
+        self.human = StepSampler(human, sizes[0], seed=cfg.seed * 7919, rank=rank, world=world) \
+            if self.active and sizes[0] else None
+        self.pseudo = StepSampler(pseudo, sizes[1], seed=cfg.seed * 7919 + since + 1, rank=rank, world=world) \
+            if self.active and sizes[1] else None
 
     def keys(self, batch: int) -> list[tuple[int, int]]:
         """The captions of batch number `batch` (optimizer step × --grad-accum + micro-batch)."""
-        return [key for sampler in self.samplers for key in sampler.indices(batch - self.since * self.grad_accum)]
+        return ((self.human.indices(batch) if self.human else [])
+                + (self.pseudo.indices(batch - self.since * self.grad_accum) if self.pseudo else []))
 
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:

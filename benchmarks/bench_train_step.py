@@ -175,7 +175,7 @@ def run_cell(spec: dict) -> dict:
                 out = system(sources={k: batch[k].to(device) for k in ("source_ids", "source_mask", "images",
                                                                            "english_ids") if k in batch},
                              targets=None if targets is None else
-                             {k: targets[k].to(device) for k in ("source_ids", "source_mask", "labels", "weight")})
+                             {k: targets[k].to(device) for k in ("source_ids", "source_mask", "labels", "weight", "counted")})
             axes = out["axes"]
             with parts.part("n-dim loss"):
                 loss = loss_fn(axes).loss + (cfg.token_ce_weight * out["token_ce"] if "token_ce" in out else 0.0)

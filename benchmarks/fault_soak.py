@@ -6,8 +6,9 @@ scores. Writes benchmarks/results/fault_soak.json.
 
     python benchmarks/fault_soak.py [--points 20] [--seed 0] [--out FILE]
 
-The kill times are drawn uniformly over the reference run's wall time (seeded), so they land in
-every stage in proportion to its length; each trial also records which stage it hit.
+The dataset is built once and copied into every trial's cache, and the kill times are drawn
+uniformly over the reference run's wall time (seeded), so they land in stage 0, stage 1, the
+evaluation and the report in proportion to their length; each trial records which stage it hit.
 """
 from __future__ import annotations
 
@@ -43,8 +44,9 @@ def stage_of(cache: Path, run: Path) -> str:
     return "data"
 
 
-def trial(work: Path, delay: float, reference: dict) -> dict:
+def trial(work: Path, delay: float, reference: dict, dataset: Path) -> dict:
     cache, run = work / "cache", work / "run"
+    shutil.copytree(dataset, cache / "data")  # the built world: kill points fall in training, not building
     proc = subprocess.Popen(argv(cache, run), env=env(), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     time.sleep(delay)
@@ -76,6 +78,9 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="fault-soak-") as tmp:
         root = Path(tmp)
+        run_to_end(root / "warm" / "cache", root / "warm" / "run", "--steps", "0", "--no-evaluate")  # builds the data
+        dataset = root / "warm" / "cache" / "data"
+        shutil.copytree(dataset, root / "ref" / "cache" / "data")
         started = time.time()
         done = run_to_end(root / "ref" / "cache", root / "ref" / "run")
         if done.returncode:
@@ -86,7 +91,7 @@ def main() -> int:
         trials = []
         for i in range(args.points):
             work = root / f"t{i:02d}"
-            result = trial(work, rng.uniform(0.5, wall), reference)
+            result = trial(work, rng.uniform(0.5, wall), reference, dataset)
             trials.append(result)
             print(f"trial {i + 1}/{args.points}: kill at {result['delay_s']:.1f}s in {result['stage']}: "
                   f"{'reproduced' if result['reproduced'] else 'DIFFERS: ' + str(result['error'])}", flush=True)

@@ -99,7 +99,9 @@ class TrainCollator:
     English caption of its image); with `preprocess`: `images` [B,3,H,W]; with `clip_tokenizer`:
     `english_ids` [B,K,L] (CLIP BPE). Frozen towers read cached features instead.
     `targets(keys, ds)` — the token cross-entropy part: captions `(row, caption)` that have a target
-    in the `TargetTable` → `source_ids`, `source_mask`, `labels`, `weight` [N].
+    in the `TargetTable` → `source_ids`, `source_mask`, `labels`, `weight` [N] and `counted` [N]
+    (the rows whose target tokens normalise the loss: the human ones when the batch has any, so that
+    pseudo targets add to a human batch instead of diluting it).
     """
 
     def __init__(self, source_tokenizer, labels_for: Callable[[list[str]], torch.Tensor], targets: TargetTable, *,
@@ -143,7 +145,9 @@ class TrainCollator:
         unique = sorted({row for row, _ in keys})
         sources = dict(zip(unique, ds.select(unique)["source"]))
         targets = [self.targets.get(key) for key in keys]
+        human = torch.tensor([t.origin == "human" for t in targets])
         return {**self._source([sources[row][j] for row, j in keys]),
                 "labels": self.labels_for([t.text for t in targets]),
                 "weight": torch.tensor([t.weight for t in targets], dtype=torch.float32),
+                "counted": human if human.any() else torch.ones_like(human),
                 "target_text": [t.text for t in targets]}

@@ -57,11 +57,12 @@ class Decoded:
         return dict(eot_index=self.eot_index, eot_prob=self.eot_prob, candidates=self.candidates)
 
     def token_cross_entropy(self, labels: Tensor | None = None, *, row_weights: Tensor | None = None,
-                            chunk_size: int | None = None) -> Tensor:
+                            counted: Tensor | None = None, chunk_size: int | None = None) -> Tensor:
         """Token cross-entropy against `labels [B,S-1]` (default: the teacher-forced targets),
-        ignoring IGNORE_INDEX: the mean over target tokens, or with `row_weights [B]` the weighted
-        sum of the rows' token losses over the number of target tokens. Computed chunk by chunk over
-        positions with recomputation, so no `B×S×V` logits or logit gradients are ever held."""
+        ignoring IGNORE_INDEX: the mean over target tokens; with `row_weights [B]` the weighted sum
+        of the rows' token losses over the number of target tokens of the `counted [B]` rows (default:
+        all). Computed chunk by chunk over positions with recomputation, so no `B×S×V` logits or
+        logit gradients are ever held."""
         labels = self.labels if labels is None else labels
         if labels is None or labels.shape != self.hidden.shape[:2]:
             raise ValueError(f"token cross-entropy needs labels of shape {tuple(self.hidden.shape[:2])}")
@@ -73,7 +74,8 @@ class Decoded:
         for start in range(0, labels.shape[1], chunk):
             total = total + checkpoint(_weighted_nll, self.hidden[:, start:start + chunk], weight, bias,
                                        labels[:, start:start + chunk], row_weights.float(), use_reentrant=False)
-        return total / (labels != IGNORE_INDEX).sum().clamp_min(1)
+        tokens = labels != IGNORE_INDEX
+        return total / (tokens if counted is None else tokens & counted[:, None]).sum().clamp_min(1)
 
 
 def _weighted_nll(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, row_weights: Tensor) -> Tensor:

@@ -85,9 +85,9 @@ class GroundedSystem(nn.Module):
         captions as `english_ids` [B,K,L] or `english_features` [B,K,F] → `features` [B*M,F] and
         hard `tokens` [B*M,S] of the student's translations read by CLIP, and `axes`, the n-dim
         loss' axes in their one order: image, English 1..K, student 1..M (each [B,F]).
-        `targets` (`source_ids`, `source_mask`, `labels` [N,S-1], `weight` [N]): captions with a
-        (human or pseudo) translation → `token_ce`, the teacher-forced token cross-entropy, each
-        row weighted."""
+        `targets` (`source_ids`, `source_mask`, `labels` [N,S-1], `weight` [N], `counted` [N]):
+        captions with a (human or pseudo) translation → `token_ce`, the teacher-forced token
+        cross-entropy, each row weighted, over the target tokens of the `counted` rows."""
         out = {}
         if sources is not None:
             decoded = self.decode(sources["source_ids"], sources["source_mask"], sources.get("labels"))
@@ -102,7 +102,8 @@ class GroundedSystem(nn.Module):
         if targets is not None:
             forced = decode(self.student, Splice("argmax"), self.tower, targets["source_ids"], targets["source_mask"],
                             mode="teacher-forced", labels=targets["labels"], embedding=self.vocab.weight)
-            out["token_ce"] = forced.token_cross_entropy(row_weights=targets.get("weight"))
+            out["token_ce"] = forced.token_cross_entropy(row_weights=targets.get("weight"),
+                                                         counted=targets.get("counted"))
         return out
 
     def decode(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> Decoded:

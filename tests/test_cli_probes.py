@@ -1,5 +1,6 @@
 """Bad input and interruptions, probed the way a hostile but realistic user would try them, on the
-three CLIs outside training (`python -m translate`, `python -m eval`, `python -m data_prep`).
+four CLIs (`accelerate launch train.py`, `python -m translate`, `python -m eval`,
+`python -m data_prep`).
 
 Every probe runs the CLI's `main(argv)` (stdout and stderr captured at the file descriptors) and
 asserts the exit code (2 for bad input, 130 for Ctrl-C), that stderr is exactly one line, starting
@@ -31,13 +32,15 @@ from torch_threads import one_thread  # noqa: F401
 
 import data_prep.__main__ as data_prep_cli
 import eval.__main__ as eval_cli
+import train
 import translate.__main__ as translate_cli
 from data_prep.builders.files import OUTSIDE
 from data_prep.errors import InputError, run_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
-MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main}
+MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main, "train": train.main}
+COMMANDS = {"train": "accelerate launch train.py"}  # how the table shows a tool's command line
 TABLE_BEGIN, TABLE_END = "<!-- cli-probes:begin -->", "<!-- cli-probes:end -->"
 RESULTS: list[dict] = []
 
@@ -256,6 +259,20 @@ def hyp_ref(env: Env, hyp: str | bytes, ref: str | bytes, *extra: str, metrics: 
 
 
 THREE = "a red circle\ntwo blue squares\na green cross\n"
+def config_run(env: Env, yaml_text: str) -> list[str]:
+    return ["--config", str(env.file("options.yaml", yaml_text)), "--out", str(env.tmp / "run")]
+
+
+def copy_run(env: Env) -> None:
+    shutil.copytree(env.run, env.tmp / "copy")
+    env.before = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
+
+
+def run_untouched(env: Env) -> None:
+    after = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
+    assert after == env.before  # not a byte written: config.json, run_id, metrics, checkpoints as they were
+
+
 PROBES = [
     # translate text
     Probe("text: --batch-size -1", "translate", lambda e: text(e, "--batch-size", "-1", "una casa"), 2,
@@ -443,6 +460,43 @@ PROBES = [
           lambda e: ["synthetic", "--images", "8", "--image-size", "16", "--seed", "1", "--quiet", "--out",
                      str(e.tmp / "ds")], 130, r"^interrupted$", setup=built_dataset,
           patch=interrupt("datasets.arrow_writer:ArrowWriter.write", after=3), kept=dataset_intact),
+    # -- train.py: every option checked before anything is written; --resume keeps the run as it was --
+    Probe("train: YAML steps: 2.7", "train", lambda e: config_run(e, "steps: 2.7\n"), 2,
+          r"argument --steps: invalid int value: '2\.7'", kept=absent("run")),
+    Probe('train: YAML evaluate: "no"', "train", lambda e: config_run(e, 'evaluate: "no"\n'), 2,
+          r"evaluate must be true or false, got 'no'", kept=absent("run")),
+    Probe("train: YAML is a list", "train", lambda e: config_run(e, "- steps\n- 3\n"), 2,
+          r"must hold a mapping of option: value, not a list", kept=absent("run")),
+    Probe("train: YAML malformed", "train", lambda e: config_run(e, "steps: [1, 2\n"), 2,
+          r"is not valid YAML", kept=absent("run")),
+    Probe("train: YAML missing", "train", lambda e: ["--config", str(e.tmp / "nope.yaml"), "--out", str(e.tmp / "run")],
+          2, r"nope\.yaml: No such file or directory", kept=absent("run")),
+    Probe("train: YAML unknown option", "train", lambda e: config_run(e, "stepz: 3\n"), 2,
+          r"unknown option 'stepz'", kept=absent("run")),
+    Probe("train: --batch-size 1 (in-batch retrieval needs 2)", "train",
+          lambda e: ["--batch-size", "1", "--out", str(e.tmp / "run")], 2, r"--batch-size must be at least 2",
+          kept=absent("run")),
+    Probe("train: --lang xx on the embedded world", "train", lambda e: ["--lang", "xx", "--out", str(e.tmp / "run")],
+          2, r"the embedded world speaks es, zh", kept=absent("run")),
+    Probe("train: --parallel-fraction 1.5", "train", lambda e: ["--parallel-fraction", "1.5", "--out", str(e.tmp / "run")],
+          2, r"--parallel-fraction must be in \[0, 1\]", kept=absent("run")),
+    Probe("train: --mixed-precision fp16 without CUDA", "train",
+          lambda e: ["--mixed-precision", "fp16", "--out", str(e.tmp / "run")], 2, r"fp16 needs CUDA",
+          kept=absent("run"), needs_no_cuda=True),
+    Probe("train: --clip-pretrained missing", "train",
+          lambda e: ["--clip-pretrained", str(e.tmp / "w.pt"), "--out", str(e.tmp / "run")], 2, r"w\.pt: no such file",
+          kept=absent("run")),
+    Probe("train: --student not a Marian directory", "train",
+          lambda e: ["--student", str(e.tmp), "--out", str(e.tmp / "run")], 2, r"not a MarianMT directory",
+          kept=absent("run")),
+    Probe("train: --data coco-cn without --data-dir", "train",
+          lambda e: ["--data", "coco-cn", "--out", str(e.tmp / "run")], 2, r"--data coco-cn needs --data-dir",
+          kept=absent("run")),
+    Probe("train: --out holds a run, no --resume", "train", lambda e: ["--out", str(e.tmp / "copy")], 2,
+          r"already holds a run; pass --resume", setup=copy_run, kept=run_untouched),
+    Probe("train: --resume with another --lang", "train", lambda e: ["--out", str(e.tmp / "copy"), "--resume",
+                                                                      "--lang", "zh"], 2,
+          r"these options differ: --lang zh \(the run has es\)", setup=copy_run, kept=run_untouched),
 ]
 
 
@@ -499,7 +553,8 @@ def test_probe(probe: Probe, run, data, tmp_path, monkeypatch, capfd):
     if probe.kept is not None:
         probe.kept(env)
     RESULTS.append({"name": probe.name, "code": code, "stderr": shown(lines[0], env),
-                    "command": shown(" ".join([f"python -m {probe.tool}", *map(_quote, argv)]), env)})
+                    "command": shown(" ".join([COMMANDS.get(probe.tool, f"python -m {probe.tool}"), *map(_quote, argv)]),
+                                     env)})
 
 
 def _quote(arg: str) -> str:

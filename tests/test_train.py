@@ -234,7 +234,8 @@ def colour_run(cache: Path, world: Path, out: Path, *extra: str) -> dict:
     args = ["--data-dir", str(world), "--clip", "groundmt-micro", "--student-preset", "micro",
             "--teacher-steps", "150", "--teacher-batch-size", "32", "--teacher-lr", "3e-3", "--batch-size", "16",
             "--k-english", "1", "--m-source", "1", "--eval-every", "1000", "--checkpoint-every", "1000",
-            "--eval-bootstrap", "0", "--quiet", "--threads", "1", "--cache-dir", str(cache), "--out", str(out), *extra]
+            "--eval-bootstrap", "0", "--quiet", "--threads", "1", "--no-pivot", "--self-train-rounds", "0",
+            "--cache-dir", str(cache), "--out", str(out), *extra]
     assert train.main(args) == 0
     scores = json.loads((out / "eval" / "scores.json").read_text())
     trained, untrained = scores["metrics"], scores["untrained"]["metrics"]
@@ -258,7 +259,7 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
     """With the token CE off, the n-dim loss through the (soft) splice alone lifts the student's
     CLIP embedding → image R@1 above the untrained student's; the same run with the splice's output
     detached (no gradient from CLIP to the student) stays where it started."""
-    args = ("--steps", "300", "--token-ce-weight", "0", "--splice", "soft")
+    args = ("--steps", "300", "--token-ce-weight", "0", "--grounding-weight", "1", "--splice", "soft")
     grounded, untrained = colour_run(cache, colour_world, tmp_path / "grounded", *args)["grounded"]
     assert grounded >= untrained + 0.08
 
@@ -290,3 +291,21 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
     assert "token CE only" in (run / "train.log").read_text()
     report = json.loads((run / "report.json").read_text())
     assert [r["name"] for r in report["runs"]] == ["baseline-ce", "run"] and report["baseline"] == "baseline-ce"
+
+
+def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
+    """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
+    anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
+    run = tmp_path / "run"
+    assert train.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
+                           "--no-evaluate")) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["expert"] == ["minilm"]
+    records = metrics(run)
+    steps = [r for r in records if "split" not in r]
+    assert all(r["loss/anchor_bank"] == r["loss/anchor_bank"] and r["loss/lsa"] >= 0 for r in steps)
+    validation = [r for r in records if r.get("split") == "validation"]
+    assert validation and 1 <= validation[0]["health/student/active_anchors"] <= 8
+    assert "health/student/anchor_entropy" in validation[0]
+    log = (run / "train.log").read_text()
+    assert "expert minilm: 384-d, mapped into CLIP's 32-d text space by centred Procrustes" in log
