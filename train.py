@@ -53,7 +53,7 @@ from data_prep.writer import publish, staging_name
 from eval.health import collapse_warnings, health_report
 from eval.report import build_report
 from eval.retrieval import in_batch_recall_at_1
-from eval.system_eval import evaluate_system, image_features, student_features
+from eval.system_eval import evaluate_system
 from models.clip_loading import clip_tokenizer, load_clip
 from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
@@ -62,11 +62,11 @@ from models.anchor_bank import AnchorBank
 from models.experts import AlignedExpert, TextExpert
 from models.ndim_loss import NDimContrastiveLoss
 from models.objective import GroundedObjective
-from models.run_dir import RunDir, checkpoint_problem
+from models.run_dir import RunDir, checkpoint_problem, drop_tied_weights
 from models.schedules import warmup_cosine
-from models.shortlist import ClipShortlist
 from models.splice import Splice, TemperatureSchedule
-from models.student import VocabBridge, build_scratch_student, enable_activation_checkpointing, load_pretrained_student
+from models.student import build_scratch_student, enable_activation_checkpointing, load_pretrained_student
+from models.target_vocab import BridgedVocab, ClipShortlist, ClipVocab
 from models.teacher import CHECKPOINT_NAME, save_teacher, teacher_key, train_teacher
 
 EMBEDDED_PARALLEL_FRACTION = 0.02
@@ -719,9 +719,11 @@ def make_accelerator(cfg: TrainConfig, project_dir: str) -> Accelerator:
     multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     # split_batches: --batch-size is global (StepSampler splits it), so the prepared scheduler steps once per
     # optimizer step (without it accelerate steps it num_processes times: a 2-process run's schedule ran twice as fast)
-    return Accelerator(log_with="tensorboard", project_dir=project_dir, cpu=multi_cpu, mixed_precision=cfg.mixed_precision,
-                       gradient_accumulation_steps=cfg.grad_accum,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator = Accelerator(log_with="tensorboard", project_dir=project_dir, cpu=multi_cpu,
+                              mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                              dataloader_config=DataLoaderConfiguration(split_batches=True))
+    accelerator.register_save_state_pre_hook(drop_tied_weights)  # tied weights saved once, without a warning
+    return accelerator
 
 
 def quiet_libraries(show: bool) -> None:
@@ -991,12 +993,10 @@ class Stage1:
         system, ds = self.core.eval(), self.data.splits["validation"]
         rows = self.data.scans["validation"].usable[:limit]
         subset = ds.select(rows)
-        images = image_features(system, self.preprocess, ds, rows)
-        with torch.no_grad():
-            sources = [next(s for s in row if s.strip()) for row in subset["source"]]
-            english = [next(e for e in row if e.strip()) for row in subset["english"]]
-            student = student_features(system, sources)
-            eng = system.encode_english(system.clip_tokenizer(english).to(self.device))
+        images = system.image_features(subset["image"])
+        sources = [next(s for s in row if s.strip()) for row in subset["source"]]
+        english = [next(e for e in row if e.strip()) for row in subset["english"]]
+        student, eng = system.student_features(sources), system.english_features(english)
         anchors = self.accelerator.unwrap_model(self.loss_fn).anchors()
         report = health_report({"image": images, "english": eng, "student": student}, reference="image",
                                anchors=anchors)
@@ -1040,33 +1040,22 @@ class Stage1:
 def build_system(cfg, clip, clip_tokenizer, source_tokenizer, *, seed: int, shortlist=None):
     """The grounded system with a freshly initialised (scratch) or loaded (pretrained) student;
     the same seed gives the same initial student (the untrained baseline of the evaluation).
-    `shortlist`: a scratch student's decoder vocabulary (`--target-vocab corpus`)."""
-
-
-    context = clip.positional_embedding.shape[0]
+    `shortlist`: a scratch student's decoder vocabulary (`--target-vocab corpus`; default: all of
+    CLIP's BPE)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        bridge = target_tokenizer = None
-        if cfg.student != "scratch":
-            student, target_tokenizer = load_pretrained_student(cfg.student)
-            source_tokenizer = target_tokenizer  # a pretrained Marian reads its own source vocabulary
-            bridge = VocabBridge.from_tokenizers(target_tokenizer, clip_tokenizer, clip.token_embedding.weight,
-                                                 vocab_size=student.config.decoder_vocab_size or student.config.vocab_size)
-            embedding, shortlist = bridge.weight, None
-        elif shortlist is not None:
-            sot, eot, pad = shortlist.special_ids()
-            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
-                                            decoder_vocab_size=len(shortlist), decoder_start_token_id=sot,
-                                            sot_id=sot, eot_id=eot, pad_id=pad, dropout=cfg.dropout)
-            embedding = clip.token_embedding.weight[shortlist.clip_ids]
+        if cfg.student == "scratch":
+            vocab = shortlist if shortlist is not None else ClipVocab(clip_tokenizer)
+            student = build_scratch_student(len(source_tokenizer), cfg.student_preset,
+                                            max_length=clip.positional_embedding.shape[0], dropout=cfg.dropout,
+                                            **vocab.student_ids())
         else:
-            student = build_scratch_student(len(source_tokenizer), cfg.student_preset, max_length=context,
-                                            dropout=cfg.dropout)
-            embedding = clip.token_embedding.weight
-        splice = Splice.for_student(cfg.splice, student, embedding, tau=cfg.tau_start)
-    return GroundedSystem(clip, cfg.clip, clip_tokenizer, student, source_tokenizer, splice,
-                          eot_finder=cfg.eot_finder, decoding=cfg.decoding, bridge=bridge,
-                          target_tokenizer=target_tokenizer, shortlist=shortlist,
+            student, source_tokenizer = load_pretrained_student(cfg.student)  # it reads its own source vocabulary
+            vocab = BridgedVocab.from_tokenizers(source_tokenizer, clip_tokenizer, clip.token_embedding.weight,
+                                                 vocab_size=student.config.decoder_vocab_size)
+        splice = Splice.for_student(cfg.splice, student, vocab.bind(clip.token_embedding).weight, tau=cfg.tau_start)
+    return GroundedSystem(clip, cfg.clip, clip_tokenizer, student, source_tokenizer, splice, vocab=vocab,
+                          eot_finder=cfg.eot_finder, decoding=cfg.decoding,
                           max_length=cfg.max_target_length or None).to(next(clip.parameters()).device)
 
 

@@ -74,7 +74,7 @@ def run_variant(variant: str, device: str, threads: int, repeats: int, B: int = 
             x = torch.cat([embedding[tower.sot_id].expand(B, 1, -1), y @ embedding], 1)
             features = tower.encode_embeddings(x, eot="ids", eot_index=labels.argmax(-1) + 1)
         else:
-            decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=S)
+            decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=S, embedding=embedding)
             features = tower.encode_embeddings(decoded.embeddings, eot="ids", **decoded.eot_evidence())
         loss = F.normalize(features, dim=-1).sum()
         loss.backward()

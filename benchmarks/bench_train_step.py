@@ -111,7 +111,7 @@ def run_cell(spec: dict) -> dict:
     from data_prep.load import load_dataset_dir
     from data_prep.source_tokenizer import source_tokenizer_for
     from models.clip_loading import load_clip
-    from models.shortlist import ClipShortlist
+    from models.target_vocab import ClipShortlist
     from models.student import enable_activation_checkpointing
 
     torch.set_num_threads(spec["threads"])

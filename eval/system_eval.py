@@ -22,33 +22,20 @@ import torch.nn.functional as F
 from eval.probe import probe
 from eval.retrieval import in_batch_recall_at_1
 from eval.score import score
-from models.feature_cache import FeatureTable
+from models.clip_batches import encode_in_batches
 
 METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
 
 
-@torch.no_grad()
-def student_features(system, sources: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-    """`[N, F]` CLIP features of the student's translations through the splice (eval mode: argmax)."""
-    device = next(system.parameters()).device
-    out = []
-    for s in range(0, len(sources), batch_size):
-        enc = {k: v.to(device) for k, v in system.tokenize_source(sources[s:s + batch_size]).items()}
-        out.append(system.encode_decoded(system.decode(enc["source_ids"], enc["source_mask"])).float())
-    return torch.cat(out)
-
-
-@torch.no_grad()
 def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torch.Tensor:
     """`[N, S-1, d]` decoder states behind CLIP positions 1..S-1 (zeros after decoding stopped)."""
-    device = next(system.parameters()).device
     length = system.context_length - 1
-    out = []
-    for s in range(0, len(sources), batch_size):
-        enc = {k: v.to(device) for k, v in system.tokenize_source(sources[s:s + batch_size]).items()}
-        hidden = system.decode(enc["source_ids"], enc["source_mask"]).hidden.float()
-        out.append(F.pad(hidden, (0, 0, 0, length - hidden.shape[1])))
-    return torch.cat(out)
+
+    def states(part: Sequence[str]) -> torch.Tensor:
+        hidden = system.decode_sources(part).hidden
+        return F.pad(hidden, (0, 0, 0, length - hidden.shape[1]))
+
+    return encode_in_batches(states, sources, batch_size=batch_size)
 
 
 def test_sentences(ds, rows: Sequence[int]) -> list[dict]:
@@ -65,17 +52,10 @@ def test_sentences(ds, rows: Sequence[int]) -> list[dict]:
     return out
 
 
-def image_features(system, preprocess, ds, rows: Sequence[int]) -> torch.Tensor:
-    """`[len(rows), F]` CLIP image features of dataset rows."""
-    device = next(system.parameters()).device
-    return FeatureTable.of_images(system.encode_images, preprocess, ds, list(rows), device=device,
-                                  show_progress=False).features
-
-
 def grounded_retrieval(system, image_emb: torch.Tensor, sources: list[str]) -> dict:
     """In-batch R@1 (batches of 32) between images `image_emb` and the student's differentiable
     embedding of one caption each (`sources`, aligned)."""
-    r = in_batch_recall_at_1(image_emb, student_features(system, sources))
+    r = in_batch_recall_at_1(image_emb, system.student_features(sources))
     return {"image_to_student": r["a2b"], "student_to_image": r["b2a"], "chance": r["chance"], "batches": r["batches"]}
 
 
@@ -93,7 +73,6 @@ def run_probes(system, dsd, scans, test: list[dict], protocols: Sequence[str] = 
                 system.labels_for([s["references"][0] for s in items]))
 
     test_x = test_y = None
-    decode_fn, special = system.target_decoder()
     out = {}
     for protocol in protocols:
         if not test or (protocol == "heldout" and not valid):
@@ -104,7 +83,7 @@ def run_probes(system, dsd, scans, test: list[dict], protocols: Sequence[str] = 
             test_x, test_y = states_and_labels(test)
         fit = dict(zip(("fit_states", "fit_labels"), states_and_labels(valid))) if protocol == "heldout" else {}
         result = probe(test_x, test_y, vocab_size=system.student.config.decoder_vocab_size, protocol=protocol,
-                       epochs=epochs, decode=decode_fn, special_ids=special, **fit)
+                       epochs=epochs, decode=system.vocab.decode, **fit)
         out[protocol] = {"fit_sentences": len(valid), **result} if protocol == "heldout" else result
     return out
 
@@ -147,7 +126,7 @@ def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, prob
     first = {}  # each test image with its first caption
     for s in sentences:
         first.setdefault(s["row"], s["source"])
-    image_emb = image_features(system, preprocess, ds, list(first))
+    image_emb = system.image_features(ds.select(list(first))["image"])
     result["grounded"] = {name: grounded_retrieval(model, image_emb, list(first.values()))
                           for name, model in (("trained", system), ("untrained", untrained)) if model is not None}
     if probe:

@@ -46,10 +46,9 @@ def _info(path: str) -> int:
 
     config = system.student.config
     print(f"CLIP {spec['clip']}: {count(system.clip):,} parameters, context length {system.context_length}")
-    target = ("pretrained, vocabulary bridge" if spec["pretrained_student"]
-              else "CLIP BPE shortlist" if spec.get("shortlist") else "CLIP BPE")
     print(f"student: Marian d_model {config.d_model}, {config.encoder_layers}+{config.decoder_layers} layers, "
-          f"source vocabulary {config.vocab_size}, target vocabulary {config.decoder_vocab_size} ({target}), "
+          f"source vocabulary {config.vocab_size}, target vocabulary {config.decoder_vocab_size} "
+          f"({system.vocab.describe()}), "
           f"{count(system.student):,} parameters")
     print(f"splice {spec['splice']} (tau {spec['tau']}), EOT finder {spec['eot_finder']}, decoding {spec['decoding']}")
     return 0

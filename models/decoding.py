@@ -27,12 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
-from transformers import MarianMTModel, PreTrainedTokenizerBase
+from transformers import MarianMTModel
 from transformers.models.marian.modeling_marian import shift_tokens_right
 
 from models.eot import first_true
 from models.splice import CHUNK_ELEMENTS, Splice, SpliceOutput, lm_head_of
-from models.student import VocabBridge
 from models.text_tower import DistributionTextTower
 
 DECODING_MODES = ("teacher-forced", "free-running", "parallel-bos")
@@ -56,11 +55,6 @@ class Decoded:
         """Keyword arguments for `DistributionTextTower.encode_embeddings`, e.g.
         `tower.encode_embeddings(d.embeddings, eot="prob", **d.eot_evidence())`."""
         return dict(eot_index=self.eot_index, eot_prob=self.eot_prob, candidates=self.candidates)
-
-    def logits(self) -> Tensor:
-        """`[B,S-1,V]` logits behind positions 1..S-1 (materialises one B·S·V tensor)."""
-        weight, bias = self.head
-        return F.linear(self.hidden, weight, bias)
 
     def token_cross_entropy(self, labels: Tensor | None = None, *, row_weights: Tensor | None = None,
                             counted: Tensor | None = None, chunk_size: int | None = None) -> Tensor:
@@ -98,24 +92,23 @@ def decode(
     attention_mask: Tensor | None = None,
     *,
     mode: str,
+    embedding: Tensor,
     labels: Tensor | None = None,
-    bridge: VocabBridge | None = None,
     max_length: int | None = None,
 ) -> Decoded:
     """Run `student` on source ids `[B,T]` and splice its output into CLIP input embeddings.
 
-    `bridge`: the `VocabBridge` of a pretrained student (None: the decoder vocabulary is CLIP's);
+    `embedding [V, W]`: the CLIP input embedding of each decoder id (`TargetVocab.weight`: CLIP's
+    token embedding for a CLIP-BPE decoder, a pretrained student's bridge);
     `labels [B,S-1]`: teacher-forced targets (IGNORE_INDEX or pad after the end token allowed);
     `max_length`: CLIP positions incl. SOT for free-running / parallel-bos (default: CLIP's context)."""
     if mode not in DECODING_MODES:
         raise ValueError(f"unknown decoding mode {mode!r}; choose one of {DECODING_MODES}")
     lm_weight, lm_bias = lm_head_of(student)
-    embedding = bridge.weight if bridge is not None else tower.token_embedding.weight
     if embedding.shape != (lm_weight.shape[0], tower.width):
         raise ValueError(
             f"the student's decoder has {lm_weight.shape[0]} tokens and CLIP width is {tower.width}, but the token → "
-            f"CLIP matrix is {tuple(embedding.shape)}" + ("" if bridge is not None else
-                                                          ": a pretrained student needs its VocabBridge (bridge=...)")
+            f"CLIP matrix is {tuple(embedding.shape)}: pass the student's own target vocabulary's weight"
         )
     start, eos, pad = _special_ids(student)
     if attention_mask is None:
@@ -175,20 +168,6 @@ def decode(
     valid = torch.stack([v for _, v in steps], 1)
     ends = first_true((outs.tokens == eos) & valid)
     return _assemble(outs, torch.cat(states, 1), valid, ends + 1, None, tower, start, pad, (lm_weight, lm_bias))
-
-
-def decoded_text(tokens: Tensor, tokenizer) -> list[str]:
-    """Readable text of hard tokens `[B,S]` (position 0 = start token), special tokens stripped:
-    a Marian tokenizer (pretrained student) or open_clip's tokenizer (scratch student)."""
-    if isinstance(tokenizer, PreTrainedTokenizerBase):
-        return tokenizer.batch_decode(tokens[:, 1:], skip_special_tokens=True)
-    if not all(hasattr(tokenizer, a) for a in ("decode", "sot_token_id", "eot_token_id")):
-        raise TypeError(f"expected a Marian tokenizer or open_clip's SimpleTokenizer, got {type(tokenizer).__name__}")
-    texts = []
-    for row in tokens[:, 1:].tolist():
-        ids = row[:row.index(tokenizer.eot_token_id)] if tokenizer.eot_token_id in row else row
-        texts.append(tokenizer.decode([i for i in ids if i != tokenizer.sot_token_id]).strip())
-    return texts
 
 
 def _assemble(out: SpliceOutput, hidden: Tensor, valid: Tensor, eot_index: Tensor, labels: Tensor | None,

@@ -12,7 +12,8 @@ from collections.abc import Callable, Hashable, Sequence
 import datasets
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+
+from models.clip_batches import encode_images, encode_texts
 
 
 class FeatureTable:
@@ -26,25 +27,18 @@ class FeatureTable:
         return self.features[torch.tensor([self.index[k] for k in keys], device=self.features.device)]
 
     @classmethod
-    @torch.no_grad()
     def of_images(cls, encode: Callable[[Tensor], Tensor], preprocess: Callable, ds: datasets.Dataset,
                   rows: Sequence[int], *, device: torch.device, batch_size: int = 128,
                   show_progress: bool = True) -> FeatureTable:
         """Image features of dataset rows `rows`, keyed by row index."""
-        out = []
-        for s in tqdm(range(0, len(rows), batch_size), desc="frozen image features", disable=not show_progress):
-            images = ds.select(rows[s:s + batch_size])["image"]
-            pixels = torch.stack([preprocess(im.convert("RGB")) for im in images]).to(device)
-            out.append(encode(pixels).float())
-        return cls(list(rows), torch.cat(out))
+        return cls(list(rows), encode_images(encode, preprocess, ds.select(rows)["image"], device=device,
+                                             batch_size=batch_size, desc="frozen image features",
+                                             show_progress=show_progress))
 
     @classmethod
-    @torch.no_grad()
     def of_texts(cls, encode: Callable[[Tensor], Tensor], tokenizer: Callable, texts: Sequence[str], *,
                  device: torch.device, batch_size: int = 256, show_progress: bool = True) -> FeatureTable:
         """Text features of the distinct `texts`, keyed by the text itself."""
         unique = list(dict.fromkeys(texts))
-        out = []
-        for s in tqdm(range(0, len(unique), batch_size), desc="frozen English features", disable=not show_progress):
-            out.append(encode(tokenizer(unique[s:s + batch_size]).to(device)).float())
-        return cls(unique, torch.cat(out))
+        return cls(unique, encode_texts(encode, tokenizer, unique, device=device, batch_size=batch_size,
+                                        desc="frozen English features", show_progress=show_progress))

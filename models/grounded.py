@@ -5,8 +5,12 @@ source captions (free-running by default), the splice turns its output into CLIP
 embeddings, and the CLIP text tower encodes them; on the captions that have a human
 translation it also returns the token cross-entropy. Image and English features come from the
 same CLIP (`encode_images`, `encode_english`), so every axis of the n-dim loss lives in one
-space. `translate` gives readable text through `generate()`; `save` / `load` write and read
-`RUN/model/` (docs/architecture.md), the only thing `translate` and `eval` need from a run.
+space. What the student's decoder ids mean — their CLIP embeddings, labels, text — is its
+`TargetVocab` (`models.target_vocab`). `translate` / `nbest` give readable text through
+`generate()` (`models.generation`); `student_features`, `image_features` and `english_features`
+give CLIP features of many inputs at once (`models.clip_batches`). `save` / `load` write and read
+`RUN/model/` (docs/architecture.md), the only thing `translate` and `eval` need from a run; its
+`student/` is a standard transformers directory (`models.export`).
 """
 from __future__ import annotations
 
@@ -15,16 +19,21 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import open_clip
 import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
+from PIL import Image
 from torch import Tensor, nn
-from transformers import MarianMTModel, MarianTokenizer
+from transformers import MarianMTModel, PreTrainedTokenizerBase
 
-from data_prep.source_tokenizer import load_source_tokenizer
+from models.clip_batches import ImageLike, encode_images, encode_in_batches, encode_texts, open_rgb
 from models.clip_loading import load_clip
-from models.decoding import IGNORE_INDEX, Decoded, decode
-from models.shortlist import ClipShortlist
+from models.decoding import Decoded, decode
+from models.export import export_student, import_student
+from models.generation import nbest, translate
 from models.splice import Splice
-from models.student import CLIP_EOT_ID, CLIP_PAD_ID, CLIP_SOT_ID, VocabBridge, load_pretrained_student
+from models.student import load_marian_tokenizer
+from models.target_vocab import TargetVocab, labels_for, load_target_vocab
 from models.teacher import CHECKPOINT_NAME
 from models.text_tower import DistributionTextTower
 
@@ -34,40 +43,35 @@ SYSTEM_FILE = "system.json"
 class GroundedSystem(nn.Module):
     """CLIP (`clip`, with `clip_tokenizer`) reading a Marian `student` through `splice`.
 
-    `bridge`: the `VocabBridge` of a pretrained student (None for a scratch student, whose
-    decoder vocabulary is CLIP's BPE); `target_tokenizer`: a pretrained student's own tokenizer;
-    `shortlist`: a scratch student's decoder vocabulary when it is a corpus subset of CLIP's BPE;
-    `max_length`: CLIP positions (SOT included) a translation may use (default: CLIP's context).
-    `eot_finder` pools the student's sequence in the CLIP tower; `decoding` is the training-time
-    decoding mode. In eval mode a `gumbel` splice becomes `argmax` (deterministic features)."""
+    `vocab`: the student's target vocabulary (`TargetVocab`: CLIP's BPE, a shortlist of it, or a
+    pretrained student's own with its bridge); `source_tokenizer`: what the student reads;
+    `max_length`: CLIP positions (SOT included) a translation may use (default: CLIP's context),
+    also the student's generation default. `eot_finder` pools the student's sequence in the CLIP
+    tower; `decoding` is the training-time decoding mode. In eval mode a `gumbel` splice becomes
+    `argmax` (deterministic features)."""
 
     def __init__(self, clip: nn.Module, clip_name: str, clip_tokenizer: Callable, student: MarianMTModel,
-                 source_tokenizer: MarianTokenizer, splice: Splice, *, eot_finder: str = "prob",
-                 decoding: str = "free-running", bridge: VocabBridge | None = None,
-                 target_tokenizer: MarianTokenizer | None = None, shortlist: ClipShortlist | None = None,
-                 max_length: int | None = None):
+                 source_tokenizer: PreTrainedTokenizerBase, splice: Splice, *, vocab: TargetVocab,
+                 eot_finder: str = "prob", decoding: str = "free-running", max_length: int | None = None):
         super().__init__()
         self.clip, self.clip_name, self.clip_tokenizer = clip, clip_name, clip_tokenizer
         self.tower = DistributionTextTower(clip)
-        self.student, self.source_tokenizer, self.splice, self.bridge = student, source_tokenizer, splice, bridge
-        self.target_tokenizer = target_tokenizer
+        self.student, self.source_tokenizer, self.splice = student, source_tokenizer, splice
+        self.vocab = vocab.bind(self.tower.token_embedding)
         self.eot_finder, self.decoding = eot_finder, decoding
         self.eval_splice = Splice("argmax") if splice.kind == "gumbel" else splice
-        if (bridge is None) != (target_tokenizer is None):
-            raise ValueError("a pretrained student needs both its VocabBridge and its target tokenizer")
-        if shortlist is not None and bridge is not None:
-            raise ValueError("a vocabulary shortlist applies to scratch students only")
-        self.shortlist = shortlist.bind(self.tower.token_embedding) if shortlist is not None else None
         self.max_length = min(max_length or self.tower.context_length, self.tower.context_length)
-
-    @property
-    def vocabulary_map(self) -> VocabBridge | ClipShortlist | None:
-        """What takes student ids to CLIP input embeddings (None: the ids are CLIP's own)."""
-        return self.bridge if self.bridge is not None else self.shortlist
+        student.generation_config.max_length = self.max_length
+        self.preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(clip)),
+                                             is_train=False)
 
     @property
     def context_length(self) -> int:
         return self.tower.context_length
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
 
     # -- the differentiable path ---------------------------------------------------------------
     def forward(self, sources: dict[str, Tensor] | None = None,
@@ -97,7 +101,7 @@ class GroundedSystem(nn.Module):
                              *student.view(image.shape[0], -1, student.shape[-1]).unbind(1)])
         if targets is not None:
             forced = decode(self.student, Splice("argmax"), self.tower, targets["source_ids"], targets["source_mask"],
-                            mode="teacher-forced", labels=targets["labels"], bridge=self.vocabulary_map)
+                            mode="teacher-forced", labels=targets["labels"], embedding=self.vocab.weight)
             out["token_ce"] = forced.token_cross_entropy(row_weights=targets.get("weight"),
                                                          counted=targets.get("counted"))
         return out
@@ -111,7 +115,7 @@ class GroundedSystem(nn.Module):
         if mode == "teacher-forced" and labels is None:
             raise ValueError("teacher-forced decoding needs labels (the English captions of the sources)")
         return decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode, labels=labels,
-                      bridge=self.vocabulary_map, max_length=self.max_length)
+                      embedding=self.vocab.weight, max_length=self.max_length)
 
     def encode_decoded(self, decoded: Decoded) -> Tensor:
         return self.tower.encode_embeddings(decoded.embeddings, eot=self.eot_finder, **decoded.eot_evidence())
@@ -123,6 +127,35 @@ class GroundedSystem(nn.Module):
         """CLIP text features of English token ids `[..., L]` (leading shape kept)."""
         return self.clip.encode_text(ids.reshape(-1, ids.shape[-1])).reshape(*ids.shape[:-1], -1)
 
+    # -- many inputs at once (no gradient) -------------------------------------------------------
+    @torch.no_grad()
+    def decode_sources(self, sources: Sequence[str]) -> Decoded:
+        """`decode` of source sentences (one batch; in the current mode, without gradient)."""
+        enc = {k: v.to(self.device) for k, v in self.tokenize_source(sources).items()}
+        return self.decode(enc["source_ids"], enc["source_mask"])
+
+    def student_features(self, sources: Sequence[str], batch_size: int = 64) -> Tensor:
+        """`[N, F]` CLIP features of the student's translations of `sources` through the splice (the
+        path training optimises; in eval mode the splice is deterministic)."""
+        return encode_in_batches(lambda part: self.encode_decoded(self.decode_sources(part)), sources,
+                                 batch_size=batch_size, width=self.feature_width)
+
+    def image_features(self, images: Sequence[ImageLike], batch_size: int = 64, *,
+                       load: Callable[[ImageLike], Image.Image] = open_rgb, show_progress: bool = False) -> Tensor:
+        """`[N, F]` CLIP features of images (PIL images or files, opened by `load`; a lazy sequence
+        such as a `datasets` column is read one batch at a time)."""
+        return encode_images(self.encode_images, self.preprocess, images, device=self.device, batch_size=batch_size,
+                             load=load, width=self.feature_width, show_progress=show_progress)
+
+    def english_features(self, texts: Sequence[str], batch_size: int = 64) -> Tensor:
+        """`[N, F]` CLIP text features of English `texts`."""
+        return encode_texts(self.clip.encode_text, self.clip_tokenizer, texts, device=self.device,
+                            batch_size=batch_size, width=self.feature_width)
+
+    @property
+    def feature_width(self) -> int:
+        return int(self.clip.visual.output_dim)
+
     # -- text in and out -----------------------------------------------------------------------
     def tokenize_source(self, texts: Sequence[str], max_length: int = 64) -> dict[str, Tensor]:
         enc = self.source_tokenizer(list(texts), padding=True, truncation=True, max_length=max_length,
@@ -132,82 +165,45 @@ class GroundedSystem(nn.Module):
     def labels_for(self, texts: Sequence[str]) -> Tensor:
         """Teacher-forced targets `[N, S-1]` for English `texts` in the student's target vocabulary,
         IGNORE_INDEX after the end token; an empty text gives an all-ignored row."""
-        length = self.context_length - 1
-        if self.target_tokenizer is None:  # CLIP BPE: open_clip's tokens without SOT
-            labels = self.clip_tokenizer([t or "" for t in texts])[:, 1:length + 1]
-            after_end = torch.cumsum((labels == CLIP_EOT_ID).int(), 1) - (labels == CLIP_EOT_ID).int() > 0
-            ignored = after_end | (labels == CLIP_PAD_ID)
-            if self.shortlist is not None:  # ids outside the shortlist cannot be predicted: not scored
-                labels = self.shortlist.from_clip(labels)
-                ignored |= labels < 0
-            labels = labels.masked_fill(ignored, IGNORE_INDEX)
-        else:
-            enc = self.target_tokenizer(text_target=[t or "" for t in texts], padding="max_length",
-                                        truncation=True, max_length=length, return_tensors="pt")
-            labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
-        empty = torch.tensor([not t for t in texts], dtype=torch.bool)
-        return labels.masked_fill(empty[:, None], IGNORE_INDEX)
-
-    def target_decoder(self) -> tuple[Callable[[list[int]], str], set[int]]:
-        """`(decode, special_ids)` for the student's target ids: `decode` turns a list of ids into
-        text once the `special_ids` (start, end, pad) are stripped (`eval.generation.decode_ids`)."""
-        if self.target_tokenizer is not None:
-            return self.target_tokenizer.decode, set(self.target_tokenizer.all_special_ids)
-        if self.shortlist is not None:
-            clip_ids = self.shortlist.clip_ids.tolist()
-            return (lambda ids: self.clip_tokenizer.decode([clip_ids[i] for i in ids])), set(self.shortlist.special_ids())
-        return self.clip_tokenizer.decode, {CLIP_SOT_ID, CLIP_EOT_ID, CLIP_PAD_ID}
-
-    def decode_tokens(self, tokens: Tensor) -> list[str]:
-        """Readable text of hard decoded tokens `[N,S]` (position 0 = start token)."""
-        from eval.generation import decode_ids
-
-        decode_fn, special = self.target_decoder()
-        eos = self.student.config.eos_token_id
-        rows = [row[1:row.index(eos)] if eos in row[1:] else row[1:] for row in tokens.tolist()]
-        return decode_ids(rows, decode_fn, special)
+        return labels_for(self.vocab, texts, self.context_length - 1)
 
     @torch.no_grad()
     def translate(self, sources: Sequence[str], *, num_beams: int = 1, batch_size: int = 32) -> list[str]:
         """Readable translations through `generate()` (greedy or beam search), specials stripped."""
-        from eval.generation import translate
-
-        decode_fn, special = self.target_decoder()
-        return translate(self.student, self.source_tokenizer, sources, decode_fn, special_ids=special,
-                         num_beams=num_beams, max_new_tokens=None, max_length=self.max_length,
+        return translate(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
                          batch_size=batch_size)
 
     @torch.no_grad()
     def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:
         """The `size` best beam-search translations of each source (best first) and their
         length-normalised log-probabilities `[N, size]`."""
-        from eval.generation import nbest
-
-        decode_fn, special = self.target_decoder()
-        return nbest(self.student, self.source_tokenizer, sources, decode_fn, size=size, special_ids=special,
-                     max_length=self.max_length, batch_size=batch_size)
+        return nbest(self.student, self.source_tokenizer, sources, self.vocab.decode, size=size,
+                     batch_size=batch_size)
 
     # -- RUN/model ------------------------------------------------------------------------------
+    def export(self, directory: str | Path) -> Path:
+        """The student as a standard transformers directory (`models.export`)."""
+        return export_student(self.student, self.vocab, self.source_tokenizer, directory)
+
     def save(self, directory: str | Path) -> Path:
-        """Write everything `load` needs under `directory` (written to a temporary sibling, then renamed)."""
+        """Write everything `load` needs under `directory` (written to a temporary sibling, then
+        renamed): `student/` (the standard export), `source_tokenizer/`, `clip/`, the target
+        vocabulary, the splice's weights and `system.json`."""
         directory = Path(directory)
         tmp = directory.with_name(directory.name + ".tmp")
         if tmp.exists():
             shutil.rmtree(tmp)
-        self.student.save_pretrained(tmp / "student")
+        tmp.mkdir(parents=True)
+        self.export(tmp / "student")
         self.source_tokenizer.save_pretrained(tmp / "source_tokenizer")
-        if self.target_tokenizer is not None:
-            self.target_tokenizer.save_pretrained(tmp / "student")
-            torch.save(self.bridge.state_dict(), tmp / "bridge.pt")
+        self.vocab.save(tmp)
         (tmp / "clip").mkdir()
         torch.save({"state_dict": self.clip.state_dict()}, tmp / "clip" / CHECKPOINT_NAME)
         if self.splice.linear is not None:
             torch.save(self.splice.state_dict(), tmp / "splice.pt")
         spec = {"clip": self.clip_name, "splice": self.splice.kind, "feedback_kind": self.splice.feedback_kind,
                 "tau": self.splice.tau, "eot_finder": self.eot_finder, "decoding": self.decoding,
-                "max_length": self.max_length,
-                "pretrained_student": self.target_tokenizer is not None,
-                "shortlist": self.shortlist.clip_ids.tolist() if self.shortlist is not None else None}
+                "max_length": self.max_length}
         (tmp / SYSTEM_FILE).write_text(json.dumps(spec, indent=2) + "\n")
         if directory.exists():
             shutil.rmtree(directory)
@@ -223,20 +219,13 @@ class GroundedSystem(nn.Module):
                                     "written by `accelerate launch train.py --out RUN` (its model/ folder)")
         spec = json.loads((directory / SYSTEM_FILE).read_text())
         clip, _, clip_tokenizer = load_clip(spec["clip"], pretrained=directory / "clip" / CHECKPOINT_NAME)
-        source_tokenizer = load_source_tokenizer(directory / "source_tokenizer")
-        bridge = target_tokenizer = None
-        if spec["pretrained_student"]:
-            student, target_tokenizer = load_pretrained_student(directory / "student")
-            bridge = VocabBridge(torch.load(directory / "bridge.pt", weights_only=True)["weight"])
-        else:
-            student = MarianMTModel.from_pretrained(str(directory / "student"))
-        shortlist = ClipShortlist(spec["shortlist"]) if spec.get("shortlist") else None
-        embedding = (bridge.weight if bridge is not None else clip.token_embedding.weight[shortlist.clip_ids]
-                     if shortlist is not None else clip.token_embedding.weight)
-        splice = Splice.for_student(spec["splice"], student, embedding, tau=spec["tau"], feedback_kind=spec["feedback_kind"])
+        vocab = load_target_vocab(directory, clip_tokenizer).bind(DistributionTextTower(clip).token_embedding)
+        student = import_student(directory / "student", vocab)
+        splice = Splice.for_student(spec["splice"], student, vocab.weight, tau=spec["tau"],
+                                    feedback_kind=spec["feedback_kind"])
         if (directory / "splice.pt").is_file():
             splice.load_state_dict(torch.load(directory / "splice.pt", weights_only=True))
-        system = cls(clip, spec["clip"], clip_tokenizer, student, source_tokenizer, splice,
-                     eot_finder=spec["eot_finder"], decoding=spec["decoding"], bridge=bridge,
-                     target_tokenizer=target_tokenizer, shortlist=shortlist, max_length=spec.get("max_length"))
+        system = cls(clip, spec["clip"], clip_tokenizer, student, load_marian_tokenizer(directory / "source_tokenizer"),
+                     splice, vocab=vocab, eot_finder=spec["eot_finder"], decoding=spec["decoding"],
+                     max_length=spec["max_length"])
         return system.to(device).eval()

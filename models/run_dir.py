@@ -163,3 +163,19 @@ class RunDir:
         if not self.metrics.is_file():
             return []
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+
+def drop_tied_weights(models: list, weights: list[dict], output_dir: str) -> None:
+    """accelerate save-state pre-hook (`Accelerator.register_save_state_pre_hook`): leave out of each
+    model's state dict the weights a transformers submodule declares tied to another
+    (`_tied_weights_keys`, e.g. a Marian student's LM head = its decoder embedding) — what
+    `save_pretrained` leaves out too. safetensors cannot hold one tensor under two names, and
+    accelerate would drop the alias itself with a warning at every checkpoint; loading restores it
+    through the tie (`safetensors.torch.load_model` accepts a missing name that aliases a loaded one)."""
+    for model, state in zip(models, weights):
+        for prefix, module in model.named_modules():
+            tied = getattr(module, "_tied_weights_keys", None)
+            for name, source in (tied.items() if isinstance(tied, dict) else ()):
+                key, kept = (f"{prefix}.{n}" if prefix else n for n in (name, source))
+                if key in state and kept in state and state[key].data_ptr() == state[kept].data_ptr():
+                    del state[key]

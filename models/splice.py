@@ -8,8 +8,9 @@
 | `argmax` | `one_hot(argmax logits) @ E` (an embedding lookup) | none              |
 
 `E` is the `[V, W]` matrix taking a student token to CLIP input-embedding space: CLIP's own
-`token_embedding.weight` for a scratch student (decoder vocabulary = CLIP BPE), a `VocabBridge`
-for a pretrained one.
+`token_embedding.weight` (or the rows of a shortlist of it) for a scratch student, whose decoder
+vocabulary is CLIP BPE, a trainable bridge for a pretrained one: the student's `TargetVocab.weight`
+(`models.target_vocab`).
 
 Memory discipline (V = 49408): the token splices never hold a `B×S×V` tensor. Hidden states are
 processed in chunks of sequence positions; each chunk computes logits → probabilities → `@ E`

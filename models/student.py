@@ -5,16 +5,15 @@
     from CLIP's SOT (49406, configurable), ends with EOT (49407), and pads with 0 like open_clip.
     Encoder and decoder embeddings are separate (`share_encoder_decoder_embeddings=False`).
 (b) Pretrained: any local MarianMT directory (e.g. `opus-mt-es-en`) with its own target
-    vocabulary; `VocabBridge` maps its target pieces into CLIP's input-embedding space.
+    vocabulary; `models.target_vocab.BridgedVocab` maps its target pieces into CLIP's
+    input-embedding space.
 """
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-import torch
 from huggingface_hub import is_offline_mode
-from torch import Tensor, nn
 from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
 from models.tiny_configs import marian_preset
@@ -45,9 +44,9 @@ def build_scratch_student(
     `preset`: a `marian_preset` size ("micro", "tiny", "thesis"); `overrides`: any `MarianConfig`
     field (e.g. `decoder_layers=6`). The source pad id is 0 as well (the source tokenizer puts
     `<pad>` at 0). `max_length` (CLIP's context length) becomes the generation default, and the
-    generation config suppresses SOT (CLIP never sees it mid-sequence). With a vocabulary shortlist
-    (`models.shortlist`), pass its size as `decoder_vocab_size` and the student ids of SOT
-    (`sot_id`, and usually `decoder_start_token_id`), EOT and pad."""
+    generation config suppresses SOT (CLIP never sees it mid-sequence). For a vocabulary other than
+    all of CLIP's BPE (a `models.target_vocab.ClipShortlist`), pass `**vocab.student_ids()`: its size
+    as `decoder_vocab_size` and the student ids of SOT (`sot_id`, `decoder_start_token_id`), EOT and pad."""
     if source_vocab_size < 1:
         raise ValueError(f"source_vocab_size must be positive, got {source_vocab_size}")
     for name, value in (("decoder_start_token_id", decoder_start_token_id), ("sot_id", sot_id), ("eot_id", eot_id),
@@ -96,6 +95,26 @@ def enable_activation_checkpointing(student: MarianMTModel, decoding: str) -> st
     return "student encoder and decoder"
 
 
+def quiet_marian_tokenizer(*args: str, **kwargs) -> MarianTokenizer:
+    """A `MarianTokenizer` (from its files, or `from_pretrained(**kwargs)` without args) without its
+    sacremoses advice: raw captions stay unaltered (DESIGN §3), so Moses punctuation normalisation is
+    deliberately not installed."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        if args:
+            return MarianTokenizer(*args, **kwargs)
+        return MarianTokenizer.from_pretrained(**kwargs)
+
+
+def load_marian_tokenizer(path: str | Path) -> MarianTokenizer:
+    """A local Marian tokenizer directory: a scratch student's source tokenizer
+    (`data_prep.source_tokenizer`) or a pretrained student's own."""
+    path = Path(path)
+    if not (path / "source.spm").is_file():
+        raise FileNotFoundError(f"no Marian/SentencePiece tokenizer at {path} (expected source.spm, vocab.json)")
+    return quiet_marian_tokenizer(pretrained_model_name_or_path=str(path))
+
+
 def load_pretrained_student(path: str | Path) -> tuple[MarianMTModel, MarianTokenizer]:
     """`(model, tokenizer)` from a local MarianMT directory written by `save_pretrained`.
 
@@ -110,62 +129,4 @@ def load_pretrained_student(path: str | Path) -> tuple[MarianMTModel, MarianToke
             )
     elif not (where / "config.json").is_file():
         raise FileNotFoundError(f"{where} has no config.json: expected a MarianMT directory written by save_pretrained")
-    model = MarianMTModel.from_pretrained(str(path))
-    with warnings.catch_warnings():  # raw captions stay unaltered: no Moses normalisation (DESIGN §3)
-        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
-        tokenizer = MarianTokenizer.from_pretrained(str(path))
-    return model, tokenizer
-
-
-class VocabBridge(nn.Module):
-    """Trainable map from a pretrained student's target ids to CLIP input embeddings: `weight [V, W]`.
-
-    Initialisation (`from_tokenizers`): each target piece becomes the mean CLIP token embedding of
-    the CLIP-BPE pieces of its surface string. The SentencePiece word-start marker '▁' becomes a
-    space and the piece is encoded by open_clip's own tokenizer (same lower-casing and cleaning),
-    i.e. as a complete word: CLIP BPE marks word *ends* with '</w>', which a SentencePiece piece
-    cannot know, and most frequent pieces are whole words ('▁cat' → 'cat</w>'; 's' → 's</w>').
-    Special cases: `</s>` ↦ CLIP's EOT embedding, the pad piece ↦ CLIP's pad embedding (id 0, what
-    open_clip pads with), and pieces with no CLIP tokens (`<unk>`, a lone '▁') ↦ the mean of all
-    CLIP token embeddings, a neutral in-distribution vector."""
-
-    def __init__(self, weight: Tensor):
-        super().__init__()
-        self.weight = nn.Parameter(weight.detach().clone())
-
-    def forward(self, ids: Tensor) -> Tensor:
-        return nn.functional.embedding(ids, self.weight)
-
-    @classmethod
-    def from_tokenizers(
-        cls,
-        tokenizer: MarianTokenizer,
-        clip_tokenizer,
-        token_embedding: Tensor,
-        *,
-        vocab_size: int | None = None,
-        clip_eot_id: int = CLIP_EOT_ID,
-        clip_pad_id: int = CLIP_PAD_ID,
-    ) -> VocabBridge:
-        """Bridge for target ids `0..vocab_size-1` (default: the tokenizer's vocabulary; pass the
-        model's `decoder_vocab_size` when it differs). `clip_tokenizer`: open_clip's tokenizer;
-        `token_embedding`: CLIP's `token_embedding.weight [V_clip, W]`."""
-        embedding = token_embedding.detach().float()
-        vocab_size = vocab_size or len(tokenizer)
-        pieces = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
-        special = set(tokenizer.all_special_tokens)
-        rows, cols = [], []
-        for i, piece in enumerate(pieces):
-            if piece not in special:
-                for clip_id in clip_tokenizer.encode(piece.replace(SENTENCEPIECE_SPACE, " ")):
-                    rows.append(i)
-                    cols.append(clip_id)
-        rows_t, cols_t = torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long)
-        sums = torch.zeros(vocab_size, embedding.shape[1]).index_add_(0, rows_t, embedding[cols_t])
-        counts = torch.bincount(rows_t, minlength=vocab_size).unsqueeze(1)
-        weight = torch.where(counts > 0, sums / counts.clamp_min(1), embedding.mean(0))
-        if tokenizer.eos_token_id is not None:
-            weight[tokenizer.eos_token_id] = embedding[clip_eot_id]
-        if tokenizer.pad_token_id is not None:
-            weight[tokenizer.pad_token_id] = embedding[clip_pad_id]
-        return cls(weight.to(token_embedding.dtype))
+    return MarianMTModel.from_pretrained(str(path)), load_marian_tokenizer(path)

@@ -12,7 +12,9 @@ Invariant, tested against open_clip: `encode_distribution(one_hot(ids), eot="ids
 Supported towers: open_clip's `CLIP` (ViT-B-32 and friends, the tiny configs) and `CustomTextCLIP`
 / bare `TextTransformer` towers pooled at an EOT token (`pool_type` 'argmax' or 'eos'), causal or
 not. Hugging Face text towers, CoCa's appended class token, padding masks and 'first'/'last'/'none'
-pooling are rejected with an error. The wrapper shares (does not copy) the tower's parameters.
+pooling are rejected with an error. The wrapper reads the tower's parts from CLIP at each use: it
+neither copies nor registers them, so a module holding both lists each parameter once (a
+checkpoint has no aliased tensors).
 """
 from __future__ import annotations
 
@@ -21,6 +23,16 @@ from open_clip.transformer import TextTransformer
 from torch import Tensor, nn
 
 from models.eot import EOTFinder, eot_index_from_ids
+
+
+class _FromText:
+    """A part of the wrapped text path (`tower._text[0].<name>`), looked up at each use."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, tower, owner: type | None = None):
+        return self if tower is None else getattr(tower._text[0], self.name)
 
 
 class DistributionTextTower(nn.Module):
@@ -32,18 +44,21 @@ class DistributionTextTower(nn.Module):
     def __init__(self, clip: nn.Module, *, sot_id: int | None = None, eot_id: int | None = None, pad_id: int = 0):
         super().__init__()
         text, pool_type, eos_id = _text_parts(clip)
-        self.token_embedding: nn.Embedding = text.token_embedding
-        self.positional_embedding: nn.Parameter = text.positional_embedding
-        self.transformer: nn.Module = text.transformer
-        self.ln_final: nn.Module = text.ln_final
-        self.text_projection = text.text_projection
-        self.register_buffer("attn_mask", text.attn_mask, persistent=False)
+        self._text = (text,)  # a reference, not a submodule: the parameters stay CLIP's, listed once
         self.pool_type = pool_type
         self.vocab_size, self.width = self.token_embedding.weight.shape
         self.context_length = self.positional_embedding.shape[0]
         self.eot_id = eot_id if eot_id is not None else (eos_id if pool_type == "eos" else self.vocab_size - 1)
         self.sot_id = sot_id if sot_id is not None else self.vocab_size - 2
         self.pad_id = pad_id
+
+    # the text path's parts, read from CLIP at each use (so a moved or reloaded CLIP is what runs)
+    token_embedding: nn.Embedding = _FromText()
+    positional_embedding: nn.Parameter = _FromText()
+    transformer: nn.Module = _FromText()
+    ln_final: nn.Module = _FromText()
+    text_projection: nn.Module | nn.Parameter | None = _FromText()
+    attn_mask: Tensor | None = _FromText()
 
     def encode_ids(self, ids: Tensor, *, normalize: bool = False) -> Tensor:
         """Token ids `[B,S]` → features `[B,F]`, pooled where open_clip pools."""

@@ -1,7 +1,8 @@
 """Shared test setup: offline hub, tiny model configs registered, deterministic torch; the
 session-wide `cache` of built datasets and CLIP teachers for tests that train a tiny run, and one
 tiny trained run per session (`run`, with its dataset `data`, `translator` and `test_split`) for
-the tests of `translate` and of the CLI probes."""
+the tests of `translate` and of the CLI probes; a tiny pretrained-style MarianMT directory
+(`pretrained_student`) for `--student DIR`."""
 import json
 import os
 from pathlib import Path
@@ -57,3 +58,21 @@ def test_split(data):
     from data_prep.load import load_dataset_dir
 
     return load_dataset_dir(data)["test"]
+
+
+@pytest.fixture(scope="session")
+def pretrained_student(tmp_path_factory):
+    """A tiny MarianMT directory with its own tokenizers, as `--student DIR` reads it."""
+    from transformers import MarianConfig, MarianMTModel
+
+    from data_prep.source_tokenizer import train_source_tokenizer
+
+    root = tmp_path_factory.mktemp("marian")
+    sentences = ["un círculo rojo", "dos cuadrados azules", "a red circle", "two blue squares"] * 20
+    tokenizer = train_source_tokenizer(sentences, root, vocab_size=60)
+    MarianMTModel(MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
+                               encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
+                               decoder_ffn_dim=32, pad_token_id=tokenizer.pad_token_id,
+                               eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
+                               max_length=16)).save_pretrained(root)
+    return root

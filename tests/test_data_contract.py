@@ -14,7 +14,8 @@ from data_prep import FEATURES, load_dataset_dir
 from data_prep.__main__ import main as data_prep_main
 from data_prep.check import check_dataset
 from data_prep.errors import InputError
-from data_prep.source_tokenizer import load_source_tokenizer, source_tokenizer_for
+from data_prep.source_tokenizer import source_tokenizer_for
+from models.student import load_marian_tokenizer
 from data_prep.synthetic.build import build_synthetic, make_sample
 from data_prep.synthetic.render import render
 
@@ -134,7 +135,7 @@ def test_source_tokenizer_round_trip_and_cache(built):
     assert len(cached) == 1
     again = source_tokenizer_for(built, sentences, vocab_size=500)
     assert again.get_vocab() == tok.get_vocab()
-    assert load_source_tokenizer(cached[0]).get_vocab() == tok.get_vocab()
+    assert load_marian_tokenizer(cached[0]).get_vocab() == tok.get_vocab()
 
 
 def test_unspaced_scripts_get_short_pieces(tmp_path):

@@ -7,8 +7,8 @@ import torch
 from transformers import MarianConfig, MarianMTModel
 
 from data_prep.source_tokenizer import train_source_tokenizer
-from eval.generation import decode_ids, translate
 from eval.probe import probe
+from models.generation import translate
 from models.tiny_configs import marian_preset
 
 V, D, S = 40, 32, 10
@@ -29,8 +29,8 @@ def states_and_labels(n, *, informative, seed, pad_id=None):
     return states, labels
 
 
-def join_ids(ids):
-    return " ".join(map(str, ids))
+def join_ids(rows, special=()):
+    return [" ".join(str(i) for i in row if i not in special) for row in rows]
 
 
 def test_heldout_reads_an_informative_student_almost_perfectly():
@@ -78,7 +78,7 @@ def test_ignored_positions_and_special_tokens_in_predictions():
     pad = 0
     states, labels = states_and_labels(32, informative=True, seed=5, pad_id=pad)
     out = probe(states, labels, vocab_size=V, protocol="online", batch_size=8, pad_id=pad,
-                decode=join_ids, special_ids={0})
+                decode=lambda rows: join_ids(rows, special={0}))
     valid = (labels >= 0) & (labels != pad)
     assert out["tokens"] == int(valid.sum())
     # first batch: the uniform head's argmax is id 0, a special id: stripped to empty strings
@@ -118,7 +118,8 @@ def student(tmp_path_factory):
 
 def test_greedy_translation_equals_generate_sentence_by_sentence(student):
     model, tok = student
-    ours = translate(model, tok, SOURCES, tok.decode, max_new_tokens=8, batch_size=3)
+    ours = translate(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
+                     max_new_tokens=8, batch_size=3)
     expected = []
     with torch.no_grad():
         for s in SOURCES:
@@ -131,13 +132,11 @@ def test_greedy_translation_equals_generate_sentence_by_sentence(student):
 
 def test_beam_translation_equals_generate(student):
     model, tok = student
-    ours = translate(model, tok, SOURCES, tok.decode, num_beams=3, max_new_tokens=8)
+    ours = translate(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
+                     num_beams=3, max_new_tokens=8)
     with torch.no_grad():
         ids = model.generate(**tok(SOURCES, return_tensors="pt", padding=True), num_beams=3,
                              max_new_tokens=8, do_sample=False)
     assert ours == [t.strip() for t in tok.batch_decode(ids, skip_special_tokens=True)]
     assert model.training is False
 
-
-def test_decode_ids_strips_specials_and_ignored_ids():
-    assert decode_ids([[5, -100, 0, 6, 2], [0, 0]], join_ids, {0, 2}) == ["5 6", ""]

@@ -72,24 +72,6 @@ def test_the_matrix_covers_every_pair_of_option_values():
     assert len(MATRIX) < 40  # versus 4,320 in the full product
 
 
-@pytest.fixture(scope="session")
-def pretrained_student(tmp_path_factory):
-    """A tiny MarianMT directory with its own tokenizers, as `--student DIR` reads it."""
-    from transformers import MarianConfig, MarianMTModel
-
-    from data_prep.source_tokenizer import train_source_tokenizer
-
-    root = tmp_path_factory.mktemp("marian")
-    sentences = ["un círculo rojo", "dos cuadrados azules", "a red circle", "two blue squares"] * 20
-    tokenizer = train_source_tokenizer(sentences, root, vocab_size=60)
-    MarianMTModel(MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                               encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                               decoder_ffn_dim=32, pad_token_id=tokenizer.pad_token_id,
-                               eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
-                               max_length=16)).save_pretrained(root)
-    return root
-
-
 def argv_of(row: dict, student_dir) -> list[str]:
     argv = []
     for name, value in row.items():

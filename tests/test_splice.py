@@ -168,7 +168,8 @@ def test_gradient_reaches_the_student_through_clip(system, kind, mode):
     student.train()
     student.zero_grad(set_to_none=True)
     splice = Splice.for_student(kind, student, tower.token_embedding.weight)
-    decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6)
+    decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6,
+                     embedding=tower.token_embedding.weight)
     features = tower.encode_embeddings(decoded.embeddings, eot="prob", **decoded.eot_evidence(), normalize=True)
     assert features.shape == (2, 32) and torch.isfinite(features).all()
     (features * torch.randn(2, 32)).sum().backward()

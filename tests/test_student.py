@@ -9,10 +9,12 @@ import sentencepiece as spm
 import torch
 from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
-from models.decoding import decode, decoded_text
+import torch.nn.functional as F
+
+from models.decoding import decode
 from models.splice import Splice
-from models.student import (CLIP_EOT_ID, CLIP_SOT_ID, STUDENT_OPTION, VocabBridge, build_scratch_student,
-                            load_pretrained_student)
+from models.student import CLIP_EOT_ID, CLIP_SOT_ID, STUDENT_OPTION, build_scratch_student, load_pretrained_student
+from models.target_vocab import BridgedVocab, ClipVocab
 from models.text_tower import DistributionTextTower
 from models.tiny_configs import marian_preset
 from torch_threads import one_thread  # noqa: F401  (fixture)
@@ -74,12 +76,12 @@ def _source(vocab_size, batch=6, seed=0):
     return ids, mask
 
 
-def _greedy_matches_generate(student, tower, source, mask, bridge=None):
+def _greedy_matches_generate(student, tower, source, mask, embedding):
     student.eval()
     expected = student.generate(input_ids=source, attention_mask=mask, num_beams=1, do_sample=False,
                                 max_length=MAX_LENGTH)
     with torch.no_grad():
-        got = decode(student, Splice("argmax"), tower, source, mask, mode="free-running", bridge=bridge,
+        got = decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=embedding,
                      max_length=MAX_LENGTH)
     assert torch.equal(got.tokens, expected)
     return got
@@ -105,7 +107,7 @@ def test_scratch_greedy_free_running_equals_generate(clip):
     with torch.no_grad():
         student.final_logits_bias[0, CLIP_EOT_ID] = 4.0  # mixed lengths: early ends and forced ends
     source, mask = _source(50, batch=8)
-    got = _greedy_matches_generate(student, tower, source, mask)
+    got = _greedy_matches_generate(student, tower, source, mask, tower.token_embedding.weight)
     assert got.eot_index.min() < MAX_LENGTH - 1 and got.eot_index.max() == MAX_LENGTH - 1  # the test discriminates
     assert torch.equal(got.tokens[torch.arange(8), got.eot_index], torch.full((8,), CLIP_EOT_ID))
 
@@ -114,9 +116,9 @@ def test_scratch_greedy_free_running_equals_generate(clip):
     with torch.no_grad():
         features = tower.encode_embeddings(got.embeddings, eot="ids", **got.eot_evidence())
         assert torch.allclose(features, tower.encode_ids(got.tokens), atol=1e-6)
-    texts = decoded_text(got.tokens, tokenizer)
-    for row, text in zip(got.tokens.tolist(), texts):
-        assert text == tokenizer.decode(row[1:row.index(CLIP_EOT_ID)]).strip()
+    texts = ClipVocab(tokenizer).decode(got.tokens.tolist())
+    for row, text in zip(got.tokens.tolist(), texts):  # open_clip's decode of the ids before EOT, pad (0) left out
+        assert text == tokenizer.decode([i for i in row[1:row.index(CLIP_EOT_ID)] if i != 0]).strip()
 
 
 def test_decoder_start_token_is_configurable_but_clip_still_sees_sot(clip):
@@ -124,15 +126,15 @@ def test_decoder_start_token_is_configurable_but_clip_still_sees_sot(clip):
     torch.manual_seed(0)
     student = build_scratch_student(50, "micro", decoder_start_token_id=CLIP_EOT_ID).eval()
     source, mask = _source(50, batch=2)
-    got = _greedy_matches_generate(student, tower, source, mask)
+    got = _greedy_matches_generate(student, tower, source, mask, tower.token_embedding.weight)
     assert (got.tokens[:, 0] == CLIP_EOT_ID).all()
     assert torch.equal(got.embeddings[:, 0], tower.token_embedding.weight.detach()[[CLIP_SOT_ID] * 2])
 
 
-def test_open_clip_text_roundtrips_through_decoded_text(clip):
+def test_open_clip_text_roundtrips_through_the_clip_vocabulary(clip):
     _, tokenizer = clip
     text = "two small red circles near a big blue square"
-    assert decoded_text(tokenizer([text]), tokenizer) == [text]
+    assert ClipVocab(tokenizer).decode(tokenizer([text]).tolist()) == [text]
 
 
 def test_teacher_forced_logits_and_loss_equal_transformers(clip):
@@ -141,9 +143,10 @@ def test_teacher_forced_logits_and_loss_equal_transformers(clip):
     student = build_scratch_student(50, "micro").eval()
     source, mask = _source(50, batch=3)
     clip_ids = tokenizer(["a red circle", "two blue squares near the top", "one"])
-    decoded = decode(student, Splice("soft"), tower, source, mask, mode="teacher-forced", labels=clip_ids[:, 1:])
+    decoded = decode(student, Splice("soft"), tower, source, mask, mode="teacher-forced", labels=clip_ids[:, 1:],
+                     embedding=tower.token_embedding.weight)
     reference = student(input_ids=source, attention_mask=mask, labels=decoded.labels)
-    assert torch.allclose(decoded.logits(), reference.logits, atol=1e-5)
+    assert torch.allclose(F.linear(decoded.hidden, *decoded.head), reference.logits, atol=1e-5)
     assert torch.allclose(decoded.token_cross_entropy(), reference.loss, atol=1e-5)
     params = [student.lm_head.weight, student.model.encoder.layers[0].fc1.weight]
     ours = torch.autograd.grad(decoded.token_cross_entropy(chunk_size=2), params)
@@ -167,14 +170,14 @@ def test_pretrained_student_loads_from_its_directory(marian_dir):
 def test_pretrained_greedy_free_running_equals_generate(marian_dir, clip):
     tower, _ = clip
     student, tokenizer = load_pretrained_student(marian_dir)
-    bridge = VocabBridge.from_tokenizers(tokenizer, clip[1], tower.token_embedding.weight,
-                                         vocab_size=student.config.decoder_vocab_size)
+    bridge = BridgedVocab.from_tokenizers(tokenizer, clip[1], tower.token_embedding.weight,
+                                          vocab_size=student.config.decoder_vocab_size)
     source, mask = _source(student.config.vocab_size, batch=8, seed=1)
-    got = _greedy_matches_generate(student, tower, source, mask, bridge=bridge)
+    got = _greedy_matches_generate(student, tower, source, mask, bridge.weight)
     assert got.eot_index.min() < MAX_LENGTH - 1 and got.eot_index.max() == MAX_LENGTH - 1
     expected = student.generate(input_ids=source, attention_mask=mask, num_beams=1, do_sample=False,
                                 max_length=MAX_LENGTH)
-    assert decoded_text(got.tokens, tokenizer) == tokenizer.batch_decode(expected, skip_special_tokens=True)
+    assert bridge.decode(got.tokens.tolist()) == tokenizer.batch_decode(expected, skip_special_tokens=True)
     valid = got.candidates[:, 1:]
     assert torch.equal(got.embeddings[:, 1:][valid], bridge.weight.detach()[got.tokens[:, 1:][valid]])
 
@@ -183,7 +186,7 @@ def test_bridge_is_the_mean_clip_embedding_of_each_pieces_bpe(marian_dir, clip):
     tower, clip_tokenizer = clip
     _, tokenizer = load_pretrained_student(marian_dir)
     embedding = tower.token_embedding.weight.detach()
-    bridge = VocabBridge.from_tokenizers(tokenizer, clip_tokenizer, embedding)
+    bridge = BridgedVocab.from_tokenizers(tokenizer, clip_tokenizer, embedding)
     vocab = tokenizer.get_vocab()
 
     def manual(word: str) -> torch.Tensor:  # open_clip BPE by hand: its pieces, looked up in its encoder
@@ -206,10 +209,10 @@ def test_bridge_is_the_mean_clip_embedding_of_each_pieces_bpe(marian_dir, clip):
 def test_gradient_reaches_pretrained_student_and_bridge(marian_dir, clip, kind):
     tower, clip_tokenizer = clip
     student, tokenizer = load_pretrained_student(marian_dir)
-    bridge = VocabBridge.from_tokenizers(tokenizer, clip_tokenizer, tower.token_embedding.weight)
+    bridge = BridgedVocab.from_tokenizers(tokenizer, clip_tokenizer, tower.token_embedding.weight)
     splice = Splice.for_student(kind, student.train(), bridge.weight)
     source, mask = _source(student.config.vocab_size, batch=3)
-    decoded = decode(student, splice, tower, source, mask, mode="free-running", bridge=bridge, max_length=6)
+    decoded = decode(student, splice, tower, source, mask, mode="free-running", embedding=bridge.weight, max_length=6)
     tower.encode_embeddings(decoded.embeddings, eot="gumbel", **decoded.eot_evidence()).sum().backward()
     assert student.model.encoder.layers[0].fc1.weight.grad.abs().sum() > 0
     if kind == "gumbel":  # the linear splice replaces the bridge by its own map
@@ -220,8 +223,9 @@ def test_pretrained_decoding_needs_the_bridge(marian_dir, clip):
     tower, _ = clip
     student, _ = load_pretrained_student(marian_dir)
     source, mask = _source(student.config.vocab_size, batch=2)
-    with pytest.raises(ValueError, match="VocabBridge"):
-        decode(student, Splice("argmax"), tower, source, mask, mode="free-running", max_length=4)
+    with pytest.raises(ValueError, match="target vocabulary"):
+        decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=tower.token_embedding.weight,
+               max_length=4)
 
 
 def test_hub_name_fails_fast_naming_the_local_option():

@@ -160,30 +160,19 @@ def test_coco_cn_fixture_trains_a_few_steps(cache, tmp_path):
     assert json.loads((run / "config.json").read_text())["data"] == "coco-cn"
 
 
-def test_real_weight_formats_through_train(cache, tmp_path):
+def test_real_weight_formats_through_train(cache, tmp_path, pretrained_student):
     """--clip NAME --clip-pretrained FILE (an open_clip checkpoint) and --student DIR (a Marian directory)."""
-    from transformers import MarianConfig, MarianMTModel
-
-    from data_prep.source_tokenizer import train_source_tokenizer
     from models.clip_loading import load_clip
 
     clip, _, _ = load_clip("groundmt-micro")
     weights = tmp_path / "clip.pt"
     torch.save({"state_dict": clip.state_dict()}, weights)
-    sentences = ["un círculo rojo", "dos cuadrados azules", "a red circle", "two blue squares"] * 20
-    tokenizer = train_source_tokenizer(sentences, tmp_path / "marian", vocab_size=60)
-    student = MarianMTModel(MarianConfig(vocab_size=len(tokenizer), d_model=16, encoder_layers=1, decoder_layers=1,
-                                         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32,
-                                         decoder_ffn_dim=32, pad_token_id=tokenizer.pad_token_id,
-                                         eos_token_id=tokenizer.eos_token_id,
-                                         decoder_start_token_id=tokenizer.pad_token_id, max_length=16))
-    student.save_pretrained(tmp_path / "marian")
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(tmp_path / "marian"),
+    assert train.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(pretrained_student),
                            "--steps", "2")) == 0
     log = (run / "train.log").read_text()
     assert f"CLIP groundmt-micro from {weights}" in log
-    assert json.loads((run / "model" / "system.json").read_text())["pretrained_student"] is True
+    assert json.loads((run / "model" / "target_vocab.json").read_text())["kind"] == "bridge"
     assert (run / "eval" / "scores.json").is_file()
 
     from translate import Translator

@@ -16,7 +16,6 @@ from torch_threads import one_thread  # noqa: F401
 
 from data_prep.schema import normalize_text
 from eval.retrieval import clip_embeddings, grounding_scores
-from eval.system_eval import student_features
 from models.clip_loading import load_clip
 from models.grounded import GroundedSystem
 from translate import Translator
@@ -61,7 +60,7 @@ def test_translator_equals_grounded_system_and_clip_oracles(run, translator, tes
     img, txt = clip_embeddings(clip, preprocess, tokenizer, images=images, texts=hyps)
     torch.testing.assert_close(torch.tensor(translator.grounding(images, hyps)), grounding_scores(img, txt))
     torch.testing.assert_close(torch.tensor(translator.source_image_scores(images, sources)),
-                               grounding_scores(img, student_features(system, sources)))
+                               grounding_scores(img, system.student_features(sources)))
     assert translator.translate(["", "  "]) == ["", ""]
     with pytest.raises(ValueError, match="aligned"):
         translator.grounding(images[:2], hyps[:3])

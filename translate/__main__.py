@@ -1,5 +1,6 @@
-"""`python -m translate text|corpus`: translate sentences, or build a parallel corpus from captioned
-images, with a run directory written by `accelerate launch train.py --out RUN` (docs/translate.md).
+"""`python -m translate text|corpus|export`: translate sentences, build a parallel corpus from captioned
+images, or export the student as a standard transformers directory, with a run directory written by
+`accelerate launch train.py --out RUN` (docs/translate.md).
 Bad input ends with one line `error: ...` and exit code 2; Ctrl-C with one line and exit code 130
 (`data_prep.errors`)."""
 from __future__ import annotations
@@ -38,6 +39,16 @@ Outputs in OUT: corpus.jsonl, corpus.<src>, corpus.en, corpus.tsv, [corpus.tmx],
 summary.json, summary.md, grounding_hist.png, length_ratio_hist.png. Rerunning the same command
 after an interruption resumes where it stopped (Ctrl-C: one line, exit code 130). Bad input: one
 line "error: ...", exit code 2, before the model loads wherever possible."""
+
+
+EXPORT_EPILOG = """example:
+  python -m translate export --run RUN --out opus-style-student
+then, offline and without remote code, exactly what `python -m translate text --run RUN` prints:
+  tokenizer = AutoTokenizer.from_pretrained(OUT); model = MarianMTModel.from_pretrained(OUT)
+  ids = model.generate(**tokenizer(sentences, return_tensors="pt", padding=True, truncation=True))
+  tokenizer.batch_decode(ids, skip_special_tokens=True)
+(pass num_beams=K to generate for --num-beams K). --out must be a new or empty folder; it is written
+whole or not at all. Bad input: one line "error: ...", exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     corpus.add_argument("--restart", action="store_true", help="discard a previous (partial) corpus in --out")
     corpus.add_argument("--quiet", action="store_true", help="no progress bar")
     _common(corpus)
+
+    export = sub.add_parser("export", help="write the student as a standard transformers directory",
+                            epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                            description="Write the run's student as a MarianMTModel with a tokenizer that "
+                                        "AutoTokenizer loads, translating as `translate text` does.")
+    export.add_argument("--run", required=True, type=Path, help="run directory (holds model/)")
+    export.add_argument("--out", required=True, type=Path, help="the directory to write (new or empty)")
     return parser
 
 
@@ -237,9 +255,33 @@ def run_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from translate.translator import Translator
+
+    out = output_dir(args.out, "--out")  # before any work
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"--out {out} is not empty: export into a new or empty folder")
+    _quiet_loading()
+    translator = Translator.from_run(args.run, device="cpu")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        translator.system.export(Path(tmp) / "student")
+        if out.is_dir():
+            out.rmdir()
+        (Path(tmp) / "student").rename(out)
+    print(f"wrote {out}: MarianMTModel and its tokenizer (target vocabulary: {translator.system.vocab.describe()}); "
+          "load them with MarianMTModel.from_pretrained and AutoTokenizer.from_pretrained")
+    return 0
+
+
+COMMANDS = {"text": run_text, "corpus": run_corpus, "export": run_export}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: run_text(args) if args.command == "text" else run_corpus(args))
+    return run_command(lambda: COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import open_clip
 import sentencepiece as spm
 import torch
-from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 from safetensors import safe_open
 
@@ -31,23 +29,17 @@ from data_prep.builders.files import LayoutError
 from data_prep.errors import InputError
 from data_prep.schema import normalize_text
 from eval.retrieval import grounding_scores
-from eval.system_eval import student_features
+from models.clip_batches import ImageLike, open_rgb
 from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
 from models.grounded_selection import rerank as rerank_candidates
 from translate.reranking import (DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, check_beta, rerank_settings,
                                  resolve_rerank_size)
 
-ImageLike = Image.Image | str | Path
-
-
 def _rgb(image: ImageLike) -> Image.Image:
     """An RGB PIL image; a path that cannot be opened or decoded is an `InputError` naming it."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
     try:
-        with Image.open(image) as im:
-            return im.convert("RGB")
+        return open_rgb(image)
     except (OSError, Image.DecompressionBombError) as exc:
         raise InputError(f"{image}: cannot read the image ({exc})") from None
 
@@ -64,14 +56,12 @@ class Reranked:
 
 
 class Translator:
-    """A loaded `GroundedSystem` with its CLIP image preprocessing, ready for inference."""
+    """A loaded `GroundedSystem`, ready for inference."""
 
     def __init__(self, system: GroundedSystem, *, run_id: str | None = None, model_dir: str | Path | None = None):
         self.system = system.eval()
         self.run_id = run_id
         self.model_dir = str(model_dir) if model_dir is not None else None
-        self.preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(system.clip)),
-                                             is_train=False)
 
     @classmethod
     def from_run(cls, run: str | Path, device: str | torch.device | None = None) -> Translator:
@@ -95,7 +85,7 @@ class Translator:
 
     @property
     def device(self) -> torch.device:
-        return next(self.system.parameters()).device
+        return self.system.device
 
     def translate(self, texts: Sequence[str], num_beams: int = 1, batch_size: int = 32, *,
                   images: Sequence[ImageLike | None] | None = None, rerank: str | None = None,
@@ -171,29 +161,17 @@ class Translator:
         return [len(tokenizer.tokenize(normalize_text(t))) + extra > self.source_limit for t in texts]
 
     # -- embeddings -------------------------------------------------------------------------
-    @torch.no_grad()
     def image_embeddings(self, images: Sequence[ImageLike], batch_size: int = 64) -> torch.Tensor:
-        """`[N, D]` CLIP image features (PIL images or file paths)."""
-        out = [torch.empty(0, self.system.clip.visual.output_dim)]
-        for s in range(0, len(images), batch_size):
-            batch = torch.stack([self.preprocess(_rgb(im)) for im in images[s:s + batch_size]]).to(self.device)
-            out.append(self.system.encode_images(batch).float().cpu())
-        return torch.cat(out)
+        """`[N, D]` CLIP image features (PIL images or file paths; an unreadable file is an `InputError`)."""
+        return self.system.image_features(images, batch_size, load=_rgb).cpu()
 
-    @torch.no_grad()
     def text_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """`[N, D]` CLIP text features of English `texts`."""
-        out = [torch.empty(0, self.system.clip.visual.output_dim)]
-        for s in range(0, len(texts), batch_size):
-            ids = self.system.clip_tokenizer(list(texts[s:s + batch_size])).to(self.device)
-            out.append(self.system.clip.encode_text(ids).float().cpu())
-        return torch.cat(out)
+        return self.system.english_features(texts, batch_size).cpu()
 
     def source_embeddings(self, sources: Sequence[str], batch_size: int = 64) -> torch.Tensor:
         """`[N, D]` the student's differentiable CLIP embedding of each source caption."""
-        if not sources:
-            return torch.empty(0, self.system.clip.visual.output_dim)
-        return student_features(self.system, [normalize_text(s) for s in sources], batch_size=batch_size).cpu()
+        return self.system.student_features([normalize_text(s) for s in sources], batch_size).cpu()
 
     # -- scores -----------------------------------------------------------------------------
     def grounding(self, images: Sequence[ImageLike], translations: Sequence[str]) -> list[float]:

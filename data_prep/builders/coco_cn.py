@@ -12,16 +12,17 @@ import argparse
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Unpack
 
 import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, NONE, normalize_text, provenance
 from ..text_files import numbered_lines, read_list
-from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
 from .files import LayoutError, find, require
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "coco-cn"
 HELP = "COCO-CN v201805: human-written Chinese captions (+ human translations on test) with COCO English captions"
@@ -102,9 +103,7 @@ def build_coco_cn(
     data_dir: str | Path,
     coco_dir: str | Path | None = None,
     typo_list: str | Path | None = None,
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build COCO-CN from local files (layout in `LAYOUT`) and save it at `out`."""
     data_dir = Path(data_dir)
@@ -112,12 +111,11 @@ def build_coco_cn(
     files = require(find_root(data_dir), WANTED, layout=LAYOUT, builder=NAME)
     if typo_list is not None and not Path(typo_list).is_file():
         raise LayoutError(f"{NAME}: --typo-list {typo_list} is not a file")
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
+    run = Build(NAME, out, data_dir=str(data_dir), coco_dir=str(coco_dir),
+                typo_list=str(typo_list) if typo_list else None, **options)
+    report = run.report
     english = coco_captions.load_english(coco_dir)
     images = CocoImages(coco_dir)
-    report = BuildReport(NAME, data_dir=str(data_dir), coco_dir=str(coco_dir),
-                         typo_list=str(typo_list) if typo_list else None, overlap_with=list(overlap_with),
-                         drop_overlap_from=list(drop_overlap_from))
     report.note("input files", {key: str(path) for key, path in files.items()})
     report.note("english captions from", [str(p) for p in english.files])
 
@@ -154,10 +152,7 @@ def build_coco_cn(
         report.note(key, n)
     origin = {cocoid(i): "COCO " + i.split("_")[1] for i in listed if i.startswith("COCO_")}
     overlap.note_origins(splits, origin.get, report, NAME)
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish(splits)
 
 
 def _record(split: str, raw_id: str, written: list[tuple[int, str]], translated: list[tuple[int, str]],
@@ -209,5 +204,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_coco_cn(args.out, args.data_dir, coco_dir=args.coco_dir, typo_list=args.typo_list,
-                         overlap_with=args.overlap_with, drop_overlap_from=args.drop_overlap_from,
-                         show_progress=not args.quiet)
+                         **options_of(args))

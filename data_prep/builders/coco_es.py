@@ -13,7 +13,7 @@ import csv
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import datasets
 import openpyxl
@@ -22,10 +22,10 @@ from openpyxl.utils.exceptions import InvalidFileException
 from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, provenance
 from ..text_files import numbered_lines
-from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
 from .files import InputError, LayoutError, require
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "coco-es"
 HELP = "MS-COCO-ES: Spanish COCO captions (human- and machine-translated) with COCO English captions"
@@ -94,9 +94,7 @@ def build_coco_es(
     data_dir: str | Path,
     coco_dir: str | Path | None = None,
     train_variant: str = "human",
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build MS-COCO-ES from local files (layout in `LAYOUT`) and save it at `out`."""
     variants = ("human", "machine") if train_variant == "both" else (train_variant,)
@@ -107,11 +105,10 @@ def build_coco_es(
     wanted = {variant: [TRAIN_FILES[variant][0] + s for s in TABLE_SUFFIXES] for variant in variants}
     wanted.update({split: [stem + s for s in TABLE_SUFFIXES] for split, stem in EVAL_FILES.items()})
     files = require(data_dir, wanted, layout=LAYOUT, builder=NAME)
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
+    run = Build(NAME, out, data_dir=str(data_dir), coco_dir=str(coco_dir), train_variant=train_variant, **options)
+    report = run.report
     english = coco_captions.load_english(coco_dir)
     images = CocoImages(coco_dir)
-    report = BuildReport(NAME, data_dir=str(data_dir), coco_dir=str(coco_dir), train_variant=train_variant,
-                         overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
     report.note("input files", {key: str(path) for key, path in files.items()})
 
     tables: dict[str, list[dict[str, list[tuple[str, str]]]]] = {
@@ -127,10 +124,7 @@ def build_coco_es(
         report.note(f"input {split} captions", sum(len(c) for c in merged.values()))
         splits[split] = [_record(split, image_id, captions, english, images) for image_id, captions in merged.items()]
     overlap.note_origins(splits, english.release, report, NAME)
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish(splits)
 
 
 def _record(split: str, image_id: str, captions: list[tuple[str, str]], english: CocoEnglish,
@@ -157,5 +151,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_coco_es(args.out, args.data_dir, coco_dir=args.coco_dir, train_variant=args.train_variant,
-                         overlap_with=args.overlap_with, drop_overlap_from=args.drop_overlap_from,
-                         show_progress=not args.quiet)
+                         **options_of(args))

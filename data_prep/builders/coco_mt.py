@@ -12,16 +12,17 @@ import argparse
 import itertools
 import json
 from pathlib import Path
+from typing import Unpack
 
 import datasets
 
 from ..build_report import BuildReport
 from ..schema import HUMAN_WRITTEN, MACHINE_TRANSLATED, provenance
 from ..text_files import numbered_lines
-from ..writer import write_dataset
 from . import coco_captions, overlap
 from .coco_captions import COCO_LAYOUT, CocoEnglish, CocoImages, cocoid
 from .files import InputError, require
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "coco-mt"
 HELP = "COCO-MT (COCO-35L): machine-translated COCO captions in 34 languages with COCO English captions"
@@ -85,9 +86,7 @@ def build_coco_mt(
     lang: str,
     coco_dir: str | Path | None = None,
     dev_split: str = "validation",
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build COCO-MT for `lang` from local files (layout in `LAYOUT`) and save it at `out`."""
     if dev_split not in ("validation", "test"):
@@ -95,11 +94,10 @@ def build_coco_mt(
     data_dir = Path(data_dir)
     coco_dir = coco_captions.coco_dir_of(coco_dir, data_dir)
     files = require(data_dir, FILES, layout=LAYOUT, compressed=True, builder=NAME)
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
+    run = Build(NAME, out, data_dir=str(data_dir), coco_dir=str(coco_dir), lang=lang, dev_split=dev_split, **options)
+    report = run.report
     english = coco_captions.load_english(coco_dir)
     images = CocoImages(coco_dir)
-    report = BuildReport(NAME, data_dir=str(data_dir), coco_dir=str(coco_dir), lang=lang, dev_split=dev_split,
-                         overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
     report.note("input files", {key: str(path) for key, path in files.items()})
     splits = {}
     for part, split in (("train", "train"), ("dev", dev_split)):
@@ -107,10 +105,7 @@ def build_coco_mt(
         report.note(f"input {split} translations", sum(len(v) for v in grouped.values()))
         splits[split] = [_record(split, image_id, items, lang, english, images) for image_id, items in grouped.items()]
     overlap.note_origins(splits, english.release, report, NAME)
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish(splits)
 
 
 def _record(split: str, image_id: str, items: list[tuple[int, str, str]], lang: str, english: CocoEnglish,
@@ -137,5 +132,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_coco_mt(args.out, args.data_dir, args.lang, coco_dir=args.coco_dir, dev_split=args.dev_split,
-                         overlap_with=args.overlap_with, drop_overlap_from=args.drop_overlap_from,
-                         show_progress=not args.quiet)
+                         **options_of(args))

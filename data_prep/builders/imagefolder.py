@@ -10,16 +10,15 @@ import argparse
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import datasets
 
-from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, SPLITS, provenance
 from ..text_files import numbered_lines
-from ..writer import write_dataset
 from . import overlap
 from .files import OUTSIDE, InputError, LayoutError, inside
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "imagefolder"
 HELP = "your own captioned images: a folder of images with metadata.jsonl or metadata.csv"
@@ -107,9 +106,7 @@ def build_imagefolder(
     source_origin: str = HUMAN_WRITTEN,
     english_origin: str = HUMAN_WRITTEN,
     parallel_origin: str = HUMAN_TRANSLATED,
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build a dataset from an image folder with metadata (layout in `LAYOUT`) and save it at `out`."""
     data_dir = Path(data_dir)
@@ -118,9 +115,8 @@ def build_imagefolder(
     if not data_dir.is_dir():
         raise LayoutError(f"{NAME}: {data_dir} is not a directory\n{LAYOUT}")
     name = name or data_dir.resolve().name
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
-    report = BuildReport(NAME, data_dir=str(data_dir), lang=lang, name=name, default_split=default_split,
-                         overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
+    run = Build(NAME, out, data_dir=str(data_dir), lang=lang, name=name, default_split=default_split, **options)
+    report = run.report
     merged: dict[str, dict[str, dict]] = {split: {} for split in SPLITS}
     for path, folder_split in metadata_files(data_dir):
         rows = read_rows(path)
@@ -157,10 +153,7 @@ def build_imagefolder(
         dropped = {reason: n for counts in report.dropped.values() for reason, n in counts.items()}
         raise InputError(f"{NAME}: the metadata in {data_dir} lists no usable image"
                          + (f" (rows dropped: {dropped})" if dropped else ""))
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish(splits)
 
 
 def _record(split: str, image_id: str, rec: dict, lang: str, name: str, source_origin: str, english_origin: str,
@@ -196,5 +189,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_imagefolder(args.out, args.data_dir, args.lang, name=args.name, default_split=args.default_split,
                              source_origin=args.source_origin, english_origin=args.english_origin,
-                             parallel_origin=args.parallel_origin, overlap_with=args.overlap_with,
-                             drop_overlap_from=args.drop_overlap_from, show_progress=not args.quiet)
+                             parallel_origin=args.parallel_origin, **options_of(args))

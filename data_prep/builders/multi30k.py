@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Unpack
 
 import datasets
 
-from ..build_report import BuildReport
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, NONE, provenance
 from ..text_files import read_lines, read_list
-from ..writer import write_dataset
 from . import overlap
 from .files import OUTSIDE, InputError, LayoutError, inside, require
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "multi30k"
 HELP = "Multi30k: Flickr30k images with translated (task 1) or independent (task 2) captions"
@@ -97,9 +97,7 @@ def build_multi30k(
     tasks: tuple[int, ...] | list[int] = (1,),
     images: tuple[str | Path, ...] | list[str | Path] = (),
     test_set: str = "test_2016_flickr",
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build Multi30k from local files (layout in `LAYOUT`) and save it at `out`."""
     data_dir = Path(data_dir)
@@ -122,9 +120,9 @@ def build_multi30k(
     missing_dirs = [str(p) for p in image_dirs if not p.is_dir()]
     if missing_dirs:
         raise LayoutError(f"{NAME}: image folder(s) not found: {missing_dirs}\n{LAYOUT}")
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
-    report = BuildReport(NAME, data_dir=str(data_dir), lang=lang, tasks=tasks, images=[str(p) for p in image_dirs],
-                         test_set=test_set, overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
+    run = Build(NAME, out, data_dir=str(data_dir), lang=lang, tasks=tasks, images=[str(p) for p in image_dirs],
+                test_set=test_set, **options)
+    report = run.report
     splits = {}
     for split, rows in entries.items():
         report.note(f"input {split} source lines", len(rows))
@@ -139,10 +137,7 @@ def build_multi30k(
             rec["parallel"].append(par)
             rec["english"] += eng
         splits[split] = [_record(split, name, rec, lang, image_dirs) for name, rec in merged.items()]
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish(splits)
 
 
 def _record(split: str, name: str, rec: dict, lang: str, image_dirs: list[Path]) -> dict:
@@ -179,5 +174,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_multi30k(args.out, args.data_dir, lang=args.lang, tasks=args.tasks, images=args.images,
-                          test_set=args.test_set, overlap_with=args.overlap_with,
-                          drop_overlap_from=args.drop_overlap_from, show_progress=not args.quiet)
+                          test_set=args.test_set, **options_of(args))

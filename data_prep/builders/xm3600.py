@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Unpack
 
 import datasets
 
-from ..build_report import BuildReport
 from ..schema import HUMAN_WRITTEN, NONE, provenance
 from ..text_files import numbered_lines
-from ..writer import write_dataset
 from . import overlap
 from .files import OUTSIDE, InputError, LayoutError, inside, require
+from .skeleton import Build, BuildOptions, options_of
 
 NAME = "xm3600"
 HELP = "Crossmodal-3600: 3,600 images with independent captions in 36 languages (evaluation only: test split)"
@@ -43,20 +43,17 @@ def build_xm3600(
     data_dir: str | Path,
     lang: str,
     field: str = "caption",
-    overlap_with: tuple[str, ...] | list[str] = (),
-    drop_overlap_from: tuple[str, ...] | list[str] = (),
-    show_progress: bool = True,
+    **options: Unpack[BuildOptions],
 ) -> datasets.DatasetDict:
     """Build the XM3600 test split for `lang` from local files (layout in `LAYOUT`) and save it at `out`."""
     if field not in FIELDS:
         raise InputError(f"--field must be one of {FIELDS}, got {field!r}")
     data_dir = Path(data_dir)
     files = require(data_dir, WANTED, layout=LAYOUT, compressed=True, builder=NAME)
-    others = overlap.read_sets(overlap_with, drop_overlap_from)
+    run = Build(NAME, out, data_dir=str(data_dir), lang=lang, field=field, **options)
     if not (data_dir / "images").is_dir():
         raise LayoutError(f"{NAME}: missing image folder {data_dir / 'images'}\n{LAYOUT}")
-    report = BuildReport(NAME, data_dir=str(data_dir), lang=lang, field=field,
-                         overlap_with=list(overlap_with), drop_overlap_from=list(drop_overlap_from))
+    report = run.report
     records, languages, listed = [], set(), 0
     for number, line in numbered_lines(files["captions"]):
         if not line.strip():
@@ -90,11 +87,7 @@ def build_xm3600(
         raise InputError(f"{files['captions']}: no image has {lang!r} captions; languages present: {sorted(languages)}")
     report.note("input images", listed)
     report.note("input source captions", sum(len(r["source"]) for r in records))
-    splits = {"test": records}
-    overlap.apply(splits, others, drop_overlap_from, report)
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
-    print(report.summary())
-    return dsd
+    return run.finish({"test": records})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,5 +99,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build(args: argparse.Namespace) -> datasets.DatasetDict:
-    return build_xm3600(args.out, args.data_dir, args.lang, field=args.field, overlap_with=args.overlap_with,
-                        drop_overlap_from=args.drop_overlap_from, show_progress=not args.quiet)
+    return build_xm3600(args.out, args.data_dir, args.lang, field=args.field, **options_of(args))

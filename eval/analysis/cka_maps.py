@@ -158,7 +158,7 @@ def tower_change(ctx, kind: str) -> dict:
     for part in cka_batches(len(inputs), ctx.batch_size):
         if kind == "image":
             images = ctx.dsd["test"].select(inputs[part])["image"]
-            x = torch.stack([ctx.preprocess(im.convert("RGB")) for im in images]).to(ctx.device)
+            x = torch.stack([system.preprocess(im.convert("RGB")) for im in images]).to(ctx.device)
             states = []
             for model in (run_clip, teacher):
                 with block_states(model.visual.transformer) as h:

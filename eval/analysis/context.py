@@ -16,7 +16,6 @@ from eval.report.collect import Run
 class AnalysisContext:
     run: Run
     system: object  # models.grounded.GroundedSystem, in eval mode
-    preprocess: object  # the CLIP image preprocessing
     dsd: object  # datasets.DatasetDict
     scans: dict  # split -> data_prep.collate.ScanResult (validation, test; train = the probe-fit rows)
     sentences: list[dict]  # test sentences (eval.system_eval.test_sentences), at most `limit`
@@ -62,8 +61,6 @@ def teacher_checkpoint(run: Run) -> tuple[Path | None, str | None]:
 
 def load_context(run: Run, *, limit: int, batch_size: int, device: str | None) -> AnalysisContext:
     """Load everything the analyses of `run` need (see the module docstring)."""
-    from open_clip.transform import PreprocessCfg, image_transform_v2
-
     from data_prep.collate import scan_usable
     from data_prep.load import load_dataset_dir
     from eval.report.images import dataset_dir
@@ -97,6 +94,5 @@ def load_context(run: Run, *, limit: int, batch_size: int, device: str | None) -
     teacher_path, why = teacher_checkpoint(run)
     if why is not None:
         notes.append(f"{why}: the run's own CLIP stands in for the stage-0 teacher")
-    preprocess = image_transform_v2(PreprocessCfg(**system.clip.visual.preprocess_cfg), is_train=False)
-    return AnalysisContext(run, system, preprocess, dsd, scans, sentences, limit, batch_size, dev,
+    return AnalysisContext(run, system, dsd, scans, sentences, limit, batch_size, dev,
                            teacher_path, notes)

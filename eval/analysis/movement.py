@@ -40,6 +40,7 @@ _RULES = (
     (re.compile(r"^student\.model\.decoder\."), "student decoder", "embed"),
     (re.compile(r"^student\.model\.shared\b"), "student decoder", "embed"),
     (re.compile(r"^student\."), "student", "head"),
+    (re.compile(r"^vocab\."), "bridge", "all"),  # a pretrained student's vocabulary bridge (BridgedVocab.weight)
 )
 
 

@@ -28,8 +28,7 @@ from sklearn.preprocessing import StandardScaler
 from eval.analysis.labels import SyntheticLabels, TagLabels, label_source
 from eval.analysis.plots import Plot
 from eval.report.images import dataset_dir
-from eval.system_eval import image_features, run_probes, student_features
-from models.feature_cache import FeatureTable
+from eval.system_eval import run_probes
 
 KINDS = ("image", "english", "student")
 
@@ -77,12 +76,10 @@ def _rows_and_labels(ctx, split: str, source, rows: list[int], student_items: li
 def _features(ctx, split: str, kind: str, inputs: list) -> torch.Tensor:
     system = ctx.system
     if kind == "image":
-        return image_features(system, ctx.preprocess, ctx.dsd[split], inputs).cpu()
+        return system.image_features(ctx.dsd[split].select(inputs)["image"], ctx.batch_size).cpu()
     if kind == "english":
-        table = FeatureTable.of_texts(system.encode_english, system.clip_tokenizer, inputs, device=ctx.device,
-                                      batch_size=ctx.batch_size, show_progress=False)
-        return table[inputs].cpu()
-    return student_features(system, inputs, batch_size=ctx.batch_size).cpu()
+        return system.english_features(inputs, ctx.batch_size).cpu()
+    return system.student_features(inputs, ctx.batch_size).cpu()
 
 
 def _student_items(ctx, split: str, rows: list[int], synthetic: bool) -> list[tuple[int, str, str]]:

@@ -32,7 +32,7 @@ TOP = 25
 
 def token_counts(system, texts: list[str]) -> tuple[Counter, list[int]]:
     """(Counter of target ids over `texts`, tokens per text), special ids excluded."""
-    _, special = system.target_decoder()
+    special = system.vocab.special_ids()
     counts, lengths = Counter(), []
     for row in system.labels_for(texts).tolist():
         ids = [i for i in row if i != IGNORE_INDEX and i not in special]
@@ -81,8 +81,7 @@ def token_usage(ctx) -> dict:
     refs = [s["references"][0] for s in items]
     hyp, hyp_len = token_counts(system, hyps)
     ref, ref_len = token_counts(system, refs)
-    decode_fn, _ = system.target_decoder()
-    out = usage(hyp, ref, lambda i: decode_fn([i]).strip() or repr(decode_fn([i])))
+    out = usage(hyp, ref, lambda i: system.vocab.decode([[i]])[0] or f"<id {i}>")
     out.update(sentences=len(items), distinct_outputs=len(set(hyps)),
                mean_length={"student": float(np.mean(hyp_len)), "reference": float(np.mean(ref_len))},
                references="human translations" if all(s["has_translation"] for s in items)

@@ -14,7 +14,6 @@ from matplotlib.figure import Figure
 
 from eval.analysis.plots import Plot
 from eval.health import collapse_warnings, health_report
-from eval.system_eval import image_features, student_features
 
 
 def over_training(records: list[dict]) -> dict:
@@ -42,11 +41,9 @@ def final(ctx) -> dict:
         return {"skipped": f"needs at least 2 test images, found {len(rows)}"}
     system = ctx.system
     english = [next(e for e in caps if e.strip()) for caps in ctx.dsd["test"].select(rows)["english"]]
-    axes = {"image": image_features(system, ctx.preprocess, ctx.dsd["test"], rows).cpu(),
-            "english": torch.cat([system.encode_english(system.clip_tokenizer(english[s:s + ctx.batch_size])
-                                                        .to(ctx.device)).float().cpu()
-                                  for s in range(0, len(english), ctx.batch_size)]),
-            "student": student_features(system, [first[r]["source"] for r in rows], batch_size=ctx.batch_size).cpu()}
+    axes = {"image": system.image_features(ctx.dsd["test"].select(rows)["image"], ctx.batch_size).cpu(),
+            "english": system.english_features(english, ctx.batch_size).cpu(),
+            "student": system.student_features([first[r]["source"] for r in rows], ctx.batch_size).cpu()}
     report = health_report(axes, reference="image", batch_size=min(32, len(rows)))
     return {"axes": report, "warnings": collapse_warnings(report), "images": len(rows)}
 

@@ -1,35 +1,18 @@
 """Translations from a student whose own LM head is trained: greedy or beam search through
-`transformers`' `generate()`, decoded to text with special tokens stripped.
+`transformers`' `generate()` (never sampling), decoded to text.
 
-`decode` is the target side's id→text function (e.g. `tok.decode` of a Marian target
-tokenizer, or open_clip's `SimpleTokenizer().decode` for a CLIP-vocabulary decoder, which does
-not strip specials itself — hence `decode_ids` strips them first).
+`decode` turns rows of target ids into text with the special tokens left out: a
+`models.target_vocab.TargetVocab`'s `decode`, or e.g.
+`lambda rows: tokenizer.batch_decode(rows, skip_special_tokens=True)`. Lengths, beam settings and
+token suppression come from the model's generation config unless given as `generate` keywords.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-Decode = Callable[[list[int]], str]
-
-
-def decode_ids(rows: Sequence[Sequence[int]], decode: Decode,
-               special_ids: Collection[int] = ()) -> list[str]:
-    """Token id rows → stripped strings, leaving out `special_ids` and negative ids (-100)."""
-    special = set(int(i) for i in special_ids)
-    return [decode([int(t) for t in row if int(t) >= 0 and int(t) not in special]).strip()
-            for row in rows]
-
-
-def generation_special_ids(model) -> set[int]:
-    """pad / eos / bos / decoder-start ids of a seq2seq model (the ids `generate` adds)."""
-    ids = set()
-    for cfg in (model.config, getattr(model, "generation_config", None)):
-        for key in ("pad_token_id", "eos_token_id", "bos_token_id", "decoder_start_token_id"):
-            value = getattr(cfg, key, None) if cfg is not None else None
-            ids.update(value if isinstance(value, (list, tuple)) else [] if value is None else [value])
-    return ids
+Decode = Callable[[list[list[int]]], list[str]]
 
 
 def _generate(model, source_tokenizer, sources: Sequence[str], *, batch_size: int, device, **generate_kwargs):
@@ -49,40 +32,31 @@ def _generate(model, source_tokenizer, sources: Sequence[str], *, batch_size: in
 
 
 @torch.no_grad()
-def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *,
-              special_ids: Collection[int] | None = None, num_beams: int = 1,
-              max_new_tokens: int | None = 64, batch_size: int = 32, device: str | None = None,
-              **generate_kwargs) -> list[str]:
-    """Translate `sources` with `model.generate` (greedy when num_beams=1, else beam search;
-    never sampling). `special_ids` default to the model's pad/eos/bos/decoder-start ids.
-    `max_new_tokens=None` leaves the length to `max_length` in `generate_kwargs` or the model's
-    generation config."""
+def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, num_beams: int = 1,
+              batch_size: int = 32, device: str | None = None, **generate_kwargs) -> list[str]:
+    """Translate `sources` with `model.generate` (greedy when num_beams=1, else beam search)."""
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
-    special = generation_special_ids(model) if special_ids is None else special_ids
-    length = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     out: list[str] = []
     for ids in _generate(model, source_tokenizer, sources, batch_size=batch_size, device=device,
-                         num_beams=num_beams, **length, **generate_kwargs):
-        out += decode_ids(ids.tolist(), decode, special)
+                         num_beams=num_beams, **generate_kwargs):
+        out += decode(ids.tolist())
     return out
 
 
 @torch.no_grad()
 def nbest(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, size: int,
-          special_ids: Collection[int] | None = None, batch_size: int = 32, device: str | None = None,
-          **generate_kwargs) -> tuple[list[list[str]], torch.Tensor]:
+          batch_size: int = 32, device: str | None = None, **generate_kwargs) -> tuple[list[list[str]], torch.Tensor]:
     """The `size` best beam-search translations of each source, best first, and their scores
     `[N, size]` (length-normalised log-probabilities, as `generate` ranks them)."""
     if size < 1:
         raise ValueError(f"the n-best size must be >= 1, got {size}")
-    special = generation_special_ids(model) if special_ids is None else special_ids
     texts: list[list[str]] = []
     scores = []
     for out in _generate(model, source_tokenizer, sources, batch_size=batch_size, device=device, num_beams=size,
                          num_return_sequences=size, output_scores=True, return_dict_in_generate=True,
                          **generate_kwargs):
-        flat = decode_ids(out.sequences.tolist(), decode, special)
+        flat = decode(out.sequences.tolist())
         texts += [flat[i:i + size] for i in range(0, len(flat), size)]
         if getattr(out, "sequences_scores", None) is None:  # greedy: the mean log-probability of the generated tokens
             # (by hand: compute_transition_scores assumes one vocabulary for encoder and decoder)
