@@ -80,26 +80,29 @@ def _int_at_least(text: str, low: int, what: str) -> int:
     return value
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
+def _float_in(text: str, low: float, high: float, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value}")
+        raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if not (math.isfinite(value) and low <= value <= high):
+        raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
     return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    return _float_in(text, 0.0, 1.0, "a number in [0, 1]")
 
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (a weight; 0 switches its term off)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {value}")
-    return value
+    return _float_in(text, 0.0, math.inf, "a finite number >= 0")
+
+
+def cosine(text: str) -> float:
+    """argparse type: a cosine threshold in [-1, 1]."""
+    return _float_in(text, -1.0, 1.0, "a number in [-1, 1] (a cosine)")
 
 
 def torch_device(text: str) -> str:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.errors import (InputError, Parser, input_file, non_negative_float, output_dir, output_file,
+from data_prep.errors import (InputError, Parser, cosine, input_file, non_negative_float, output_dir, output_file,
                               positive_int, run_command, torch_device)
 from translate.reranking import DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, RERANKERS, rerank_settings
 
@@ -98,17 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run", required=True, type=Path, help="run directory (holds model/)")
     export.add_argument("--out", required=True, type=Path, help="the directory to write (new or empty)")
     return parser
-
-
-def cosine(text: str) -> float:
-    """argparse type: a cosine threshold in [-1, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in [-1, 1], got {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [-1, 1] (a cosine), got {value}")
-    return value
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
