@@ -82,7 +82,7 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
     assert "| 0.3 | ground |" in page.with_suffix(".md").read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_the_ndim_sweep_runs_a_small_grid(tmp_path, cache):
     import subprocess
     import sys

@@ -17,7 +17,7 @@ import gpu_check  # noqa: E402
 from bench_train_step import PARTS  # noqa: E402
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_cpu_dry_run_runs_every_part(tmp_path):
     out = tmp_path / "gpu_check.json"
     env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}

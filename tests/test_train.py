@@ -293,6 +293,30 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
     assert [r["name"] for r in report["runs"]] == ["baseline-ce", "run"] and report["baseline"] == "baseline-ce"
 
 
+@pytest.mark.parametrize("fraction, pivot, rounds", [(0.02, True, 2), (0.5, False, 0)])
+def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_path, fraction, pivot, rounds):
+    """--pivot and --self-train-rounds left unset: pseudo targets only where translations are scarce
+    (under train.PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
+    argv = tiny(cache, tmp_path / "run", "--steps", "0", "--no-evaluate", "--parallel-fraction", str(fraction))
+    for flag, n in (("--no-pivot", 1), ("--self-train-rounds", 2)):
+        del argv[argv.index(flag):argv.index(flag) + n]
+    assert train.main(argv) == 0
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (config["pivot"], config["self_train_rounds"]) == (pivot, rounds)
+    assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in \
+        (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_recipe_flag_overrides_the_share_rule():
+    logged = []
+    cfg = train.parse_config(["--pivot"])
+    train.resolve_recipe(cfg, 0.5, logged.append)
+    assert (cfg.pivot, cfg.self_train_rounds) == (True, 0) and len(logged) == 1
+    cfg = train.parse_config(["--token-ce-weight", "0", "--grounding-weight", "1"])
+    train.resolve_recipe(cfg, 0.0, logged.append)
+    assert (cfg.pivot, cfg.self_train_rounds) == (False, 0)  # no token CE: nothing would read pseudo targets
+
+
 def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
     """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
     anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
