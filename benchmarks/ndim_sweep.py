@@ -12,8 +12,9 @@ Runs go through `eval.ablation.run_grid` (resumable: rerunning continues the gri
 
     python benchmarks/ndim_sweep.py --out SWEEP [--quick] [--seeds 2] [--steps 150]
 
-`--quick` (≤ 15 minutes on 2 cores): similarities v0, v4, v7, gram, pairwise × labels diagonal,
-regions × n = 3, 2 seeds, 100 steps. Writes SWEEP/sweep.json and prints the table.
+`--quick`: similarities v0, v4, v7, gram, pairwise × labels diagonal, regions × n = 3, 2 seeds,
+100 steps, with and without the LSA term (40 runs; not yet timed on an idle machine — on the 2-core
+machine under a load of 4 its first cell took 8 minutes). Writes SWEEP/sweep.json and prints the table.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the sweep's runs and sweep.json")
     parser.add_argument("--lang", default="es")
-    parser.add_argument("--quick", action="store_true", help="the ≤ 15-minute subset (see the module docstring)")
+    parser.add_argument("--quick", action="store_true", help="a 40-run subset (see the module docstring)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--similarities", help=f"comma-separated subset of {','.join(NAMES)} (default: all)")

@@ -37,7 +37,7 @@ def render_html(section: dict, uris: dict) -> str:
     for run, entry in section.items():
         rows = "".join(f"<tr><td>{escape(label)}</td><td>{escape(text)}</td></tr>" for label, text in entry["summary"])
         parts.append(f"<h3>{escape(run)}</h3><p class='small'>{entry['test_sentences']} test sentences; "
-                     f"<code>{escape(entry['dir'])}</code></p>"
+                     f"<code>{escape('/'.join(entry['dir'].split('/')[-2:]))}</code></p>"  # no local path: figures are inline
                      f"<div class='wide'><table class='analysis'>{rows}</table></div>")
         if entry["notes"]:
             parts.append("<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in entry["notes"]) + "</ul>")
