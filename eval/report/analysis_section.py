@@ -25,7 +25,9 @@ def collect(runs: list[Run], notes: list[str]) -> tuple[dict, dict]:
                 continue
             uris[(run.name, fig["file"])] = png_data_uri(path.read_bytes())
             figures.append(fig)
-        section[run.name] = {"dir": str(run.analysis_dir), "summary": [list(x) for x in summary_lines(run.analysis)],
+        section[run.name] = {"dir": str(run.analysis_dir),  # for the Markdown's figure links
+                             "shown_dir": f"{run.analysis_dir.parent.name}/{run.analysis_dir.name}",  # no local path
+                             "summary": [list(x) for x in summary_lines(run.analysis)],
                              "figures": figures, "notes": run.analysis.get("notes", []),
                              "test_sentences": run.analysis.get("test_sentences")}
     return section, uris
@@ -37,7 +39,7 @@ def render_html(section: dict, uris: dict) -> str:
     for run, entry in section.items():
         rows = "".join(f"<tr><td>{escape(label)}</td><td>{escape(text)}</td></tr>" for label, text in entry["summary"])
         parts.append(f"<h3>{escape(run)}</h3><p class='small'>{entry['test_sentences']} test sentences; "
-                     f"<code>{escape('/'.join(entry['dir'].split('/')[-2:]))}</code></p>"  # no local path: figures are inline
+                     f"<code>{escape(entry['shown_dir'])}</code></p>"
                      f"<div class='wide'><table class='analysis'>{rows}</table></div>")
         if entry["notes"]:
             parts.append("<ul class='notes'>" + "".join(f"<li>{escape(n)}</li>" for n in entry["notes"]) + "</ul>")
