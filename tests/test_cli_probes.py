@@ -605,6 +605,8 @@ def test_real_sigint_during_a_corpus_then_resume(run, data, tmp_path):
     the same command then resumes to the same corpus as an uninterrupted run."""
     out, full = tmp_path / "corpus", tmp_path / "full"
     script = ("import os, signal, sys\n"
+              # as in a terminal: Python leaves SIGINT ignored when started from a shell's background job
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "import translate.corpus as c\n"
               "real, calls = c.translate_batch, []\n"
               "def batch(*a, **k):\n"
