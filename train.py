@@ -539,13 +539,14 @@ def resolve_recipe(cfg: TrainConfig, human_share: float, log: Callable[[str], No
     (`PSEUDO_TARGETS_BELOW`) and the token CE trains, off otherwise; the choice is logged."""
     if cfg.pivot is not None and cfg.self_train_rounds is not None:
         return
-    scarce = human_share < PSEUDO_TARGETS_BELOW and cfg.token_ce_weight > 0
+    below = human_share < PSEUDO_TARGETS_BELOW
+    scarce = below and cfg.token_ce_weight > 0
     if cfg.pivot is None:
         cfg.pivot = scarce
     if cfg.self_train_rounds is None:
         cfg.self_train_rounds = 2 if scarce else 0
     log(f"recipe: human translations for {human_share:.1%} of the training captions "
-        f"({'under' if human_share < PSEUDO_TARGETS_BELOW else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}): "
+        f"({'under' if below else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}): "
         f"pivot {'on' if cfg.pivot else 'off'}, {cfg.self_train_rounds} self-training round(s)")
 
 
