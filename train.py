@@ -204,6 +204,9 @@ class TrainConfig:
 
     pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1); the "
                                       "pseudo targets come on top of the human batch, which stays as without images")
+    pseudo_anneal: bool = _flag(False, "the pseudo targets' weights fall linearly to 0 at the last step (x (1 - "
+                                       "step/steps)), so the human translations alone teach the last steps; batches "
+                                       "without a human target keep their weights")
     # optimisation
     steps: int = _flag(300, "stage 1 steps (300 on the embedded world: the ablation's setting; at 500 the default "
                             "recipe lost to token CE alone at P = 0.02, docs/ablation.md)")
@@ -939,6 +942,7 @@ class Stage1:
                 sources["english_features"] = torch.cat([english, *(t[firsts][:, None] for t in self.expert_tables)], 1)
         if self.ce.active:
             targets = self.collate.targets_batch(self.ce.keys(micro), self.data.train)
+            targets["weight"] = annealed_weights(targets, cfg, micro // cfg.grad_accum)
         with self.accelerator.autocast():
             out = self.system(sources=on_device(sources, SOURCE_TENSORS, device),
                               targets=on_device(targets, TARGET_TENSORS, device))
@@ -1188,6 +1192,15 @@ def self_train_steps(cfg: TrainConfig) -> list[int]:
     first = round(cfg.steps * cfg.self_train_start)
     span = cfg.steps - first
     return sorted({first + (span * r) // cfg.self_train_rounds for r in range(cfg.self_train_rounds)})
+
+
+def annealed_weights(batch: dict, cfg: TrainConfig, step: int) -> torch.Tensor:
+    """The token-CE row weights of a targets batch at `step`: with --pseudo-anneal the pseudo targets'
+    weights × (1 − step/--steps), the human ones unchanged, so the human translations alone teach
+    the last steps; a batch without a human target (P = 0) keeps its weights — nothing else would teach."""
+    if not cfg.pseudo_anneal or not batch["human"].any():
+        return batch["weight"]
+    return torch.where(batch["human"], batch["weight"], batch["weight"] * (1 - step / max(1, cfg.steps)))
 
 
 @torch.no_grad()

@@ -149,5 +149,6 @@ class TrainCollator:
         return {**self._source([sources[row][j] for row, j in keys]),
                 "labels": self.labels_for([t.text for t in targets]),
                 "weight": torch.tensor([t.weight for t in targets], dtype=torch.float32),
+                "human": human,
                 "counted": human if human.any() else torch.ones_like(human),
                 "target_text": [t.text for t in targets]}

@@ -317,6 +317,16 @@ def test_a_recipe_flag_overrides_the_share_rule():
     assert (cfg.pivot, cfg.self_train_rounds) == (False, 0)  # no token CE: nothing would read pseudo targets
 
 
+def test_pseudo_anneal_fades_only_pseudo_targets_and_only_beside_human_ones():
+    batch = {"human": torch.tensor([True, False, False]), "weight": torch.tensor([1.0, 0.8, 1.0])}
+    cfg = train.parse_config(["--pseudo-anneal", "--steps", "200"])
+    assert torch.equal(train.annealed_weights(batch, cfg, 0), batch["weight"])
+    assert torch.allclose(train.annealed_weights(batch, cfg, 150), torch.tensor([1.0, 0.2, 0.25]))
+    alone = {"human": torch.tensor([False, False]), "weight": torch.tensor([0.8, 1.0])}  # P = 0: nothing else teaches
+    assert torch.equal(train.annealed_weights(alone, cfg, 150), alone["weight"])
+    assert torch.equal(train.annealed_weights(batch, train.parse_config(["--steps", "200"]), 150), batch["weight"])
+
+
 def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
     """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
     anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
