@@ -12,9 +12,10 @@ Runs go through `eval.ablation.run_grid` (resumable: rerunning continues the gri
 
     python benchmarks/ndim_sweep.py --out SWEEP [--quick] [--seeds 2] [--steps 150]
 
-`--quick`: similarities v0, v4, v7, gram, pairwise × labels diagonal, regions × n = 3, 2 seeds,
-100 steps, with and without the LSA term (40 runs; not yet timed on an idle machine — on the 2-core
-machine under a load of 4 its first cell took 8 minutes). Writes SWEEP/sweep.json and prints the table.
+`--quick`: similarities v0, v4, v7, gram, pairwise × labels diagonal, regions × n = 3 × 2 seeds, and
+the LSA term on the default similarity v4 (24 runs of 100 steps; docs/ndim_loss.md has its time and
+table). The effective rank is the student's at the last validation (3/4 of the steps). Writes
+SWEEP/sweep.json and prints the table.
 """
 from __future__ import annotations
 
@@ -28,23 +29,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from eval.ablation import mean_ci, run_grid  # noqa: E402
+from eval.ablation import TRAIN_ARGS_HELP, mean_ci, run_grid  # noqa: E402
 from models.similarities import NAMES  # noqa: E402
 
 LABELS = ("diagonal", "exact", "regions", "smoothed", "sigmoid")
 QUICK = {"similarities": ("v0", "v4", "v7", "gram", "pairwise"), "labels": ("diagonal", "regions"), "ns": (3,),
-         "seeds": 2, "steps": 100}
+         "seeds": 2, "steps": 100, "lsa": ("v4",)}
 AXES = {3: ("--k-english", "1", "--m-source", "1"), 5: ("--k-english", "2", "--m-source", "2")}
 COMMON = ("--token-ce-weight", "0", "--grounding-weight", "1", "--no-pivot", "--self-train-rounds", "0",
           "--splice", "soft", "--no-compare-ce", "--eval-bootstrap", "0")
 
 
-def cells(similarities, labels, ns, seeds, lsa: bool) -> dict[str, dict]:
+def cells(similarities, labels, ns, seeds, lsa: tuple) -> dict[str, dict]:
+    """The grid's runs by name; the similarities in `lsa` also run with the LSA term."""
     out = {}
     for sim in similarities:
         for label in labels:
             for n in ns:
-                for lsa_weight in ((0.0, 0.1) if lsa else (0.0,)):
+                for lsa_weight in ((0.0, 0.1) if sim in lsa else (0.0,)):
                     for seed in range(seeds):
                         name = f"{sim}-{label}-n{n}" + ("-lsa" if lsa_weight else "") + f"-s{seed}"
                         out[name] = {"similarity": sim, "labels": label, "n": n, "lsa": lsa_weight, "seed": seed}
@@ -53,7 +55,8 @@ def cells(similarities, labels, ns, seeds, lsa: bool) -> dict[str, dict]:
 
 def argv_of(cell: dict, args: argparse.Namespace) -> list[str]:
     return ["--lang", args.lang, "--similarity", cell["similarity"], "--labels", cell["labels"], *AXES[cell["n"]],
-            "--seed", str(cell["seed"]), "--steps", str(args.steps), "--lsa-weight", str(cell["lsa"]), *COMMON,
+            "--seed", str(cell["seed"]), "--steps", str(args.steps), "--lsa-weight", str(cell["lsa"]),
+            "--eval-every", str(max(1, args.steps // 4)), *COMMON,
             *args.train_args.split()]
 
 
@@ -75,7 +78,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder of the sweep's runs and sweep.json")
     parser.add_argument("--lang", default="es")
-    parser.add_argument("--quick", action="store_true", help="a 40-run subset (see the module docstring)")
+    parser.add_argument("--quick", action="store_true", help="a 24-run subset (see the module docstring)")
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--similarities", help=f"comma-separated subset of {','.join(NAMES)} (default: all)")
@@ -83,15 +86,17 @@ def main() -> int:
     parser.add_argument("--ns", help="comma-separated axis counts, from 3,5 (default: both)")
     parser.add_argument("--no-lsa", action="store_true", help="leave out the runs with the LSA term")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--train-args", default="", help="extra train.py flags for every run")
+    parser.add_argument("--train-args", default="", help=TRAIN_ARGS_HELP)
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.steps = QUICK["seeds"], QUICK["steps"]
     def chosen(option: str | None, quick: tuple, full: tuple) -> tuple:
         return tuple(type(full[0])(x) for x in option.split(",")) if option else quick if args.quick else full
 
-    grid = cells(chosen(args.similarities, QUICK["similarities"], NAMES), chosen(args.labels, QUICK["labels"], LABELS),
-                 chosen(args.ns, QUICK["ns"], (3, 5)), args.seeds, lsa=not args.no_lsa)
+    similarities = chosen(args.similarities, QUICK["similarities"], NAMES)
+    lsa = () if args.no_lsa else QUICK["lsa"] if args.quick and not args.similarities else similarities
+    grid = cells(similarities, chosen(args.labels, QUICK["labels"], LABELS), chosen(args.ns, QUICK["ns"], (3, 5)),
+                 args.seeds, lsa=lsa)
     failed = run_grid({name: argv_of(cell, args) for name, cell in grid.items()}, args.out, jobs=args.jobs,
                       desc="sweep runs")
     groups: dict[str, list[dict]] = {}

@@ -37,6 +37,8 @@ from eval.stats import Statistic, stratified_paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
+TRAIN_ARGS_HELP = ("extra train.py flags for every run, joined with '=': "
+                   "--train-args=\"--pseudo-anneal --batch-size 16\"")
 QUICK_FRACTIONS = (0.0, 0.02)
 QUICK_SYSTEMS = ("ce", "grounded")
 NO_RECIPE = ["--no-pivot", "--self-train-rounds", "0"]
@@ -79,7 +81,7 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a check that fits in "
                         "~15 minutes on 2 cores")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
-    p.add_argument("--train-args", default="", help="extra train.py flags for every run, e.g. \"--batch-size 16\"")
+    p.add_argument("--train-args", default="", help=TRAIN_ARGS_HELP)
 
 
 def plan(args: argparse.Namespace) -> list[Cell]:
