@@ -204,9 +204,10 @@ class TrainConfig:
 
     pseudo_weight: float = _flag(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1); the "
                                       "pseudo targets come on top of the human batch, which stays as without images")
-    pseudo_anneal: bool = _flag(False, "the pseudo targets' weights fall linearly to 0 at the last step (x (1 - "
-                                       "step/steps)), so the human translations alone teach the last steps; batches "
-                                       "without a human target keep their weights")
+    pseudo_anneal: bool | None = _flag(None, "the pseudo targets' weights fall linearly to 0 at the last step "
+                                              "(x (1 - step/steps)), so the human translations alone teach the last "
+                                              "steps; batches without a human target keep their weights (default: on "
+                                              "whenever pivot or self-training targets are made)")
     # optimisation
     steps: int = _flag(300, "stage 1 steps (300 on the embedded world: the ablation's setting; at 500 the default "
                             "recipe lost to token CE alone at P = 0.02, docs/ablation.md)")
@@ -396,7 +397,8 @@ def resumed_config(cfg: TrainConfig, run: RunDir, argv: list[str]) -> TrainConfi
         raise InputError(f"--resume continues {run.root} as configured in its config.json; these options differ: "
                          f"{'; '.join(conflicts)}. Only {may_change} may change")
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in saved.items() if k in fields}
+    values = {"pseudo_anneal": False}  # runs saved before the option existed trained without it
+    values.update({k: v for k, v in saved.items() if k in fields})
     values.update({k: getattr(cfg, k) for k in RESUME_MAY_CHANGE if k in given})
     values["resume"] = True
     return TrainConfig(**values)
@@ -539,18 +541,22 @@ def load_training_data(cfg: TrainConfig, accelerator, log: Callable[[str], None]
 
 def resolve_recipe(cfg: TrainConfig, human_share: float, log: Callable[[str], None]) -> None:
     """`--pivot` and `--self-train-rounds` left unset: on when human translations are scarce
-    (`PSEUDO_TARGETS_BELOW`) and the token CE trains, off otherwise; the choice is logged."""
-    if cfg.pivot is not None and cfg.self_train_rounds is not None:
-        return
+    (`PSEUDO_TARGETS_BELOW`) and the token CE trains, off otherwise; `--pseudo-anneal` unset: on
+    whenever pseudo targets are made. The choice is logged."""
+    decided = cfg.pivot is not None and cfg.self_train_rounds is not None
     below = human_share < PSEUDO_TARGETS_BELOW
     scarce = below and cfg.token_ce_weight > 0
     if cfg.pivot is None:
         cfg.pivot = scarce
     if cfg.self_train_rounds is None:
         cfg.self_train_rounds = 2 if scarce else 0
-    log(f"recipe: human translations for {human_share:.1%} of the training captions "
-        f"({'under' if below else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}): "
-        f"pivot {'on' if cfg.pivot else 'off'}, {cfg.self_train_rounds} self-training round(s)")
+    if cfg.pseudo_anneal is None:
+        cfg.pseudo_anneal = bool(cfg.pivot or cfg.self_train_rounds)
+    if not decided:
+            log(f"recipe: human translations for {human_share:.1%} of the training captions "
+            f"({'under' if below else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}): "
+            f"pivot {'on' if cfg.pivot else 'off'}, {cfg.self_train_rounds} self-training round(s)"
+            + (", pseudo targets annealed" if cfg.pseudo_anneal else ""))
 
 
 # -- training -----------------------------------------------------------------------------------

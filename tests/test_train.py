@@ -311,7 +311,10 @@ def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
     cfg = train.parse_config(["--pivot"])
     train.resolve_recipe(cfg, 0.5, logged.append)
-    assert (cfg.pivot, cfg.self_train_rounds) == (True, 0) and len(logged) == 1
+    assert (cfg.pivot, cfg.self_train_rounds, cfg.pseudo_anneal) == (True, 0, True) and len(logged) == 1
+    cfg = train.parse_config(["--pivot", "--self-train-rounds", "2"])
+    train.resolve_recipe(cfg, 0.0, logged.append)
+    assert cfg.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
     cfg = train.parse_config(["--token-ce-weight", "0", "--grounding-weight", "1"])
     train.resolve_recipe(cfg, 0.0, logged.append)
     assert (cfg.pivot, cfg.self_train_rounds) == (False, 0)  # no token CE: nothing would read pseudo targets
