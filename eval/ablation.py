@@ -75,11 +75,12 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fractions", help=f"comma-separated parallel fractions (default: {','.join(map(str, FRACTIONS))})")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from %(default)s")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
-    p.add_argument("--steps", type=int, default=300, help="student steps of every run (default: 300, which fits the "
-                                                             "full grid in about 90 minutes on 2 idle cores)")
+    p.add_argument("--steps", type=int, default=300,
+                   help="student steps of every run (default: 300, which fits the full grid in about 50 minutes on "
+                        "2 idle cores, docs/ablation.md)")
     p.add_argument("--quick", action="store_true",
                    help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a check that fits in "
-                        "~15 minutes on 2 cores")
+                        "~5 minutes on 2 idle cores")
     p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
     p.add_argument("--train-args", default="", help=TRAIN_ARGS_HELP)
 
