@@ -100,3 +100,11 @@ def test_the_ndim_sweep_runs_a_small_grid(tmp_path, cache):
     row = sweep["table"]["v4-diagonal-n3"]
     assert row["student→image R@1"]["n"] == 2 and 0 <= row["most repeated output"]["mean"] <= 1
     assert "| v4-diagonal-n3 |" in done.stdout
+
+
+def test_the_page_colours_a_difference_by_the_side_of_0_its_interval_lies_on():
+    from eval.report.ablation_page import _significance
+
+    assert _significance({"delta_low": 0.1, "delta_high": 2.0}) == " class='sig'"
+    assert _significance({"delta_low": -2.0, "delta_high": -0.1}) == " class='worse'"
+    assert _significance({"delta_low": -1.0, "delta_high": 1.0}) == "" == _significance(None)

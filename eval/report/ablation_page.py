@@ -33,8 +33,11 @@ def _delta(test: dict | None, digits: int) -> str:
     return f"{test['delta']:+.{digits}f} [{test['delta_low']:+.{digits}f}, {test['delta_high']:+.{digits}f}]"
 
 
-def _excludes_zero(test: dict | None) -> bool:
-    return bool(test) and (test["delta_low"] > 0 or test["delta_high"] < 0)
+def _significance(test: dict | None) -> str:
+    """The cell's class: 'sig' (green) when the interval is above 0, 'worse' (red) when below."""
+    if not test:
+        return ""
+    return " class='sig'" if test["delta_low"] > 0 else " class='worse'" if test["delta_high"] < 0 else ""
 
 
 def metric_figure(result: dict, metric: str) -> str:
@@ -67,7 +70,7 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
         cells = []
         for metric, digits in DECIMALS.items():
             test = row.get("vs_ce", {}).get(metric)
-            style = " class='sig'" if _excludes_zero(test) else ""
+            style = _significance(test)
             cells.append(f"<td>{_mean(row['metrics'][metric], digits)}</td><td{style}>{_delta(test, digits)}</td>")
         body.append(f"<tr><td>{row['fraction']:g}</td><td><b>{escape(row['system'])}</b></td>"
                     f"<td>{len(row['seeds'])}</td>{''.join(cells)}<td>{row['most_repeated_output']:.1%}</td></tr>")
@@ -82,7 +85,7 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
         f"<p>Dataset: <code>{escape(result.get('data', ''))}</code>; seeds {result['seeds']}; "
         f"{result.get('steps', '?')} student steps per run. Each cell: the mean over seeds with its 95% "
         "t-interval; Δ vs ce: the paired bootstrap difference to <b>ce</b> at the same P on the same test "
-        "sentences (stratified over seeds), 95% interval, green when it excludes 0. BLEU/chrF on sacreBLEU's "
+        "sentences (stratified over seeds), 95% interval, green when it lies above 0, red when below. BLEU/chrF on sacreBLEU's "
         "0–100 scale; R@1 = translation→image in batches of 32.</p>",
         "<ul>" + flags + "</ul>",
         "".join(f"<p class='small'>{escape(n)}</p>" for n in notes),
