@@ -330,6 +330,19 @@ def test_pseudo_anneal_fades_only_pseudo_targets_and_only_beside_human_ones():
     assert torch.equal(train.annealed_weights(batch, train.parse_config(["--steps", "200"]), 150), batch["weight"])
 
 
+def test_a_run_saved_before_pseudo_anneal_existed_resumes_without_it(tmp_path):
+    import dataclasses
+
+    from models.run_dir import RunDir
+
+    saved = {k: v for k, v in dataclasses.asdict(train.parse_config(["--pivot", "--self-train-rounds", "2"])).items()
+             if k != "pseudo_anneal"}
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    argv = ["--out", str(tmp_path), "--resume"]
+    cfg = train.resumed_config(train.parse_config(argv), RunDir(tmp_path), argv)
+    assert cfg.pseudo_anneal is False and cfg.pivot is True
+
+
 def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
     """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
     anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
