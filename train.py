@@ -258,7 +258,8 @@ def build_parser(defaults: bool = True) -> argparse.ArgumentParser:
     for f in dataclasses.fields(TrainConfig):
         name = "--" + f.name.replace("_", "-")
         meta = dict(f.metadata)
-        help_text = meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
+        help_text = (meta.pop("help") + (f" (default: {f.default})" if f.default not in (None, "") else "")
+                     ).replace("%", "%%")  # argparse %-formats help texts: "3%" is literal
         default = f.default if defaults else argparse.SUPPRESS
         if f.type == "list[str] | None":
             parser.add_argument(name, action="append", default=default, help=help_text)

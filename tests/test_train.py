@@ -307,6 +307,16 @@ def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_pat
         (tmp_path / "run" / "train.log").read_text()
 
 
+def test_help_lists_every_option():
+    """`train.py --help` renders (a help text with a literal '%' once crashed it) and names every flag."""
+    import dataclasses
+
+    text = train.build_parser().format_help()
+    for f in dataclasses.fields(train.TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "under 3% of the training captions" in " ".join(text.split())
+
+
 def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
     cfg = train.parse_config(["--pivot"])
