@@ -46,7 +46,8 @@ SYSTEMS = {  # each names every flag of its recipe; the rest are train.py's defa
     "ce": ["--grounding-weight", "0", "--token-ce-weight", "1", *NO_RECIPE],
     "ce+ground": ["--grounding-weight", "1", "--token-ce-weight", "1", *NO_RECIPE],
     "grounded": ["--grounding-weight", "0", "--token-ce-weight", "1", "--pivot", "--self-train-rounds", "2",
-                 "--self-train-nbest", "8", "--rerank-beta", "0.2", "--self-train-lexicon", "1", "--pseudo-weight", "1", "--pseudo-anneal"],
+                 "--self-train-nbest", "8", "--rerank-beta", "0.2", "--self-train-lexicon", "1", "--pseudo-weight", "1",
+                 "--pseudo-anneal"],
     "ground": ["--grounding-weight", "1", "--token-ce-weight", "0", *NO_RECIPE],
 }
 P_INDEPENDENT = {"ground"}

@@ -85,8 +85,8 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
         f"<p>Dataset: <code>{escape(result.get('data', ''))}</code>; seeds {result['seeds']}; "
         f"{result.get('steps', '?')} student steps per run. Each cell: the mean over seeds with its 95% "
         "t-interval; Δ vs ce: the paired bootstrap difference to <b>ce</b> at the same P on the same test "
-        "sentences (stratified over seeds), 95% interval, green when it lies above 0, red when below. BLEU/chrF on sacreBLEU's "
-        "0–100 scale; R@1 = translation→image in batches of 32.</p>",
+        "sentences (stratified over seeds), 95% interval, green when it lies above 0, red when below. "
+        "BLEU/chrF on sacreBLEU's 0–100 scale; R@1 = translation→image in batches of 32.</p>",
         "<ul>" + flags + "</ul>",
         "".join(f"<p class='small'>{escape(n)}</p>" for n in notes),
         f"<table>{head}{''.join(body)}</table>",

@@ -15,7 +15,8 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}
 th{background:#f0f3f7}td.num{text-align:right;white-space:nowrap}
 .wide{overflow-x:auto}.ci{color:#666;font-size:.85em}.p{color:#555;font-size:.85em}
-.sig{color:#0a6d2c;font-weight:bold}.worse{color:#a4161a;font-weight:bold}tr.untrained td{font-style:italic;background:#fafafa}
+.sig{color:#0a6d2c;font-weight:bold}.worse{color:#a4161a;font-weight:bold}
+tr.untrained td{font-style:italic;background:#fafafa}
 tr.diff td{background:#fff3b0}.notes li{color:#8a5a00}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}
 .example{border:1px solid #ddd;border-radius:6px;padding:.6em;margin:.6em 0;display:flex;gap:1em}
