@@ -146,7 +146,7 @@ def record(world: World, sample: Sample, split: str) -> dict:
         "parallel": [world.english.realise(d) if p else "" for d, p in zip(sample.source, sample.has_parallel)],
         "provenance": provenance(NAME, split, source=SYNTHETIC if source else NONE, english=SYNTHETIC,
                                  parallel=SYNTHETIC if any(sample.has_parallel) else NONE),
-        "source_concepts": [d.concepts for d in sample.source],
+        "source_concepts": [world.source.concepts(d) for d in sample.source],
     }
 
 

@@ -108,6 +108,10 @@ class Grammar:
         self.names = dict(names)
         self.kinds = {cid: kind(name) for cid, name in self.names.items()}
 
+    def concepts(self, d: Description) -> list[str]:
+        """The concept ids a realisation of `d` names, in the order of the text."""
+        return d.concepts
+
     def forms(self, concept: str) -> list[str]:
         """The surface forms a caption uses for `concept` (the name itself, whatever its kind)."""
         return [self.names[concept]]

@@ -43,6 +43,10 @@ class Grammar:
         self.lang = lang
         self.names = dict(names)
 
+    def concepts(self, d: Description) -> list[str]:
+        """The concept ids a realisation of `d` names, in the order of the text."""
+        return d.concepts
+
     def forms(self, concept: str) -> list[str]:
         return [self.names[concept]]
 

@@ -25,11 +25,11 @@ FRAMES = ("bare", "there", "picture", "relation", "copula", "row")
 RELATIONS = {"left": "a la izquierda de", "right": "a la derecha de", "above": "encima de", "below": "debajo de",
              "beside": "junto a"}
 COLORS = {"red": "rojo", "orange": "naranja", "yellow": "amarillo", "green": "verde", "blue": "azul",
-          "purple": "morado", "pink": "rosa", "grey": "gris", "white": "blanco"}
+          "purple": "morado", "pink": "rosado", "grey": "gris", "white": "blanco"}
 # size -> (masc sg, fem sg, masc pl, fem pl), before the noun
 SIZES = {"small": ("pequeño", "pequeña", "pequeños", "pequeñas"), "large": ("gran", "gran", "grandes", "grandes")}
 
-FEMININE_ENDINGS = ("a", "ión", "ion", "dad", "tad", "tud", "umbre", "ez")  # "ion": a plural's stem
+FEMININE_ENDINGS = ("a", "ión", "dad", "tad", "tud", "umbre", "ez")
 # head words whose gender the ending rule gets wrong (read from the whole inventory)
 GENDER = {
     # masculine though ending in -a / -ión / -ez
@@ -62,6 +62,7 @@ EMOJI_NAMES = {
     "lactancia materna", "construcción", "coral", "espagueti", "equipaje", "alto voltaje", "riesgo biológico",
     "vía láctea", "monte fuji", "torre de tokio", "estatua de la libertad", "kaaba", "copyright", "adn",
     "información", "wifi", "om", "infinito", "obras", "fuego", "cien puntos", "marca registrada",
+    "carne con hueso", "ropa interior", "ropa de mujer",
 }
 CLOCK = re.compile(r"(?P<hour>\d+|una|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|diez|once|doce)"
                    r" (?:y media|en punto)")
@@ -82,7 +83,10 @@ def gender(name: str) -> str:
     head = name.split()[0].lower()
     if head in GENDER:
         return GENDER[head]
-    return "f" if singular(head).endswith(FEMININE_ENDINGS) else "m"
+    stem = singular(head)
+    if stem != head and stem.endswith("ion"):
+        return "f"  # "estaciones" -> "estacion": the plural drops the accent of -ión
+    return "f" if stem.endswith(FEMININE_ENDINGS) else "m"
 
 
 def singular(word: str) -> str:
@@ -140,6 +144,10 @@ class Grammar:
         self.names = dict(names)
         self.kinds = {cid: kind(name) for cid, name in self.names.items()}
 
+    def concepts(self, d: Description) -> list[str]:
+        """The concept ids a realisation of `d` names, in the order of the text."""
+        return d.concepts
+
     def forms(self, concept: str) -> list[str]:
         return [self.names[concept]]
 
@@ -169,7 +177,7 @@ class Grammar:
     def realise(self, d: Description) -> str:
         parts = [self.mention(m) for m in d.mentions]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " y " + parts[-1]
-        ground = f" sobre fondo {COLORS[d.background]}" if d.background else ""
+        ground = f" con fondo {COLORS[d.background]}" if d.background else ""
         if d.frame == "bare":
             return listed + ground
         if d.frame == "there":
@@ -177,7 +185,7 @@ class Grammar:
         if d.frame == "picture":
             return f"una imagen de {listed}{ground}"
         if d.frame == "row":
-            return f"de izquierda a derecha: {listed}" + (f", sobre fondo {COLORS[d.background]}" if ground else "")
+            return f"de izquierda a derecha: {listed}" + (f",{ground}" if ground else "")
         rel = RELATIONS[d.relation]
         if d.frame == "relation":
             return f"{parts[0]} {rel} {parts[1]}{ground}"
