@@ -39,7 +39,7 @@ def languages() -> list[str]:
     return [lang for lang in emoji.LANGUAGES if lang != "en"]
 
 
-def cldr_entries(lang: str, pictures: PictureSet) -> tuple[list[Entry], Counter, Counter]:
+def cldr_entries(lang: str, pictures: PictureSet) -> tuple[list[Entry], Counter, dict]:
     """The usable concepts for source language `lang`, the counts of candidates dropped by reason,
     and notes (emoji entries that are not candidates, by kind)."""
     import emoji
@@ -47,24 +47,25 @@ def cldr_entries(lang: str, pictures: PictureSet) -> tuple[list[Entry], Counter,
     if lang not in languages():
         raise InputError(f"--lang {lang!r}: the emoji package has CLDR names for {', '.join(languages())}")
     emoji.config.load_language(lang)
-    notes: Counter = Counter()
+    counts: Counter = Counter()
     candidates: dict[str, str] = {}
     for char, data in emoji.EMOJI_DATA.items():
         base = char.replace(VARIATION_SELECTOR, "")
         if len(base) != 1:
-            notes["sequences of several code points (flags, keycaps, ZWJ sequences, skin tones)"] += 1
+            counts["sequences of several code points (flags, keycaps, ZWJ sequences, skin tones)"] += 1
         elif data["status"] == COMPONENT:
-            notes["components (skin tones, hair styles)"] += 1
+            counts["components (skin tones, hair styles)"] += 1
         elif data["status"] != FULLY_QUALIFIED:
-            notes["text-style duplicates of a fully-qualified pictograph"] += 1
+            counts["text-style duplicates of a fully-qualified pictograph"] += 1
         else:
             candidates[f"{ord(base):x}"] = char
     dropped: Counter = Counter()
-    entries = []
+    entries, no_picture = [], []
     for cid, char in sorted(candidates.items()):
         data = emoji.EMOJI_DATA[char]
         if cid not in pictures.files:
-            dropped[f"no picture {cid}.png in {pictures.folder}"] += 1
+            dropped["no picture in the picture folder"] += 1
+            no_picture.append(cid)
         elif lang not in data:
             dropped[f"no {lang} name"] += 1
         elif pictures.decode(cid) is None:
@@ -75,6 +76,9 @@ def cldr_entries(lang: str, pictures: PictureSet) -> tuple[list[Entry], Counter,
     kept = [e for e in entries if shared[e.english.lower()] == 1]
     if len(kept) < len(entries):
         dropped["English name shared with another concept"] += len(entries) - len(kept)
+    notes: dict = dict(counts)
+    if no_picture:
+        notes["concepts without a picture (first 20)"] = no_picture[:20]
     unnamed = len(set(pictures.files) - set(candidates))
     if unnamed:
         notes["picture files naming no single-code-point pictograph"] = unnamed
