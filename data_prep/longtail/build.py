@@ -54,6 +54,7 @@ LAYOUT_WEIGHTS = {"world": (0.3, 0.25, 0.2, 0.25), "pool": (0.5, 0.2, 0.15, 0.15
 POOL_UNIFORM = 0.5  # the pool draws concepts from 0.5 x Zipf + 0.5 x uniform, after its anchor (`pool_anchor`)
 ID_PREFIX = {"world": "lt", "pool": "ltpool"}
 TEMPLATES = {"es": spanish, "zh": chinese}
+COVERAGE_DRAWS = 5  # the report's coverage table is the mean over 5 hashed subsets, as `stats` prints by default
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,8 @@ def build_longtail(
     report.note("concepts used", len(world.entries))
     report.note("concept candidates dropped", dict(world.dropped))
     report.note("emoji entries that are not concepts", dict(world.notes))
-    report.note("source grammar", lang if lang in TEMPLATES else "fallback (lists of names joined by 'and')")
+    if not english_only:
+        report.note("source grammar", lang if lang in TEMPLATES else "fallback (lists of names joined by 'and')")
     splits, samples = split_records(world, images=images, stream=stream, captions_per_image=captions_per_image,
                                     parallel_fraction=parallel_fraction, eval_parallel_fraction=eval_parallel_fraction)
     counts = concept_counts(samples)
@@ -222,7 +224,7 @@ def build_longtail(
     })
     if not english_only:
         table = coverage_table(captions_of(splits["train"], lang), captions_of(splits["test"], lang), fractions,
-                               seed=seed)
+                               seed=seed, draws=COVERAGE_DRAWS)
         table["segmenter"] = segmenter_name(lang)
         report.note("coverage", table)
         report.note("coverage table", format_table(f"longtail ({lang}, {images:,} images)", table).splitlines())

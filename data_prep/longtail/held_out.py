@@ -8,8 +8,8 @@ import random
 from PIL import Image
 
 from .build import World
-from .scene import BACKGROUNDS, SIDE, SIZES, Obj, Scene
 from .render import render
+from .scene import BACKGROUNDS, SIDE, SIZES, Obj, Scene
 
 STREAM = "held-out"
 
