@@ -19,7 +19,7 @@ from pathlib import Path
 from .builders.coco_cn import SPLIT_FILES, find_root
 from .builders.files import require
 from .coverage import DEFAULT_FRACTIONS, Caption, coverage_table, fit_zipf, format_table
-from .errors import InputError
+from .errors import InputError, fraction_list, positive_int
 from .load import load_dataset_dir
 from .text_files import numbered_lines, read_list
 from .words import segmenter_name, words
@@ -94,11 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", nargs="?", help="dataset directory written by a builder")
     parser.add_argument("--coco-cn", metavar="FILE_OR_DIR",
                         help="the real COCO-CN text instead: coco-cn-version1805.tar.gz or its extracted folder")
-    parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in DEFAULT_FRACTIONS),
+    parser.add_argument("--fractions", type=fraction_list, default=DEFAULT_FRACTIONS,
                         help="translated fractions P, comma-separated (default: 0.02,0.05,0.3)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the hashed translated subsets (training's --seed; default: 0)")
-    parser.add_argument("--draws", type=int, default=5,
+    parser.add_argument("--draws", type=positive_int, default=5,
                         help="average over this many subsets, seeds seed..seed+draws-1 (default: 5)")
     parser.add_argument("--fit-zipf", action="store_true",
                         help="also print the maximum-likelihood Zipf exponent of the training words' frequencies "
@@ -110,14 +110,7 @@ def run_stats(args: argparse.Namespace) -> int:
     """Print the coverage table of `args.dir` or of `--coco-cn`."""
     if (args.dir is None) == (args.coco_cn is None):
         raise InputError("stats: give a dataset directory or --coco-cn FILE_OR_DIR (one of them)")
-    try:
-        fractions = [float(f) for f in args.fractions.split(",") if f.strip()]
-    except ValueError:
-        raise InputError(f"--fractions {args.fractions!r}: expected numbers in [0, 1] separated by commas") from None
-    if not fractions or any(not 0 <= f <= 1 for f in fractions):
-        raise InputError(f"--fractions {args.fractions!r}: expected numbers in [0, 1] separated by commas")
-    if args.draws < 1:
-        raise InputError(f"--draws must be >= 1, got {args.draws}")
+    fractions = args.fractions
     nouns: Counter = Counter()
     if args.coco_cn is not None:
         name, segmenter = "COCO-CN (zh, real)", "BosonNLP (the segmented file COCO-CN ships)"

@@ -236,16 +236,6 @@ def build_longtail(
     return dsd
 
 
-def _fractions(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(errors.fraction(t) for t in text.split(",") if t.strip())
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"--fractions: {exc}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("--fractions needs at least one number in [0, 1]")
-    return values
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lang", choices=languages(), default="es",
                         help="source language: a CLDR language of the emoji package (es and zh have full grammars, "
@@ -270,7 +260,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build a teacher pool: pictures and English captions only, a separate random stream, "
                              "every concept in turn plus a flatter concept frequency "
                              f"({POOL_UNIFORM:g} x uniform + {1 - POOL_UNIFORM:g} x Zipf), more single-object pictures")
-    parser.add_argument("--fractions", type=_fractions, default=DEFAULT_FRACTIONS,
+    parser.add_argument("--fractions", type=errors.fraction_list, default=DEFAULT_FRACTIONS,
                         help="translated fractions of the coverage table in the report (default: 0.02,0.05,0.3)")
 
 
