@@ -1,4 +1,5 @@
-"""`python -m data_prep BUILDER ... --out DIR` builds a dataset; `python -m data_prep check DIR` validates one."""
+"""`python -m data_prep BUILDER ... --out DIR` builds a dataset; `python -m data_prep check DIR` validates one;
+`python -m data_prep stats DIR` prints its coverage table (or COCO-CN's, `--coco-cn`)."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="python -m data_prep",
         description="Build GroundMT datasets (a DatasetDict with train/validation/test and "
-        "build_report.json) from local files, or validate one.",
+        "build_report.json) from local files, validate one, or print its coverage table.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in BUILDERS:
@@ -35,12 +36,24 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a dataset directory against the data contract")
     check.add_argument("dir", help="dataset directory written by a builder")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
+    stats = sub.add_parser("stats", help="coverage table: source word types, and per translated fraction P the test "
+                           "tokens unseen and test captions fully covered (a dataset, or the real COCO-CN text)",
+                           description=_stats_module().__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    _stats_module().add_arguments(stats)
     return parser
+
+
+def _stats_module():
+    from . import stats
+
+    return stats
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    return run_command(lambda: run_check(args) if args.command == "check" else run_build(args))
+    commands = {"check": run_check, "stats": run_stats}
+    return run_command(lambda: commands.get(args.command, run_build)(args))
 
 
 def run_build(args: argparse.Namespace) -> int:
@@ -48,6 +61,11 @@ def run_build(args: argparse.Namespace) -> int:
     output_dir(args.out, "--out")
     args.builder.build(args)
     return 0
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    """Print a coverage table (`data_prep.stats`)."""
+    return _stats_module().run_stats(args)
 
 
 def run_check(args: argparse.Namespace) -> int:

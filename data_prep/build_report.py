@@ -30,6 +30,8 @@ class BuildReport:
         self.captions[split]["source"] += len(record["source"])
         self.captions[split]["english"] += len(record["english"])
         self.captions[split]["parallel"] += sum(1 for p in record["parallel"] if p)
+        if not record["source"]:
+            self.captions[split]["english-only images"] += 1
 
     def drop(self, split: str, reason: str, example: str | None = None, count: int = 1) -> None:
         """Count `count` dropped items under `reason`; keep a few examples for the user."""
@@ -66,6 +68,7 @@ class BuildReport:
             lines.append(
                 f"  {split:<10} kept {self.kept.get(split, 0):>7} images  "
                 f"(source {caps.get('source', 0)}, english {caps.get('english', 0)}, parallel {caps.get('parallel', 0)})"
+                + (f"; {caps['english-only images']} with English captions only" if caps.get("english-only images") else "")
             )
             for reason, n in sorted(self.dropped.get(split, {}).items()):
                 lines.append(f"  {'':<10} dropped {n:>5}  {reason}")

@@ -1,4 +1,5 @@
-"""Validator behind `python -m data_prep check DIR`: schema, captions, images, split overlap."""
+"""Validator behind `python -m data_prep check DIR`: schema (optional columns included), captions,
+images, split overlap, and concept ids against the dataset's `concepts.json` when it has one."""
 from __future__ import annotations
 
 import io
@@ -10,8 +11,10 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
+from .concepts import CONCEPTS_FILE, load_concepts
+from .errors import InputError
 from .load import damaged_file
-from .schema import COLUMNS, FEATURES, SPLITS
+from .schema import COLUMNS, FEATURES, OPTIONAL_FEATURES, SPLITS
 
 
 @dataclass
@@ -30,7 +33,8 @@ class CheckResult:
         return {"ok": self.ok, "errors": self.errors, "warnings": self.warnings, "counts": self.counts}
 
 
-def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_progress: bool) -> set[str]:
+def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_progress: bool,
+                 concept_ids: set[str] | None) -> set[str]:
     missing = [c for c in COLUMNS if c not in ds.column_names]
     if missing:
         result.errors.append(f"{name}: missing columns {missing}")
@@ -38,6 +42,14 @@ def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_prog
     for col in COLUMNS:
         if ds.features[col] != FEATURES[col]:
             result.errors.append(f"{name}: column {col!r} has type {ds.features[col]}, expected {FEATURES[col]}")
+    optional = []
+    for col in (c for c in OPTIONAL_FEATURES if c in ds.column_names):
+        if ds.features[col] == OPTIONAL_FEATURES[col]:
+            optional.append(col)
+        else:
+            result.errors.append(f"{name}: column {col!r} has type {ds.features[col]}, "
+                                 f"expected {OPTIONAL_FEATURES[col]}")
+    english_only = 0
     raw = ds.cast_column("image", datasets.Image(decode=False))
     ids: set[str] = set()
     for i, row in enumerate(tqdm(raw, desc=f"check:{name}", disable=not show_progress, unit="img")):
@@ -56,7 +68,10 @@ def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_prog
         except Exception as exc:
             result.errors.append(f"{where}: unreadable image ({type(exc).__name__}: {exc})")
         if not row["source"]:
-            result.errors.append(f"{where}: no source caption")
+            if row["english"]:
+                english_only += 1
+            else:
+                result.errors.append(f"{where}: no caption")
         for col in ("source", "english"):
             for k, text in enumerate(row[col]):
                 if not text or not text.strip():
@@ -67,8 +82,27 @@ def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_prog
             )
         if not row["lang"]:
             result.errors.append(f"{where}: empty lang")
+        if "source_concepts" in optional:
+            _check_concepts(where, row, concept_ids, result)
+    if english_only:
+        result.warnings.append(f"{name}: {english_only} of {len(ds)} rows have English captions only "
+                               "(teacher data; student training skips them)")
     result.counts[name] = len(ds)
     return ids
+
+
+def _check_concepts(where: str, row: dict, concept_ids: set[str] | None, result: CheckResult) -> None:
+    """`source_concepts`: one list per source caption, of non-empty ids, each in the inventory when there is one."""
+    concepts = row["source_concepts"]
+    if len(concepts) != len(row["source"]):
+        result.errors.append(f"{where}: source_concepts has {len(concepts)} entries for "
+                             f"{len(row['source'])} source captions")
+    for k, ids in enumerate(concepts):
+        if any(not i for i in ids):
+            result.errors.append(f"{where}: empty concept id for source caption #{k}")
+        unknown = sorted({i for i in ids if i} - concept_ids) if concept_ids is not None else []
+        if unknown:
+            result.errors.append(f"{where}: source caption #{k} names concepts not in {CONCEPTS_FILE}: {unknown[:5]}")
 
 
 def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
@@ -90,9 +124,16 @@ def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
     for split in SPLITS:
         if split not in dsd:
             result.warnings.append(f"split {split!r} is absent")
+    concept_ids = None
+    if (Path(path) / CONCEPTS_FILE).exists():
+        try:
+            concept_ids = set(load_concepts(path).by_id())
+            result.counts["concepts"] = len(concept_ids)
+        except InputError as exc:
+            result.errors.append(str(exc))
     owners: dict[str, list[str]] = defaultdict(list)
     for split, ds in dsd.items():
-        for image_id in _check_split(split, ds, result, show_progress):
+        for image_id in _check_split(split, ds, result, show_progress, concept_ids):
             owners[image_id].append(split)
     shared = {i: s for i, s in owners.items() if len(s) > 1}
     for image_id, splits in sorted(shared.items())[:20]:

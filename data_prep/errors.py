@@ -95,6 +95,14 @@ def fraction(text: str) -> float:
     return _float_in(text, 0.0, 1.0, "a number in [0, 1]")
 
 
+def fraction_list(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated numbers in [0, 1], at least one ("0.02,0.05,0.3")."""
+    values = tuple(fraction(t.strip()) for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("needs at least one number in [0, 1]")
+    return values
+
+
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (a weight; 0 switches its term off)."""
     return _float_in(text, 0.0, math.inf, "a finite number >= 0")

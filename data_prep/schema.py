@@ -23,6 +23,22 @@ FEATURES = datasets.Features(
     }
 )
 
+# Optional columns: written by the builders that know them, with exactly these types; a dataset
+# either has one in every row of every split or not at all.
+OPTIONAL_FEATURES = datasets.Features(
+    {
+        # per source caption, the ids of the concepts it names (worlds that know them, e.g. `longtail`)
+        "source_concepts": datasets.Sequence(datasets.Sequence(datasets.Value("string"))),
+    }
+)
+
+
+def features_for(columns) -> datasets.Features:
+    """The features of a dataset holding the contract's columns plus the optional `columns` named."""
+    extra = [c for c in OPTIONAL_FEATURES if c in set(columns)]
+    return datasets.Features({**FEATURES, **{c: OPTIONAL_FEATURES[c] for c in extra}})
+
+
 SPLITS = ("train", "validation", "test")
 
 # Provenance codes: who wrote each text column.

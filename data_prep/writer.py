@@ -21,7 +21,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .build_report import BuildReport
-from .schema import COLUMNS, FEATURES, SPLITS, normalize_text
+from .schema import COLUMNS, OPTIONAL_FEATURES, SPLITS, features_for, normalize_text
 
 ImageLike = Image.Image | bytes | str | Path | Callable[[], Any]
 
@@ -78,17 +78,19 @@ def image_bytes(image: ImageLike) -> bytes:
     return data
 
 
-def _clean_record(record: dict, split: str, report: BuildReport) -> dict | None:
-    """Normalise text columns; drop empty captions (keeping source/parallel aligned)."""
+def _clean_record(record: dict, split: str, report: BuildReport, keep_english_only: bool) -> dict | None:
+    """Normalise text columns; drop empty captions (keeping source/parallel/source_concepts aligned).
+    A record without a source caption is dropped, unless `keep_english_only` and it has English ones."""
     missing = [c for c in COLUMNS if c not in record]
     if missing:
         raise ValueError(f"builder record lacks columns {missing}; expected {COLUMNS}")
     source = [normalize_text(s) for s in record["source"]]
-    parallel = [normalize_text(p) for p in record["parallel"]]
-    if len(parallel) != len(source):
-        raise ValueError(
-            f"image {record['image_id']}: 'parallel' has {len(parallel)} entries for {len(source)} source captions"
-        )
+    aligned = {c: record[c] for c in ("parallel", *OPTIONAL_FEATURES) if c in record}
+    aligned["parallel"] = [normalize_text(p) for p in aligned["parallel"]]
+    for column, values in aligned.items():
+        if len(values) != len(source):
+            raise ValueError(f"image {record['image_id']}: {column!r} has {len(values)} entries for "
+                             f"{len(source)} source captions")
     keep = [i for i, s in enumerate(source) if s]
     if len(keep) < len(source):
         report.drop(split, "empty source caption", example=record["image_id"], count=len(source) - len(keep))
@@ -97,16 +99,17 @@ def _clean_record(record: dict, split: str, report: BuildReport) -> dict | None:
         report.drop(split, "empty english caption", example=record["image_id"], count=sum(not e for e in english))
     out = dict(record)
     out["source"] = [source[i] for i in keep]
-    out["parallel"] = [parallel[i] for i in keep]
+    out.update({column: [values[i] for i in keep] for column, values in aligned.items()})
     out["english"] = [e for e in english if e]
     out["image_id"] = str(record["image_id"])
-    if not out["source"]:
-        report.drop(split, "no source caption", example=out["image_id"])
+    if not out["source"] and not (keep_english_only and out["english"]):
+        report.drop(split, "no caption" if keep_english_only else "no source caption", example=out["image_id"])
         return None
     return out
 
 
-def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport) -> dict[str, list[dict]]:
+def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport,
+                   keep_english_only: bool) -> dict[str, list[dict]]:
     """Clean records and make splits image-disjoint (an image claimed twice stays in the later split)."""
     unknown = set(splits) - set(SPLITS)
     if unknown:
@@ -116,7 +119,7 @@ def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport) ->
     for split in sorted(splits, key=_PRIORITY.index, reverse=True):
         rows = []
         for record in splits[split]:
-            rec = _clean_record(record, split, report)
+            rec = _clean_record(record, split, report, keep_english_only)
             if rec is None:
                 continue
             prior = owner.get(rec["image_id"])
@@ -133,26 +136,32 @@ def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport) ->
 
 
 def write_dataset(
-    splits: Mapping[str, Iterable[dict]], out: str | Path, report: BuildReport, *, show_progress: bool = True
+    splits: Mapping[str, Iterable[dict]], out: str | Path, report: BuildReport, *, show_progress: bool = True,
+    keep_english_only: bool = False, extra_files: Mapping[str, str] | None = None,
 ) -> datasets.DatasetDict:
-    """Encode, verify and save `splits` to `out` as a `DatasetDict`; write the build report."""
+    """Encode, verify and save `splits` to `out` as a `DatasetDict`; write the build report.
+    Records may carry the optional columns of `schema.OPTIONAL_FEATURES` (all records or none);
+    with `keep_english_only`, records with English captions and no source caption are kept (a
+    teacher pool), counted in the report. `extra_files` (name -> text) are written beside the
+    dataset in the same atomic replacement (e.g. a world's `concepts.json`)."""
     out = Path(out)
-    cleaned = _assign_splits(splits, report)
+    cleaned = _assign_splits(splits, report, keep_english_only)
+    features = _features_of(cleaned)
     tmp = Path(tempfile.mkdtemp(prefix="groundmt-build-"))
     try:
         parts = {}
         for split in (s for s in SPLITS if s in cleaned):
             path = tmp / f"{split}.arrow"
-            writer = ArrowWriter(features=FEATURES, path=str(path))
+            writer = ArrowWriter(features=features, path=str(path))
             for rec in tqdm(cleaned[split], desc=f"{report.builder}:{split}", disable=not show_progress, unit="img"):
                 try:
                     data = image_bytes(rec["image"])
                 except UnusableImage as exc:
                     report.drop(split, exc.reason, example=rec["image_id"])
                     continue
-                row = {c: rec[c] for c in COLUMNS}
+                row = {c: rec[c] for c in features}
                 row["image"] = {"bytes": data, "path": None}
-                writer.write(FEATURES.encode_example(row))
+                writer.write(features.encode_example(row))
                 report.keep(split, rec)
             writer.finalize()
             parts[split] = datasets.Dataset.from_file(str(path))
@@ -171,10 +180,22 @@ def write_dataset(
             if bars_were_on:
                 datasets.utils.enable_progress_bars()
         report.save(staging)
+        for name, text in (extra_files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         _replace_dir(staging, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return datasets.load_from_disk(str(out))
+
+
+def _features_of(cleaned: Mapping[str, list[dict]]) -> datasets.Features:
+    """The dataset's features: the contract's columns plus the optional ones its records carry (all or none)."""
+    records = [rec for rows in cleaned.values() for rec in rows]
+    extra = [c for c in OPTIONAL_FEATURES if any(c in rec for rec in records)]
+    partial = [c for c in extra if not all(c in rec for rec in records)]
+    if partial:
+        raise ValueError(f"optional columns {partial} are in some records and not in others")
+    return features_for(extra)
 
 
 def _replace_dir(new: Path, out: Path) -> None:

@@ -8,6 +8,7 @@ from types import ModuleType
 # name -> module path; imported lazily so `--help` stays fast.
 BUILDERS: dict[str, str] = {
     "synthetic": "data_prep.synthetic.build",
+    "longtail": "data_prep.longtail.build",
     "coco-cn": "data_prep.builders.coco_cn",
     "coco-es": "data_prep.builders.coco_es",
     "coco-mt": "data_prep.builders.coco_mt",

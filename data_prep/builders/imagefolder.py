@@ -2,7 +2,9 @@
 
 The layout follows Hugging Face's `imagefolder` convention: image files next to a
 `metadata.jsonl` or `metadata.csv` naming each image (`file_name`) with its captions. Rows that
-name the same image are merged, so a CSV can give one caption per row.
+name the same image are merged, so a CSV can give one caption per row. An image with English
+captions and no source caption is kept (counted in the report): a folder of English-captioned
+pictures is a teacher pool (`train.py --teacher-data DIR`); student training skips such rows.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ DIR/                                 (--data-dir)
 or one folder per split, each with its own metadata file:
 DIR/train/metadata.jsonl  DIR/validation/metadata.csv  DIR/test/metadata.jsonl ...
 
-Columns: file_name (required), source (required), english (required, may be empty),
+Columns: file_name (required), english (required, may be empty), source (optional, may be empty:
+an image with English captions only is kept as teacher data, e.g. an English-only picture pool),
 parallel (optional: the English translation of each source caption, "" where none),
 split (optional: train, validation or test; default --default-split).
 JSONL values may be a string or a list of strings (parallel aligned with source), e.g.
@@ -43,7 +46,7 @@ provenance: <--name>/<split>/source=<--source-origin>,english=<--english-origin>
 Example: python -m data_prep imagefolder --lang quz --data-dir my_photos --out data/quz"""
 
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
-REQUIRED_COLUMNS = ("file_name", "source", "english")
+REQUIRED_COLUMNS = ("file_name", "english")
 ORIGINS = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED)
 JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 
@@ -85,7 +88,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise LayoutError(f"{NAME}: {path} lacks columns {missing}; found {sorted(columns)}, "
-                          f"expected {list(REQUIRED_COLUMNS)} (+ optional parallel, split)")
+                          f"expected {list(REQUIRED_COLUMNS)} (+ optional source, parallel, split)")
     return rows
 
 
@@ -153,12 +156,13 @@ def build_imagefolder(
         dropped = {reason: n for counts in report.dropped.values() for reason, n in counts.items()}
         raise InputError(f"{NAME}: the metadata in {data_dir} lists no usable image"
                          + (f" (rows dropped: {dropped})" if dropped else ""))
-    return run.finish(splits)
+    return run.finish(splits, keep_english_only=True)
 
 
 def _record(split: str, image_id: str, rec: dict, lang: str, name: str, source_origin: str, english_origin: str,
             parallel_origin: str) -> dict:
     has_parallel = any(s.strip() and p.strip() for s, p in zip(rec["source"], rec["parallel"]))
+    has_source = any(s.strip() for s in rec["source"])
     return {
         "image": rec["image"],
         "image_id": image_id,
@@ -166,7 +170,7 @@ def _record(split: str, image_id: str, rec: dict, lang: str, name: str, source_o
         "source": rec["source"],
         "english": list(dict.fromkeys(rec["english"])),  # a CSV repeats an image's English caption on each row
         "parallel": rec["parallel"],
-        "provenance": provenance(name, split, source=source_origin, english=english_origin,
+        "provenance": provenance(name, split, source=source_origin if has_source else NONE, english=english_origin,
                                  parallel=parallel_origin if has_parallel else NONE),
     }
 

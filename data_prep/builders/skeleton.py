@@ -38,10 +38,12 @@ class Build:
         self.drop_from = list(drop_overlap_from)
         self.report = BuildReport(builder, **settings, overlap_with=list(overlap_with), drop_overlap_from=self.drop_from)
 
-    def finish(self, splits: dict[str, list[dict]]) -> datasets.DatasetDict:
-        """Count (and drop) overlaps, write the dataset, print the report's summary."""
+    def finish(self, splits: dict[str, list[dict]], *, keep_english_only: bool = False) -> datasets.DatasetDict:
+        """Count (and drop) overlaps, write the dataset (`keep_english_only`: see `write_dataset`),
+        print the report's summary."""
         overlap.apply(splits, self.sets, self.drop_from, self.report)
-        dsd = write_dataset(splits, self.out, self.report, show_progress=self.show_progress)
+        dsd = write_dataset(splits, self.out, self.report, show_progress=self.show_progress,
+                            keep_english_only=keep_english_only)
         print(self.report.summary())
         return dsd
 

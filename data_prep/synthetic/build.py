@@ -54,13 +54,14 @@ def make_sample(index: int, *, seed: int, captions_per_image: int, parallel_frac
     return Sample(f"syn{seed}-{index:06d}", scene, eng, src, par)
 
 
-def split_of(index: int, total: int) -> str:
+def split_of(index: int, total: int, fractions: tuple[tuple[str, float], ...] = SPLIT_FRACTIONS) -> str:
+    """The split of item `index` of `total`: consecutive blocks of the given fractions."""
     edge = 0.0
-    for split, fraction in SPLIT_FRACTIONS:
+    for split, fraction in fractions:
         edge += fraction * total
         if index < round(edge):
             return split
-    return SPLIT_FRACTIONS[-1][0]
+    return fractions[-1][0]
 
 
 def record(sample: Sample, lang: str, split: str) -> dict:
