@@ -74,11 +74,11 @@ class Metrics(TypedDict, total=False):
     retrieval: RetrievalMetric
 
 
+SENTENCE_SCORES = ("bleu", "chrf", "bertscore.P", "bertscore.R", "bertscore.F", "lisascore.P", "lisascore.R",
+                   "lisascore.F", "grounding")
 Sentence = TypedDict("Sentence", {"hypothesis": str, "references": list[str], "source": NotRequired[str | None],
                                   "image_id": NotRequired[str | None],
-                                  **{key: NotRequired[float | None] for key in (
-                                      "bleu", "chrf", "bertscore.P", "bertscore.R", "bertscore.F", "lisascore.P",
-                                      "lisascore.R", "lisascore.F", "grounding")}})
+                                  **dict.fromkeys(SENTENCE_SCORES, NotRequired[float | None])})
 
 
 class System(TypedDict, total=False):

@@ -29,7 +29,7 @@ from data_prep.builders.files import OUTSIDE, inside
 from data_prep.errors import InputError
 from data_prep.schema import normalize_text
 from data_prep.text_files import numbered_lines, read_table, surrogate_problem
-from models.typed_json import problem
+from models.typed_json import problem as schema_problem
 
 CAPTION_COLUMNS = ("file_name", "caption")
 OPTIONAL_COLUMNS = ("image_id", "lang")
@@ -173,7 +173,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict, str | None]]:
 
 def _row_problem(row: dict) -> str | None:
     """A value of the wrong type, or text UTF-8 cannot carry (the tokenizer would fail on it)."""
-    why = problem(row, CaptionRow)
+    why = schema_problem(row, CaptionRow)
     if why is None and any(isinstance(v, str) and surrogate_problem(v) for v in row.values()):
         why = NOT_UNICODE
     return why
