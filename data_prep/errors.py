@@ -109,13 +109,10 @@ def fraction(text: str) -> float:
 
 def fraction_list(text: str) -> tuple[float, ...]:
     """argparse type: comma-separated numbers in [0, 1] (at least one), e.g. `0,0.02,0.1`."""
-    parts = [part.strip() for part in text.split(",")]
-    if not any(parts):
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers in [0, 1], got {text!r}")
     try:
-        return tuple(fraction(part) for part in parts)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"{exc} (in {text!r}; comma-separated numbers in [0, 1])") from None
+        return tuple(fraction(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers in [0, 1], got {text!r}") from None
 
 
 def non_negative_float(text: str) -> float:

@@ -668,8 +668,9 @@ PROBES = [
           kept=unchanged("mine.html", "<p>mine</p>\n")),
     Probe("eval report: --out RUN/eval/scores.html (its .json would replace scores.json)", "eval",
           lambda e: ["report", str(scored_run(e)), "--out", str(e.tmp / "run" / "eval" / "scores.html"), "--overwrite"],
-          2, r"the report's .json file .*run/eval/scores.json is the input .*run/eval/scores.json: writing it would "
-             r"destroy the input", kept=absent("run/eval/scores.html")),
+          2, r"--out .*run/eval/scores.json is the input .*run/eval/scores.json: writing it would destroy the input; "
+             r"choose another --out \(the report writes scores.json beside scores.html\)",
+          kept=absent("run/eval/scores.html")),
     Probe("eval report: config.json \"data_path\": 5", "eval",
           lambda e: ["report", str(edited_run(e, json_edit("config.json", lambda d: d.update(data_path=5)))), "--out",
                      str(e.tmp / "r.html")], 2, r"config.json: field \"data_path\": expected a string, found a "
@@ -706,10 +707,10 @@ PROBES = [
           r"argument --jobs: must be a positive integer, got 0", kept=absent("a")),
     Probe("eval ablation: --fractions abc", "eval", lambda e: ["ablation", "--out", str(e.tmp / "a"), "--fractions",
                                                                "abc"], 2,
-          r"argument --fractions: must be a number in \[0, 1\], got 'abc'", kept=absent("a")),
+          r"argument --fractions: must be comma-separated numbers in \[0, 1\], got 'abc'", kept=absent("a")),
     Probe("eval ablation: --fractions 0,1.5", "eval",
           lambda e: ["ablation", "--out", str(e.tmp / "a"), "--fractions", "0,1.5"], 2,
-          r"argument --fractions: must be a number in \[0, 1\], got 1.5 \(in '0,1.5'", kept=absent("a")),
+          r"argument --fractions: must be comma-separated numbers in \[0, 1\], got '0,1.5'", kept=absent("a")),
     Probe("eval ablation: --systems ce,bogus", "eval",
           lambda e: ["ablation", "--out", str(e.tmp / "a"), "--systems", "ce,bogus"], 2,
           r"--systems: unknown system\(s\) \['bogus'\]", kept=absent("a")),

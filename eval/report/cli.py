@@ -56,10 +56,14 @@ def run_report(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise InputError(f"--out {args.out} should be an .html file")
     read = [Path(run) / name for run in args.runs for name in (*RUN_FILES, "analysis/analysis.json", ABLATION_FILE)]
-    for path in (Path(args.out), Path(args.out).with_suffix(".md"), Path(args.out).with_suffix(".json")):
-        output_file(path, "--out" if path == Path(args.out) else f"the report's {path.suffix} file", artefact=REPORT,
-                    inputs={"": [p for p in read if p.exists()]}, overwrite=args.overwrite)
     out = Path(args.out)
+    for path in (out, out.with_suffix(".md"), out.with_suffix(".json")):
+        try:
+            output_file(path, "--out", artefact=REPORT, inputs={"": [p for p in read if p.exists()]},
+                        overwrite=args.overwrite)
+        except InputError as exc:
+            raise InputError(f"{exc}" + ("" if path == out else f" (the report writes {path.name} beside {out.name})")
+                             ) from None
     if len(args.runs) == 1 and is_ablation(args.runs[0]):  # written by `python -m eval ablation`
         report = build_ablation_page(args.runs[0], out)
     else:
