@@ -16,8 +16,9 @@ The grid is resumable: a run whose `eval/scores.json` exists is not trained agai
 the command after an interruption continues where it stopped (a half-trained run resumes from
 its checkpoint with `--resume`). `--out` must be new, empty or an ablation folder (its
 `plan.json`); one process at a time works in it (`data_prep.locks`). Options are checked at
-parsing (seeds, jobs and steps positive, fractions in [0, 1]); each run's scores are read back
-against `CellScores` (a damaged file is one line naming it and the field).
+parsing (seeds, jobs and steps positive, fractions in [0, 1]), the grid's size before it is built
+(at most MAX_RUNS runs); each run's scores are read back against `CellScores` (a damaged file is
+one line naming it and the field).
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ SYSTEMS = {  # each names every flag of its recipe; the rest are train.py's defa
 }
 P_INDEPENDENT = {"ground"}
 PLAN_FILE = "plan.json"
+MAX_RUNS = 10_000  # a grid of training runs larger than this is a typo (--seeds 1000000), not a plan
 ABLATION_DIR = Artefact("an ablation folder written by python -m eval ablation", marker_files(PLAN_FILE))
 METRICS = {  # name → (value in scores.json, per-sentence statistic for the paired bootstrap)
     "chrF": "chrf", "BLEU": "bleu", "BERTScore F": "bertscore.F", "LiSAScore F": "lisascore.F",
@@ -151,6 +153,9 @@ def plan(args: argparse.Namespace) -> list[Cell]:
     if "ce" not in systems:
         raise InputError("--systems: the ablation compares every system with `ce`: keep it in --systems")
     seeds = range(2 if args.quick else args.seeds)
+    if len(systems) * len(fractions) * len(seeds) > MAX_RUNS:  # before the grid is built in memory
+        raise InputError(f"the grid would train {len(systems) * len(fractions) * len(seeds)} runs (--systems x "
+                         f"--fractions x --seeds); at most {MAX_RUNS}, each takes minutes")
     cells = {Cell(s, 0.0 if s in P_INDEPENDENT else p, seed) for s in systems for p in fractions for seed in seeds}
     return sorted(cells, key=lambda c: (c.seed, c.fraction, c.system))
 
