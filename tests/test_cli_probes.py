@@ -884,6 +884,10 @@ def test_probe(probe: Probe, run, data, tmp_path, monkeypatch, capfd):
 
 
 def _quote(arg: str) -> str:
+    """`arg` as a shell would need it; bytes that are not UTF-8 (kept by Python as surrogates) as `$'\\xf3'`."""
+    if any("\udc80" <= ch <= "\udcff" for ch in arg):
+        raw = arg.encode("utf-8", "surrogateescape")
+        return "$'" + "".join(chr(b) if 32 <= b < 127 and chr(b) not in "'\\" else f"\\x{b:02x}" for b in raw) + "'"
     return arg if re.fullmatch(r"[\w./:=,+-]+", arg) else json.dumps(arg, ensure_ascii=False)
 
 
