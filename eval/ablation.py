@@ -33,14 +33,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import FiniteFloat
 from scipy import stats as scipy_stats
 from tqdm.auto import tqdm
-from typing_extensions import TypedDict
+from typing_extensions import Annotated, TypedDict
 
 from data_prep.errors import Artefact, InputError, fraction_list, marker_files, output_dir, positive_int
 from data_prep.locks import FolderLock
 from data_prep.text_files import read_lines
 from eval import mt_metrics
+from eval.score import NonEmpty
 from eval.stats import Statistic, stratified_paired_bootstrap
 from models.typed_json import read_json
 
@@ -70,11 +72,11 @@ METRICS = {  # name → (value in scores.json, per-sentence statistic for the pa
 
 
 class _Score(TypedDict):
-    score: float
+    score: FiniteFloat
 
 
 class _F(TypedDict):
-    F: float
+    F: FiniteFloat
 
 
 class _Embedding(TypedDict):
@@ -82,8 +84,8 @@ class _Embedding(TypedDict):
 
 
 class _InBatch(TypedDict):
-    b2a: float
-    b2a_hits: list[float]
+    b2a: FiniteFloat
+    b2a_hits: Annotated[list[FiniteFloat], NonEmpty]
 
 
 class _Translation(TypedDict):
@@ -102,7 +104,8 @@ class _Metrics(TypedDict):
     retrieval: _Retrieval
 
 
-_Sentence = TypedDict("_Sentence", {"references": list[str], "bertscore.F": float, "lisascore.F": float})
+_Sentence = TypedDict("_Sentence", {"references": Annotated[list[str], NonEmpty], "bertscore.F": FiniteFloat,
+                                    "lisascore.F": FiniteFloat})
 
 
 class CellScores(TypedDict):
@@ -110,7 +113,7 @@ class CellScores(TypedDict):
 
     target_lang: str
     metrics: _Metrics
-    sentences: list[_Sentence]
+    sentences: Annotated[list[_Sentence], NonEmpty]
 
 
 @dataclass(frozen=True)

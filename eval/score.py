@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from typing_extensions import NotRequired, Required, TypedDict
+from pydantic import Field, FiniteFloat
+from typing_extensions import Annotated, NotRequired, Required, TypedDict
 
 from eval import mt_metrics, stats
 from eval.references import References, reference_lists
@@ -76,9 +77,11 @@ class Metrics(TypedDict, total=False):
 
 SENTENCE_SCORES = ("bleu", "chrf", "bertscore.P", "bertscore.R", "bertscore.F", "lisascore.P", "lisascore.R",
                    "lisascore.F", "grounding")
-Sentence = TypedDict("Sentence", {"hypothesis": str, "references": list[str], "source": NotRequired[str | None],
+NonEmpty = Field(min_length=1)  # a list the metrics cannot score when empty (no sentence, no reference)
+Sentence = TypedDict("Sentence", {"hypothesis": str, "references": Annotated[list[str], NonEmpty],
+                                  "source": NotRequired[str | None],
                                   "image_id": NotRequired[str | None],
-                                  **dict.fromkeys(SENTENCE_SCORES, NotRequired[float | None])})
+                                  **dict.fromkeys(SENTENCE_SCORES, NotRequired[FiniteFloat | None])})
 
 
 class System(TypedDict, total=False):
@@ -98,7 +101,7 @@ class ScoreFile(TypedDict, total=False):
     bootstrap: dict[str, Any] | None
     paired: dict[str, dict[str, float | int | None]]
     baseline: System
-    sentences: Required[list[Sentence]]
+    sentences: Required[Annotated[list[Sentence], NonEmpty]]
     versions: dict[str, str]
     run_id: str | None
     split: str | None

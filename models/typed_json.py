@@ -24,7 +24,7 @@ _EXPECTED = {"string_type": "a string", "float_type": "a number", "int_type": "a
              "int_from_float": "an integer", "bool_type": "true or false", "dict_type": "a JSON object",
              "list_type": "a JSON array", "finite_number": "a finite number", "none_required": "null",
              "typed_dict_type": "a JSON object", "greater_than_equal": "a number >= 0",
-             "greater_than": "a number > 0"}
+             "greater_than": "a number > 0", "too_short": "a non-empty JSON array"}
 _SHOW_VALUE = {"finite_number", "greater_than_equal", "greater_than", "literal_error"}  # the kind alone says too little
 
 
@@ -36,7 +36,7 @@ def json_kind(value: Any) -> str:
     """`a JSON string`, `a JSON array`, ... for messages."""
     kinds = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number",
              type(None): "null"}
-    return f"a JSON {kinds.get(type(value), type(value).__name__)}"
+    return ("an empty JSON array" if value == [] else f"a JSON {kinds.get(type(value), type(value).__name__)}")
 
 
 @functools.cache
