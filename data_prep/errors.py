@@ -108,11 +108,11 @@ def fraction(text: str) -> float:
 
 
 def fraction_list(text: str) -> tuple[float, ...]:
-    """argparse type: comma-separated numbers in [0, 1] (at least one), e.g. `0,0.02,0.1`."""
-    try:
-        return tuple(fraction(part.strip()) for part in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be comma-separated numbers in [0, 1], got {text!r}") from None
+    """argparse type: comma-separated numbers in [0, 1], at least one ("0.02,0.05,0.3")."""
+    values = tuple(fraction(t.strip()) for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError("needs at least one number in [0, 1]")
+    return values
 
 
 def non_negative_float(text: str) -> float:

@@ -113,7 +113,8 @@ def test_imagefolder_metadata_rows(rows, csv_text, as_csv):
         before = digest(folder)
         written = []
         with mock.patch("data_prep.builders.skeleton.write_dataset",
-                        lambda splits, out, report, **kw: written.append(_assign_splits(splits, report))):
+                        lambda splits, out, report, **kw: written.append(_assign_splits(
+                            splits, report, *([kw["keep_english_only"]] if "keep_english_only" in kw else [])))):
             try:
                 imagefolder.build_imagefolder(Path(tmp) / "out", folder, "es", show_progress=False)
             except InputError:
