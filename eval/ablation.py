@@ -14,7 +14,11 @@ untrained student (the same initialisation every run of a seed starts from).
 
 The grid is resumable: a run whose `eval/scores.json` exists is not trained again, so rerunning
 the command after an interruption continues where it stopped (a half-trained run resumes from
-its checkpoint with `--resume`).
+its checkpoint with `--resume`). `--out` must be new, empty or an ablation folder (its
+`plan.json`); one process at a time works in it (`data_prep.locks`). Options are checked at
+parsing (seeds, jobs and steps positive, fractions in [0, 1]), the grid's size before it is built
+(at most MAX_RUNS runs); each run's scores are read back against `CellScores` (a damaged file is
+one line naming it and the field).
 """
 from __future__ import annotations
 
@@ -29,11 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import FiniteFloat
 from scipy import stats as scipy_stats
 from tqdm.auto import tqdm
+from typing_extensions import Annotated, TypedDict
 
+from data_prep.errors import Artefact, InputError, fraction_list, marker_files, output_dir, positive_int
+from data_prep.locks import FolderLock
+from data_prep.text_files import read_lines
 from eval import mt_metrics
+from eval.score import NonEmpty
 from eval.stats import Statistic, stratified_paired_bootstrap
+from models.typed_json import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
@@ -51,10 +62,58 @@ SYSTEMS = {  # each names every flag of its recipe; the rest are train.py's defa
     "ground": ["--grounding-weight", "1", "--token-ce-weight", "0", *NO_RECIPE],
 }
 P_INDEPENDENT = {"ground"}
+PLAN_FILE = "plan.json"
+MAX_RUNS = 10_000  # a grid of training runs larger than this is a typo (--seeds 1000000), not a plan
+ABLATION_DIR = Artefact("an ablation folder written by python -m eval ablation", marker_files(PLAN_FILE))
 METRICS = {  # name → (value in scores.json, per-sentence statistic for the paired bootstrap)
     "chrF": "chrf", "BLEU": "bleu", "BERTScore F": "bertscore.F", "LiSAScore F": "lisascore.F",
     "R@1": "r1",
 }
+
+
+class _Score(TypedDict):
+    score: FiniteFloat
+
+
+class _F(TypedDict):
+    F: FiniteFloat
+
+
+class _Embedding(TypedDict):
+    corpus: _F
+
+
+class _InBatch(TypedDict):
+    b2a: FiniteFloat
+    b2a_hits: Annotated[list[FiniteFloat], NonEmpty]
+
+
+class _Translation(TypedDict):
+    in_batch: _InBatch
+
+
+class _Retrieval(TypedDict):
+    translation: _Translation
+
+
+class _Metrics(TypedDict):
+    chrf: _Score
+    bleu: _Score
+    bertscore: _Embedding
+    lisascore: _Embedding
+    retrieval: _Retrieval
+
+
+_Sentence = TypedDict("_Sentence", {"references": Annotated[list[str], NonEmpty], "bertscore.F": FiniteFloat,
+                                    "lisascore.F": FiniteFloat})
+
+
+class CellScores(TypedDict):
+    """What the table reads from a run's eval/scores.json (a part of `eval.score.ScoreFile`)."""
+
+    target_lang: str
+    metrics: _Metrics
+    sentences: Annotated[list[_Sentence], NonEmpty]
 
 
 @dataclass(frozen=True)
@@ -73,30 +132,33 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="folder of the grid's runs and its ablation.json")
     p.add_argument("--lang", default="es", help="source language of the embedded world (default: es)")
     p.add_argument("--data-dir", help="a dataset built by `python -m data_prep` (default: the embedded world)")
-    p.add_argument("--fractions", help=f"comma-separated parallel fractions (default: {','.join(map(str, FRACTIONS))})")
+    p.add_argument("--fractions", type=fraction_list,
+                   help=f"comma-separated parallel fractions in [0, 1] (default: {','.join(map(str, FRACTIONS))})")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from %(default)s")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: 3)")
-    p.add_argument("--steps", type=int, default=300,
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default: 3)")
+    p.add_argument("--steps", type=positive_int, default=300,
                    help="student steps of every run (default: 300, which fits the full grid in about 50 minutes on "
                         "2 idle cores, docs/ablation.md)")
     p.add_argument("--quick", action="store_true",
                    help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a check that fits in "
                         "~5 minutes on 2 idle cores")
-    p.add_argument("--jobs", type=int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
     p.add_argument("--train-args", default="", help=TRAIN_ARGS_HELP)
 
 
 def plan(args: argparse.Namespace) -> list[Cell]:
-    fractions = QUICK_FRACTIONS if args.quick and not args.fractions else \
-        tuple(float(f) for f in (args.fractions or ",".join(map(str, FRACTIONS))).split(","))
+    fractions = QUICK_FRACTIONS if args.quick and not args.fractions else args.fractions or FRACTIONS
     systems = list(QUICK_SYSTEMS) if args.quick and args.systems == ",".join(SYSTEMS) else \
         [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
-        raise SystemExit(f"error: unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
+        raise InputError(f"--systems: unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
     if "ce" not in systems:
-        raise SystemExit("error: the ablation compares every system with `ce`: keep it in --systems")
+        raise InputError("--systems: the ablation compares every system with `ce`: keep it in --systems")
     seeds = range(2 if args.quick else args.seeds)
+    if len(systems) * len(fractions) * len(seeds) > MAX_RUNS:  # before the grid is built in memory
+        raise InputError(f"the grid would train {len(systems) * len(fractions) * len(seeds)} runs (--systems x "
+                         f"--fractions x --seeds); at most {MAX_RUNS}, each takes minutes")
     cells = {Cell(s, 0.0 if s in P_INDEPENDENT else p, seed) for s in systems for p in fractions for seed in seeds}
     return sorted(cells, key=lambda c: (c.seed, c.fraction, c.system))
 
@@ -138,8 +200,11 @@ def run_grid(runs: dict[str, list[str]], out: Path, *, jobs: int, desc: str) -> 
 
 def cell_scores(run: Path) -> dict:
     """The values of one run that the table shows, and per-sentence statistics for pairing."""
-    scores = json.loads((run / "eval" / "scores.json").read_text())
-    hyps = (run / "eval" / "hyp.txt").read_text(encoding="utf-8").splitlines()
+    scores = read_json(run / "eval" / "scores.json", CellScores)
+    hyps = read_lines(run / "eval" / "hyp.txt")
+    if len(hyps) != len(scores["sentences"]):
+        raise InputError(f"{run / 'eval' / 'hyp.txt'} has {len(hyps)} lines but {run / 'eval' / 'scores.json'} "
+                         f"scores {len(scores['sentences'])} sentences; delete {run} to train it again")
     refs = [row["references"] for row in scores["sentences"]]
     m = scores["metrics"]
     values = {"chrF": m["chrf"]["score"], "BLEU": m["bleu"]["score"],
@@ -196,14 +261,17 @@ def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
 
 
 def run_ablation(args: argparse.Namespace) -> int:
-    out = Path(args.out)
     cells = plan(args)
+    out = output_dir(args.out, "--out", artefact=ABLATION_DIR, replace=True, inputs={"--data-dir": args.data_dir})
     fractions = sorted({c.fraction for c in cells if c.system not in P_INDEPENDENT} or {0.0})
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "plan.json").write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
-    failed = run_grid({c.name: train_argv(c, args) for c in cells}, out, jobs=args.jobs, desc="ablation runs")
-    result = aggregate(cells, out, fractions)
-    result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps)
-    (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
+    with FolderLock(out, "python -m eval ablation"):  # one grid at a time in a folder
+        for cell in cells:  # a damaged score file is reported before any training, not after it
+            if (scores := out / "runs" / cell.name / "eval" / "scores.json").is_file():
+                read_json(scores, CellScores)
+        (out / PLAN_FILE).write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
+        failed = run_grid({c.name: train_argv(c, args) for c in cells}, out, jobs=args.jobs, desc="ablation runs")
+        result = aggregate(cells, out, fractions)
+        result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps)
+        (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))
     return 1 if failed else 0

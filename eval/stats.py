@@ -51,6 +51,12 @@ def _ratio(summed: np.ndarray) -> float:
     return float(summed[0] / summed[1])
 
 
+def bootstrap_bytes(n_samples: int, n_items: int) -> int:
+    """Memory the bootstrap of `n_items` items takes: the int64 resampling indices `[n_samples,
+    n_items]` (what dominates), plus a few float64 score arrays per statistic."""
+    return 8 * n_samples * (n_items + 64)
+
+
 def resample_indices(n_items: int, n_samples: int = DEFAULT_SAMPLES,
                      seed: int = DEFAULT_SEED) -> np.ndarray:
     """[n_samples, n_items] bootstrap indices, drawn as sacreBLEU draws them."""

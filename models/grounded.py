@@ -18,26 +18,44 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Literal
 
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
+from pydantic import FiniteFloat, PositiveInt
 from torch import Tensor, nn
 from transformers import MarianMTModel, PreTrainedTokenizerBase
+from typing_extensions import TypedDict
 
 from models.clip_batches import ImageLike, encode_images, encode_in_batches, encode_texts, open_rgb
 from models.clip_loading import load_clip
-from models.decoding import Decoded, decode
+from models.decoding import DECODING_MODES, Decoded, decode
+from models.eot import EOT_MODES
 from models.export import export_student, import_student
 from models.generation import nbest, translate
-from models.splice import Splice
+from models.splice import SPLICES, TOKEN_KINDS, Splice
 from models.student import load_marian_tokenizer
 from models.target_vocab import TargetVocab, labels_for, load_target_vocab
 from models.teacher import CHECKPOINT_NAME
 from models.text_tower import DistributionTextTower
+from models.typed_json import read_json
 
 SYSTEM_FILE = "system.json"
+
+
+class SystemSpec(TypedDict):
+    """`system.json`: what `save` writes and `load` needs besides the weights (checked on reading
+    by `models.typed_json`)."""
+
+    clip: str
+    splice: Literal[SPLICES]
+    feedback_kind: Literal[TOKEN_KINDS]
+    tau: FiniteFloat
+    eot_finder: Literal[EOT_MODES]
+    decoding: Literal[DECODING_MODES]
+    max_length: PositiveInt
 
 
 class GroundedSystem(nn.Module):
@@ -217,7 +235,7 @@ class GroundedSystem(nn.Module):
         if not (directory / SYSTEM_FILE).is_file():
             raise FileNotFoundError(f"{directory} holds no saved system ({SYSTEM_FILE}); pass a run directory "
                                     "written by `accelerate launch train.py --out RUN` (its model/ folder)")
-        spec = json.loads((directory / SYSTEM_FILE).read_text())
+        spec = read_json(directory / SYSTEM_FILE, SystemSpec)
         clip, _, clip_tokenizer = load_clip(spec["clip"], pretrained=directory / "clip" / CHECKPOINT_NAME)
         vocab = load_target_vocab(directory, clip_tokenizer).bind(DistributionTextTower(clip).token_embedding)
         student = import_student(directory / "student", vocab)

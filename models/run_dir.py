@@ -9,6 +9,9 @@ RUN/targets/round_NN.jsonl   pseudo-parallel targets of grounded self-training r
 RUN/eval/              scores and per-sentence outputs
 RUN/report.html
 ```
+What the readers of a run expect in its `config.json` (`RunConfig`: the keys `translate` and
+`eval` read) and in a checkpoint's manifest (`Manifest`) is declared here and checked with
+`models.typed_json` (one line naming the file and the field when it does not hold).
 """
 from __future__ import annotations
 
@@ -20,8 +23,37 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import NonNegativeInt
+from typing_extensions import TypedDict
+
+from models.typed_json import problem
+
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 MANIFEST = "train_state.json"
+
+
+class RunConfig(TypedDict, total=False):
+    """The keys of `config.json` that `translate` and `eval` read (train.py writes many more)."""
+
+    run_id: str
+    lang: str
+    data_path: str | None
+    eval_split: str
+    freeze: str
+    clip_weights: str | None
+    clip_pretrained: str | None
+
+
+class ManifestFile(TypedDict):
+    bytes: NonNegativeInt
+    sha256: str
+
+
+class Manifest(TypedDict):
+    """A checkpoint's `train_state.json`: its step and every file's size and SHA-256."""
+
+    step: NonNegativeInt
+    files: dict[str, ManifestFile]
 
 
 def _sha256(path: Path) -> str:
@@ -48,7 +80,12 @@ def checkpoint_problem(path: Path) -> str | None:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
         return f"{path / MANIFEST} is missing or unreadable"
-    for name, meta in manifest.get("files", {}).items():
+    why = problem(manifest, Manifest)
+    if why is not None:
+        return f"{path / MANIFEST}: {why}"
+    for name, meta in manifest["files"].items():
+        if os.path.isabs(name) or ".." in Path(name).parts:
+            return f"{path / MANIFEST} names a file outside the checkpoint: {name}"
         file = path / name
         if not file.is_file():
             return f"{file} is missing"
@@ -56,7 +93,7 @@ def checkpoint_problem(path: Path) -> str | None:
             return f"{file} has {file.stat().st_size} bytes, {meta['bytes']} were written"
         if _sha256(file) != meta["sha256"]:
             return f"{file} does not hold what was written (SHA-256 differs)"
-    return None if manifest.get("files") else f"{path / MANIFEST} lists no files"
+    return None if manifest["files"] else f"{path / MANIFEST} lists no files"
 
 
 class RunDir:
