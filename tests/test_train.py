@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -15,7 +14,9 @@ import pytest
 import torch
 
 import train
+from paused_run import start_paused
 from tiny_run import tiny
+from two_processes import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -67,18 +68,13 @@ def test_resume_after_sigkill_continues_the_same_curve(cache, tmp_path):
     reference = tmp_path / "reference"
     assert run_train(tiny(cache, reference, *args), timeout=600).returncode == 0
 
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *tiny(cache, killed, *args)],
-                            env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if (killed / "checkpoints" / "step_00000006").is_dir() and (killed / "metrics.jsonl").is_file() \
-                and any(m["step"] >= 9 for m in metrics(killed) if "step" in m):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed = tmp_path / "killed"  # held before its 10th metrics record: step 9 logged, step 6 checkpointed
+    paused = start_paused([str(ROOT / "train.py"), *tiny(cache, killed, *args)], "open", str(killed / "metrics.jsonl"),
+                          10, env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    paused.proc.send_signal(signal.SIGKILL)
+    assert paused.proc.wait() == -signal.SIGKILL
+    assert [m["step"] for m in metrics(killed)] == list(range(1, 10))
+    assert [p.name for p in (killed / "checkpoints").glob("step_*")] == ["step_00000006"]
     assert not (killed / "model").exists()
     resumed = run_train(tiny(cache, killed, *args, "--resume"), timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -94,16 +90,14 @@ def test_resume_after_sigkill_continues_the_same_curve(cache, tmp_path):
 
 def test_sigterm_writes_a_final_checkpoint(cache, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
-                             *tiny(cache, run, "--steps", "200", "--checkpoint-every", "1000", "--no-evaluate")],
-                            env=subprocess_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not ((run / "metrics.jsonl").is_file() and len(metrics(run)) >= 3):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=300) == 128 + signal.SIGTERM
-    checkpoints = list((run / "checkpoints").glob("step_*"))
-    assert len(checkpoints) == 1 and int(checkpoints[0].name.split("_")[1]) >= 3
+    paused = start_paused([str(ROOT / "train.py"),
+                           *tiny(cache, run, "--steps", "200", "--checkpoint-every", "1000", "--no-evaluate")],
+                          "open", str(run / "metrics.jsonl"), 4, env=subprocess_env(), cwd=ROOT,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    paused.proc.send_signal(signal.SIGTERM)  # held before its 4th metrics record, then let go to the step's end
+    paused.release()
+    assert paused.proc.wait(timeout=300) == 128 + signal.SIGTERM
+    assert [p.name for p in (run / "checkpoints").glob("step_*")] == ["step_00000004"]  # the step it was in
     assert "continue with" in (run / "train.log").read_text()
 
 
@@ -112,9 +106,9 @@ def test_two_process_cpu_run(cache, tmp_path):
     # the teacher is trained (and cached) per world size; keep it tiny
     # accelerate's --cpu launcher starts one process unless MPI is installed; --multi_gpu starts two with
     # torchrun, and train.py forms a gloo group when there is no CUDA
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                           str(ROOT / "train.py"), *tiny(cache, run, "--steps", "4", "--no-evaluate")],
-                          env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = accelerate_launch(["--multi_gpu", "--num_processes", "2", str(ROOT / "train.py"),
+                              *tiny(cache, run, "--steps", "4", "--no-evaluate")],
+                             env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     assert [m["step"] for m in metrics(run) if "split" not in m] == [1, 2, 3, 4]
