@@ -48,8 +48,8 @@ def run(tmp_path_factory, cache) -> Path:
     sentences differ from one another (asserted here): a collapsed student that writes one sentence
     for every input would hide any order or alignment bug in the tests that compare outputs.
     Human translations for every training caption and a short warm-up make 200 steps enough (7-10
-    distinct at 100-160 steps, 1 at 4 steps: "four four ..." for every input); they take about 20 s
-    on an idle core."""
+    distinct at 100-160 steps, 1 at 4 steps: "four four ..." for every input); they cost about
+    17 s at the 0.07 s a step measured on a lightly loaded core (33 s under a load of 5)."""
     # imported here, not at the top: every test file loads conftest, only these fixtures need them
     import torch
 
