@@ -76,7 +76,7 @@ def reference(tmp_path_factory) -> dict:
 
 def paused_run(cache: Path, out: Path, event: str, pattern: str, nth: int = 1, **popen_kw) -> Paused:
     """A run held just before its `nth` `event` on a path matching `pattern` (tests/paused_run.py)."""
-    kw = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) | popen_kw
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} | popen_kw
     return start_paused(argv(cache, out), event, pattern, nth, env=env(), cwd=ROOT, **kw)
 
 
