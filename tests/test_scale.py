@@ -21,6 +21,7 @@ from models.ndim_loss import NDimContrastiveLoss
 from models.splice import Splice, project_tokens
 from models.student import build_scratch_student, enable_activation_checkpointing
 from models.text_tower import DistributionTextTower
+from two_processes import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -219,10 +220,9 @@ def test_two_cpu_processes_from_the_config_file_reproduce_one_process(cache, tmp
     dropout, no token CE: a per-rank mean over rows with a translation would weight the ranks unequally)."""
     args = ["--splice", "soft", "--dropout", "0", "--token-ce-weight", "0", "--steps", "4", "--freeze", freeze]
     assert train.main(tiny(cache, tmp_path / "one", *args)) == 0
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(CONFIGS / "ddp_2proc_cpu.yaml"), str(ROOT / "train.py"),
-                           *tiny(cache, tmp_path / "two", *args)], env=env(), cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = accelerate_launch(["--config_file", str(CONFIGS / "ddp_2proc_cpu.yaml"), str(ROOT / "train.py"),
+                              *tiny(cache, tmp_path / "two", *args)], env=env(), cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
