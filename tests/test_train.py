@@ -3,6 +3,7 @@ a 2-process CPU run, bad data, missing data, real-data builders and real-weight 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -369,3 +370,46 @@ def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_pa
     assert "health/student/anchor_entropy" in validation[0]
     log = (run / "train.log").read_text()
     assert "expert minilm: 384-d, mapped into CLIP's 32-d text space by centred Procrustes" in log
+
+
+def oracle_r1(query: torch.Tensor, gallery: torch.Tensor) -> float:
+    """In-batch R@1 of query row i retrieving gallery row i by cosine, ties as expected hits
+    (1 / number of rows tied at the top), written out loop by loop."""
+    q, g = torch.nn.functional.normalize(query.double(), dim=-1), torch.nn.functional.normalize(gallery.double(), dim=-1)
+    total = 0.0
+    for i, row in enumerate(q @ g.T):
+        if not (row > row[i]).any():
+            total += 1.0 / int((row == row[i]).sum())
+    return total / len(q)
+
+
+def test_every_logged_metric_of_an_expert_run_reads_the_axis_it_names(cache, tmp_path, monkeypatch):
+    """With --expert the axes are image, English 1..K, experts 1..E, student 1..M: every `r1/*` and
+    `cos/*` value of every step record is recomputed from the features the n-dim loss received, read
+    at those positions, and every logged value is finite."""
+    from models.ndim_loss import NDimContrastiveLoss
+
+    seen = []
+    forward = NDimContrastiveLoss.forward
+
+    def recording(self, features):
+        seen.append([f.detach().clone() for f in features])
+        return forward(self, features)
+
+    monkeypatch.setattr(NDimContrastiveLoss, "forward", recording)
+    run = tmp_path / "run"
+    k, m = 2, 2
+    assert train.main(tiny(cache, run, "--expert", "minilm", "--k-english", str(k), "--m-source", str(m),
+                           "--steps", "4", "--no-evaluate")) == 0
+    steps = [r for r in metrics(run) if "split" not in r]
+    assert len(steps) == len(seen) == 4
+    for record, axes in zip(steps, seen):
+        assert len(axes) == 1 + k + 1 + m
+        image, english, student = axes[0], axes[1], axes[1 + k + 1]
+        want = {"r1/student_image": oracle_r1(student, image), "r1/english_image": oracle_r1(english, image),
+                "r1/student_english": oracle_r1(student, english),
+                "cos/student_image": float(torch.nn.functional.cosine_similarity(student, image).mean()),
+                "cos/student_english": float(torch.nn.functional.cosine_similarity(student, english).mean())}
+        got = {key: record[key] for key in want}
+        assert got == pytest.approx(want, abs=1e-6), record["step"]
+        assert all(math.isfinite(v) for v in record.values() if isinstance(v, float)), record
