@@ -32,7 +32,7 @@ def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torc
     length = system.context_length - 1
 
     def states(part: Sequence[str]) -> torch.Tensor:
-        hidden = system.decode_sources(part).hidden
+        hidden = system.splice_decode_sources(part).hidden
         return F.pad(hidden, (0, 0, 0, length - hidden.shape[1]))
 
     return encode_in_batches(states, sources, batch_size=batch_size)

@@ -17,6 +17,7 @@ from huggingface_hub import is_offline_mode
 from models.tiny_configs import register_tiny_clip_configs
 
 CLIP_PRETRAINED_OPTION = "--clip-pretrained PATH"
+CHECKPOINT_NAME = "open_clip_model.pt"  # the file name of a saved CLIP (a run's model/clip/, a cached teacher)
 
 
 def load_clip(

@@ -84,7 +84,7 @@ def _weighted_nll(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: T
     return (nll.sum(1) * row_weights).sum()
 
 
-def decode(
+def splice_decode(
     student: MarianMTModel,
     splice: Splice,
     tower: DistributionTextTower,

@@ -392,9 +392,25 @@ NAMES: tuple[str, ...] = tuple(sorted(
 FAILING: tuple[str, ...] = ("v3", "v15", "v16")
 
 
+# Descriptive names of the thesis-numbered entries (what the training options and docs use; the
+# numbers stay accepted).
+DESCRIPTIVE: dict[str, str] = {
+    "product": "v0", "feature-spread": "v1", "feature-spread-l2": "v2", "ones-mean-cosine": "v3",
+    "one-minus-sst": "v4", "one-minus-root-sst": "v5", "sum-norm": "v7", "mean-norm": "v9",
+    "leave-one-out": "v11", "mean-projection": "v14", "deviation-ratio": "v15", "mean-minus-hypotenuse": "v16",
+}
+CHOICES: tuple[str, ...] = (*DESCRIPTIVE, "gram", "pairwise", *(n for n in NAMES if n.startswith("v")))
+
+
 def get_similarity(name: str) -> Similarity:
-    """Registry lookup by thesis number or name; aliases resolve to the function they equal."""
-    key = ALIASES.get(name, name)
+    """Registry lookup by descriptive name, thesis number or alias; aliases resolve to the function they equal."""
+    key = ALIASES.get(name, DESCRIPTIVE.get(name, name))
     if key not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {name!r}; choose one of {', '.join(NAMES)}")
+        raise ValueError(f"unknown similarity {name!r}; choose one of {', '.join(CHOICES)}")
     return SIMILARITIES[key]
+
+
+def descriptive_name(name: str) -> str:
+    """The descriptive name of a similarity given by any of its names ('v13' → 'one-minus-sst')."""
+    key = get_similarity(name).name
+    return next((d for d, number in DESCRIPTIVE.items() if number == key), key)

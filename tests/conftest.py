@@ -31,12 +31,12 @@ def run(tmp_path_factory, cache) -> Path:
     # imported here, not at the top: every test file loads conftest, only these fixtures need them
     import torch
 
-    import train
+    import training
     from tiny_run import tiny
 
     out = tmp_path_factory.mktemp("translate-run") / "run"
     torch.set_num_threads(1)
-    assert train.main(tiny(cache, out, "--steps", "4", "--checkpoint-every", "100", "--no-evaluate")) == 0
+    assert training.main(tiny(cache, out, "--steps", "4", "--checkpoint-every", "100", "--no-evaluate")) == 0
     return out
 
 

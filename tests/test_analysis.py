@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import train
+import training
 from chromium import screenshot
 from eval.__main__ import main as eval_main
 from eval.analysis import analyze as analyze_module
@@ -39,7 +39,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def run(cache, tmp_path_factory) -> Path:
     """200 synthetic images (20 test images, 40 test sentences), 8 steps, image tower trained."""
     out = tmp_path_factory.mktemp("analysis") / "run"
-    assert train.main(tiny(cache, out, "--synthetic-images", "200", "--freeze", "text")) == 0
+    assert training.main(tiny(cache, out, "--synthetic-images", "200", "--freeze", "text")) == 0
     return out
 
 

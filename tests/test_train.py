@@ -9,14 +9,22 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
-import train
+from data_prep.targets import Target, TargetTable
+from models.inputs import TargetInputs
+from models.run_dir import RunDir
+
+import training
 from tiny_run import tiny
+from training.config import build_parser, named_options, parse_config, resolve, resumed_config
+from training.options import OPTIONS, RECIPES
+from training.task import annealed
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -38,7 +46,7 @@ def metrics(run: Path) -> list[dict]:
 
 def test_full_run_writes_the_run_directory(cache, tmp_path):
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run)) == 0
+    assert training.main(tiny(cache, run)) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["steps"] == 8 and config["clip"] == "groundmt-micro" and config["run_id"] == "run"
     steps = [m["step"] for m in metrics(run) if "split" not in m]
@@ -139,13 +147,13 @@ def test_bad_rows_are_skipped_and_counted(cache, tmp_path):
                                 "validation": clean["validation"], "test": clean["test"]})
     bad.save_to_disk(str(tmp_path / "bad"))
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--data-dir", str(tmp_path / "bad"), "--steps", "2", "--no-evaluate")) == 0
+    assert training.main(tiny(cache, run, "--data-dir", str(tmp_path / "bad"), "--steps", "2", "--no-evaluate")) == 0
     log = (run / "train.log").read_text()
     assert "train: 46 rows usable; skipped 2: 1 no source caption, 1 unreadable image" in log
 
 
 def test_missing_dataset_fails_before_any_model_is_built(tmp_path, capsys):
-    assert train.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    assert training.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "python -m data_prep coco-cn" in err
     assert not (tmp_path / "run").exists()
@@ -156,7 +164,7 @@ def test_coco_cn_fixture_trains_a_few_steps(cache, tmp_path):
     args = tiny(cache, run, "--data", "coco-cn", "--lang", "zh", "--data-dir", str(FIXTURES / "coco-cn"),
                 "--data-args", f"--coco-dir {FIXTURES / 'coco-cn' / 'coco'}", "--batch-size", "2", "--steps", "2",
                 "--no-evaluate")
-    assert train.main(args) == 0
+    assert training.main(args) == 0
     assert [m["step"] for m in metrics(run) if "split" not in m] == [1, 2]
     assert json.loads((run / "config.json").read_text())["data"] == "coco-cn"
 
@@ -169,7 +177,7 @@ def test_real_weight_formats_through_train(cache, tmp_path, pretrained_student):
     weights = tmp_path / "clip.pt"
     torch.save({"state_dict": clip.state_dict()}, weights)
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(pretrained_student),
+    assert training.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(pretrained_student),
                            "--steps", "2")) == 0
     log = (run / "train.log").read_text()
     assert f"CLIP groundmt-micro from {weights}" in log
@@ -185,7 +193,7 @@ def test_real_weight_formats_through_train(cache, tmp_path, pretrained_student):
 def test_unfrozen_towers_with_region_labels(cache, tmp_path):
     """--freeze none encodes images and English captions every step; --labels regions logs per-region stats."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--freeze", "none", "--labels", "regions", "--m-source", "2", "--steps", "2",
+    assert training.main(tiny(cache, run, "--freeze", "none", "--labels", "regions", "--m-source", "2", "--steps", "2",
                            "--no-evaluate")) == 0
     record = metrics(run)[-1]
     assert any(k.startswith("region/") and k.endswith("/loss_share") for k in record)
@@ -237,7 +245,7 @@ def colour_run(cache: Path, world: Path, out: Path, *extra: str) -> dict:
             "--k-english", "1", "--m-source", "1", "--eval-every", "1000", "--checkpoint-every", "1000",
             "--eval-bootstrap", "0", "--quiet", "--threads", "1", "--no-pivot", "--self-train-rounds", "0",
             "--cache-dir", str(cache), "--out", str(out), *extra]
-    assert train.main(args) == 0
+    assert training.main(args) == 0
     scores = json.loads((out / "eval" / "scores.json").read_text())
     trained, untrained = scores["metrics"], scores["untrained"]["metrics"]
     return {"chrf": (trained["chrf"]["score"], untrained["chrf"]["score"]),
@@ -280,14 +288,14 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
 def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache, tmp_path):
     """DESIGN §9: the embedded run prints the CE-only figure on the same data beside its own."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--steps", "4", "--grounding-weight", "0", "--self-train-rounds", "1",
+    assert training.main(tiny(cache, run, "--steps", "4", "--grounding-weight", "0", "--self-train-rounds", "1",
                            "--compare-ce")) == 0
     baseline = json.loads((run / "baseline-ce" / "config.json").read_text())
     mine = json.loads((run / "config.json").read_text())
-    assert baseline["grounding_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
-    assert {k: v for k, v in baseline.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce",
-                                                              "resume")} == \
-        {k: v for k, v in mine.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce", "resume")}
+    assert baseline["contrastive_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
+    assert baseline["recipe"] == "ce"
+    recipe = {*RECIPES["ce"], "recipe", "out", "run_id", "compare_ce", "resume"}  # the baseline is this run, recipe `ce`
+    assert {k: v for k, v in baseline.items() if k not in recipe} == {k: v for k, v in mine.items() if k not in recipe}
     assert (run / "baseline-ce" / "eval" / "scores.json").is_file()
     assert "token CE only" in (run / "train.log").read_text()
     report = json.loads((run / "report.json").read_text())
@@ -297,11 +305,11 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
 @pytest.mark.parametrize("fraction, pivot, rounds", [(0.02, True, 2), (0.5, False, 0)])
 def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_path, fraction, pivot, rounds):
     """--pivot and --self-train-rounds left unset: pseudo targets only where translations are scarce
-    (under train.PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
+    (under PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
     argv = tiny(cache, tmp_path / "run", "--steps", "0", "--no-evaluate", "--parallel-fraction", str(fraction))
     for flag, n in (("--no-pivot", 1), ("--self-train-rounds", 2)):
         del argv[argv.index(flag):argv.index(flag) + n]
-    assert train.main(argv) == 0
+    assert training.main(argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["pivot"], config["self_train_rounds"]) == (pivot, rounds)
     assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in \
@@ -310,55 +318,63 @@ def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_pat
 
 def test_help_lists_every_option():
     """`train.py --help` renders (a help text with a literal '%' once crashed it) and names every flag."""
-    import dataclasses
-
-    text = train.build_parser().format_help()
-    for f in dataclasses.fields(train.TrainConfig):
-        assert "--" + f.name.replace("_", "-") in text, f.name
+    text = build_parser().format_help()
+    for name in OPTIONS:
+        assert "--" + name.replace("_", "-") in text, name
     assert "under 3% of the training captions" in " ".join(text.split())
+
+
+@dataclass
+class Shares:
+    """The part of `training.data.TrainingData` that `resolve` reads: `share` of 100 training
+    captions with a human translation."""
+    share: float
+    n_captions: int = 100
+    embedded: bool = False
+
+    def human_targets(self, fraction):
+        return TargetTable({(i, 0): Target("a red circle") for i in range(round(self.share * self.n_captions))})
+
+    def english_captions(self):
+        return ["a red circle"]
 
 
 def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
-    cfg = train.parse_config(["--pivot"])
-    train.resolve_recipe(cfg, 0.5, logged.append)
-    assert (cfg.pivot, cfg.self_train_rounds, cfg.pseudo_anneal) == (True, 0, True) and len(logged) == 1
-    cfg = train.parse_config(["--pivot", "--self-train-rounds", "2"])
-    train.resolve_recipe(cfg, 0.0, logged.append)
-    assert cfg.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
-    cfg = train.parse_config(["--token-ce-weight", "0", "--grounding-weight", "1"])
-    train.resolve_recipe(cfg, 0.0, logged.append)
-    assert (cfg.pivot, cfg.self_train_rounds) == (False, 0)  # no token CE: nothing would read pseudo targets
+    cfg = resolve(parse_config(["--pivot"]), Shares(0.5), logged.append)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds, cfg.pseudo.pseudo_anneal) == (True, 0, True)
+    assert len(logged) == 1
+    cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2"]), Shares(0.0), logged.append)
+    assert cfg.pseudo.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
+    cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 
 
 def test_pseudo_anneal_fades_only_pseudo_targets_and_only_beside_human_ones():
-    batch = {"human": torch.tensor([True, False, False]), "weight": torch.tensor([1.0, 0.8, 1.0])}
-    cfg = train.parse_config(["--pseudo-anneal", "--steps", "200"])
-    assert torch.equal(train.annealed_weights(batch, cfg, 0), batch["weight"])
-    assert torch.allclose(train.annealed_weights(batch, cfg, 150), torch.tensor([1.0, 0.2, 0.25]))
-    alone = {"human": torch.tensor([False, False]), "weight": torch.tensor([0.8, 1.0])}  # P = 0: nothing else teaches
-    assert torch.equal(train.annealed_weights(alone, cfg, 150), alone["weight"])
-    assert torch.equal(train.annealed_weights(batch, train.parse_config(["--steps", "200"]), 150), batch["weight"])
+    def batch(human, weight):
+        ids = torch.zeros(len(human), 2, dtype=torch.long)
+        return TargetInputs(ids, ids, ids, torch.tensor(weight), torch.tensor(human), torch.tensor(human))
+
+    mixed = batch([True, False, False], [1.0, 0.8, 1.0])
+    assert torch.equal(annealed(mixed, 0, 200).weight, mixed.weight)
+    assert torch.allclose(annealed(mixed, 150, 200).weight, torch.tensor([1.0, 0.2, 0.25]))
+    alone = batch([False, False], [0.8, 1.0])  # P = 0: nothing else teaches
+    assert torch.equal(annealed(alone, 150, 200).weight, alone.weight)
 
 
 def test_a_run_saved_before_pseudo_anneal_existed_resumes_without_it(tmp_path):
-    import dataclasses
-
-    from models.run_dir import RunDir
-
-    saved = {k: v for k, v in dataclasses.asdict(train.parse_config(["--pivot", "--self-train-rounds", "2"])).items()
+    saved = {k: v for k, v in parse_config(["--pivot", "--self-train-rounds", "2"]).flat().items()
              if k != "pseudo_anneal"}
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    argv = ["--out", str(tmp_path), "--resume"]
-    cfg = train.resumed_config(train.parse_config(argv), RunDir(tmp_path), argv)
-    assert cfg.pseudo_anneal is False and cfg.pivot is True
+    cfg = resumed_config(RunDir(tmp_path), named_options(["--out", str(tmp_path), "--resume"]))
+    assert cfg.pseudo.pseudo_anneal is False and cfg.pseudo.pivot is True
 
 
 def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
     """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
     anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
+    assert training.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
                            "--no-evaluate")) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["expert"] == ["minilm"]
@@ -399,7 +415,7 @@ def test_every_logged_metric_of_an_expert_run_reads_the_axis_it_names(cache, tmp
     monkeypatch.setattr(NDimContrastiveLoss, "forward", recording)
     run = tmp_path / "run"
     k, m = 2, 2
-    assert train.main(tiny(cache, run, "--expert", "minilm", "--k-english", str(k), "--m-source", str(m),
+    assert training.main(tiny(cache, run, "--expert", "minilm", "--k-english", str(k), "--m-source", str(m),
                            "--steps", "4", "--no-evaluate")) == 0
     steps = [r for r in metrics(run) if "split" not in r]
     assert len(steps) == len(seen) == 4
