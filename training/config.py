@@ -280,6 +280,19 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
                        max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 
+def as_argv(values: dict[str, Any]) -> list[str]:
+    """Flat option values as command-line tokens (what a recipe or a configuration reads as on a command line)."""
+    argv = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            argv.append(flag(name) if value else "--no-" + flag(name)[2:])
+        elif isinstance(value, (list, tuple)):
+            argv += [token for item in value for token in (flag(name), str(item))]
+        elif value is not None:
+            argv += [flag(name), f"{value:g}" if isinstance(value, float) else str(value)]
+    return argv
+
+
 def with_recipe(cfg: TrainConfig, recipe: str, **values: Any) -> TrainConfig:
     """`cfg` with a named recipe's options (and `values`) in place of its own."""
     return cfg.replace(**RECIPES[recipe], recipe=recipe, **values)
