@@ -72,7 +72,7 @@ def _check_split(name: str, ds: datasets.Dataset, result: CheckResult, show_prog
 
 
 def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
-    """Validate the dataset directory at `path` against the data contract (DESIGN §3)."""
+    """Validate the dataset directory at `path` against the data contract (docs/design.md §3)."""
     result = CheckResult()
     try:
         dsd = datasets.load_from_disk(str(path))

@@ -3,7 +3,7 @@
 Weights come from a local open_clip checkpoint file (a state dict saved with `torch.save`, bare
 or under "state_dict", or any format `open_clip.load_checkpoint` reads). No machine here reaches
 a model hub, so a pretrained *tag* or an `hf-hub:` name fails at once under `HF_HUB_OFFLINE=1`
-with a message naming the local-path option instead of waiting on the network (DESIGN §8).
+with a message naming the local-path option instead of waiting on the network (docs/design.md §8).
 """
 from __future__ import annotations
 

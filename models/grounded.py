@@ -1,4 +1,4 @@
-"""The grounded system: CLIP towers + Marian student + splice, as one module (DESIGN §4).
+"""The grounded system: CLIP towers + Marian student + splice, as one module (docs/design.md §4).
 
 `GroundedSystem.forward` is one training step's differentiable part: the student translates the
 source captions (free-running by default), the splice turns its output into CLIP input

@@ -1,4 +1,4 @@
-"""The n-dimensional contrastive loss of DESIGN §4.3 (thesis chapter 5).
+"""The n-dimensional contrastive loss of docs/design.md §4.3 (thesis chapter 5).
 
 n feature tensors X_k [B, F] (image, English caption, student translation, …) and an n-way
 similarity s define a logit cube L[i_1, …, i_n] = exp(logit_scale)·s(X_1[i_1], …, X_n[i_n]).
@@ -196,9 +196,9 @@ class NDimContrastiveLoss(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, features: Sequence[torch.Tensor]) -> NDimLossOutput:
-        """The loss of one batch; always computed with autocast off (under bf16 autocast its
-        matmuls would run in bf16: with region labels the loss came out 9.06 instead of 1.77, and
-        the gram similarity has no bf16 determinant)."""
+        """The loss of one batch; always computed with autocast off: under bf16 autocast its
+        matmuls would run in bf16, too coarse for the loss (docs/scaling.md), and the gram
+        similarity has no bf16 determinant."""
         if not isinstance(features, torch.Tensor) and features:
             with torch.autocast(features[0].device.type, enabled=False):
                 return self._forward(features)

@@ -1,6 +1,6 @@
 """n-way similarities s(v_1, …, v_n): the thesis registry v0..v16 plus `gram` and `pairwise`.
 
-Thesis chapter 5 numbering is kept for reproduction (DESIGN §4.3). Several numbers are the same
+Thesis chapter 5 numbering is kept for reproduction (docs/design.md §4.3). Several numbers are the same
 function written differently; they are registered as aliases (`ALIASES`) with the identity in
 the docstring, so nobody sweeps duplicates. Notation for one tuple: S = Σ_k v_k,
 Q = Σ_k ‖v_k‖², N = ‖S‖², P = Σ_{k<l} v_k·v_l (so N = Q + 2P), v̄ = S/n; per feature f,
@@ -278,7 +278,7 @@ def _gram(G: torch.Tensor) -> torch.Tensor:
     """gram — negated volume −sqrt(det G), G_kl = v_k·v_l (the parallelotope spanned by the tuple).
 
     Maximal (0) for any linearly dependent tuple: identical vectors, but also antipodes, zeros,
-    and any n > F tuple — the degenerate optima DESIGN §4.3 warns about. Computed as
+    and any n > F tuple — the degenerate optima docs/design.md §4.3 warns about. Computed as
     t^(n/2)·sqrt(det(G/t)), t = mean ‖v_k‖², so the LU never sees denormal entries.
     """
     scale = torch.diagonal(G, dim1=-2, dim2=-1).mean(-1).clamp_min(EPS)  # LU on O(1) entries:

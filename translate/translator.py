@@ -4,7 +4,7 @@
 and the run id from `RUN/config.json`; a missing model, or a damaged file in it (a truncated
 `student/model.safetensors` or `clip/open_clip_model.pt`), is an `InputError` naming the file.
 Scores live in the run's own CLIP space:
-- `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
+- `grounding`: CLIP cosine between an image and a translation (docs/design.md §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
 Test-time grounding (`translate(..., images=, rerank="clip")`, `rerank_clip`): the student's

@@ -88,7 +88,7 @@ def build_synthetic(
     image_size: int = 64,
     show_progress: bool = True,
 ) -> datasets.DatasetDict:
-    """Generate the synthetic world and save it at `out` (DESIGN §9)."""
+    """Generate the synthetic world and save it at `out` (docs/design.md §9)."""
     if lang not in GRAMMARS or lang == "en":
         raise ValueError(f"--lang must be one of {sorted(set(GRAMMARS) - {'en'})}, got {lang!r}")
     if images < 3:
