@@ -32,7 +32,7 @@ from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.axes import Axes
 from models.decoding import Decoded, splice_decode
 from models.export import export_student, import_student
-from models.generation import nbest, translate
+from models.generation import generate_texts, nbest
 from models.inputs import GroundingInputs, TargetInputs
 from models.splice import Splice
 from models.student import load_marian_tokenizer
@@ -180,8 +180,8 @@ class GroundedSystem(nn.Module):
     @torch.no_grad()
     def translate(self, sources: Sequence[str], *, num_beams: int = 1, batch_size: int = 32) -> list[str]:
         """Readable translations through `generate()` (greedy or beam search), specials stripped."""
-        return translate(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
-                         batch_size=batch_size)
+        return generate_texts(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
+                              batch_size=batch_size)
 
     @torch.no_grad()
     def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:

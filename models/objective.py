@@ -1,5 +1,5 @@
 """The grounding terms of stage 1, on the n-dim loss' axes: the n-dim contrastive loss itself, and
-three optional terms on the student's CLIP features — the English anchor (`models.anchor`: the
+three optional terms on the student's CLIP features — the English anchor (`models.english_anchor`: the
 student pulled towards its image's English caption), a bank of learnable anchors on the
 hypersphere (`models.anchor_bank`) and the thesis' LSA loss on the student ↔ image logits
 (`models.assignment.lsa_loss`). One module, so that accelerate prepares (and a DDP run syncs) every
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.anchor import anchor_loss, mean_cosine
+from models.english_anchor import anchor_loss, mean_cosine
 from models.anchor_bank import AnchorBank
 from models.assignment.lsa_loss import lsa_loss
 from models.axes import Axes

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from open_clip.loss import ClipLoss, SigLipLoss
 
-from models.anchor import anchor_loss
+from models.english_anchor import anchor_loss
 from models.axes import Axes
 from models.cube import CubeMemoryError
 from models.ndim_loss import LABELS, NDimContrastiveLoss

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_prep.builders import BUILDERS
-from models.anchor import ANCHORS
+from models.english_anchor import ANCHORS
 from models.axes import AxisLayout
 from models.decoding import DECODING_MODES
 from models.eot import EOT_MODES
