@@ -18,10 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 import yaml
 
 from data_prep.errors import InputError, Parser
 from data_prep.synthetic.build import GRAMMARS
+from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from training.options import (ALIASES, EMBEDDED_PARALLEL_FRACTION, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
@@ -130,7 +132,7 @@ def configure(argv: list[str]) -> tuple[TrainConfig, str | None]:
     argv = (yaml_argv(config, parser) if config else []) + argv
     named = parser.parse_args(argv)
     preset, recipe = named.preset or "embedded", named.recipe or "auto"
-    parser.set_defaults(**PRESETS[preset], **RECIPES[recipe], preset=preset, recipe=recipe)
+    parser.set_defaults(**{**PRESETS[preset], **RECIPES[recipe]}, preset=preset, recipe=recipe)
     args = vars(parser.parse_args(argv))
     args.pop("config")
     args["similarity"] = descriptive_name(args["similarity"])
@@ -141,8 +143,6 @@ def configure(argv: list[str]) -> tuple[TrainConfig, str | None]:
 
 def config_problem(cfg: TrainConfig) -> str | None:
     """Why this combination of options cannot train, in one line (None when it can)."""
-    import torch
-
     d, t, o, p, s = cfg.dataset, cfg.teacher, cfg.objective, cfg.pseudo, cfg.optim
     embedded = d.data == "synthetic" and d.data_dir is None
     if embedded and d.lang not in SYNTHETIC_LANGS:
@@ -252,8 +252,6 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     trains; `--pseudo-anneal`: on whenever pseudo targets are made; the choice is logged),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
-    from models.clip_loading import clip_tokenizer
-
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
     fraction = d.parallel_fraction
     if fraction is None and data.embedded:
