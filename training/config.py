@@ -97,19 +97,14 @@ def yaml_argv(path: str, parser: argparse.ArgumentParser) -> list[str]:
         if name not in OPTIONS:
             parser.error(f"--config {path}: unknown option {key!r}")
         kind = str(OPTIONS[name].type)
-        if value is None:
-            if OPTIONS[name].default is not None:
-                parser.error(f"--config {path}: {key} needs a value")
-        elif "bool" in kind:
-            if not isinstance(value, bool):
-                parser.error(f"--config {path}: {key} must be true or false, got {value!r}")
-            argv.append(flag(name) if value else "--no-" + flag(name)[2:])
-        elif "tuple" in kind and isinstance(value, list):
-            argv += [token for item in value for token in (flag(name), str(item))]
-        elif isinstance(value, (dict, list, bool)):
+        if value is None and OPTIONS[name].default is not None:
+            parser.error(f"--config {path}: {key} needs a value")
+        if "bool" in kind and value is not None and not isinstance(value, bool):
+            parser.error(f"--config {path}: {key} must be true or false, got {value!r}")
+        if isinstance(value, dict) or (isinstance(value, list) and "tuple" not in kind) \
+                or (isinstance(value, bool) and "bool" not in kind):
             parser.error(f"--config {path}: {key} must be a single value, got {value!r}")
-        else:
-            argv += [flag(name), str(value)]
+        argv += as_argv({name: value})
     return argv
 
 
@@ -287,7 +282,7 @@ def as_argv(values: dict[str, Any]) -> list[str]:
         elif isinstance(value, (list, tuple)):
             argv += [token for item in value for token in (flag(name), str(item))]
         elif value is not None:
-            argv += [flag(name), f"{value:g}" if isinstance(value, float) else str(value)]
+            argv += [flag(name), str(value)]
     return argv
 
 

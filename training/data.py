@@ -108,8 +108,8 @@ class _OptionNames(Parser):
     """A parser that remembers the option strings it was given (which builders take `--lang`)."""
 
     def __init__(self, **kw) -> None:
+        self.names: set[str] = set()  # before argparse adds -h
         super().__init__(**kw)
-        self.names: set[str] = set()
 
     def add_argument(self, *names, **kw):
         self.names.update(names)
