@@ -168,7 +168,7 @@ def test_student_writing_the_reference_reproduces_the_teacher(ctx, monkeypatch):
                        hidden=torch.zeros(len(ids), ids.shape[1] - 1, 1), labels=None, head=(None, None))
 
     monkeypatch.setattr(system, "tokenize_source", tokenize_source)
-    monkeypatch.setattr(system, "decode", decode)
+    monkeypatch.setattr(system, "splice_decode", decode)
     result = student_vs_english(ctx)
     for pooling in POOLINGS:
         grid = result[pooling]
