@@ -2,7 +2,7 @@
 
 A source caption and the English captions of the same image are noisy translations of each
 other (independent descriptions: other objects, orders, phrasings). Used as targets unfiltered,
-the noise wins (DESIGN §11). Noise suppression here, in the spirit of progressive word → sentence
+the noise wins (docs/design.md §11). Noise suppression here, in the spirit of progressive word → sentence
 learning from images (Chen et al. 2019):
 
 1. **Words.** A bilingual lexicon is induced from images alone: a source piece and an English

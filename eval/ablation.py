@@ -1,4 +1,4 @@
-"""`python -m eval ablation`: does grounding help a low-resource translator? (issue 12, DESIGN §11)
+"""`python -m eval ablation`: do images help a low-resource translator?
 
 A grid of training runs — parallel fractions P × systems × seeds, with identical steps, data
 order and evaluation — each a `train.py` run in `OUT/runs/<system>-p<P>-s<seed>/`, then one table:
@@ -6,11 +6,13 @@ per cell, chrF, BLEU, BERTScore F, LiSAScore F and translation→image R@1 (in b
 the test split as the mean over seeds with a 95% t-interval, and the difference to `ce` on the
 same sentences by a paired bootstrap stratified over seeds (`eval.stats.stratified_paired_bootstrap`).
 
-Systems (SYSTEMS): `ce` (token cross-entropy only), `ce+ground` (plus the n-dim loss, the
-product's original recipe), `grounded` (the best measured grounded recipe, docs/ablation.md) and
-`ground` (the n-dim loss only). `ground` reads no translation, so it does not depend on P: it is
-trained once per seed and shown in every P column. At P = 0 nothing trains `ce`: its cell is the
-untrained student (the same initialisation every run of a seed starts from).
+Systems are train.py's recipes (`--recipe`, `training.options.RECIPES`): `ce` (token
+cross-entropy only), `ce+contrastive` (plus the n-dim loss), `ce+pseudo` (plus image-pivoted and
+CLIP-judged self-trained targets) and `contrastive` (the n-dim loss only); the names of earlier
+grids (`ce+ground`, `grounded`, `ground`) are accepted for them. `contrastive` reads no
+translation, so it does not depend on P: it is trained once per seed and shown in every P column.
+At P = 0 nothing trains `ce`: its cell is the untrained student (the same initialisation every run
+of a seed starts from).
 
 The grid is resumable: a run whose `eval/scores.json` exists is not trained again, so rerunning
 the command after an interruption continues where it stopped (a half-trained run resumes from
@@ -31,12 +33,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 from pydantic import FiniteFloat
 from scipy import stats as scipy_stats
 from tqdm.auto import tqdm
-from typing_extensions import Annotated, TypedDict
+from typing_extensions import TypedDict
 
 from data_prep.errors import Artefact, InputError, fraction_list, marker_files, output_dir, positive_int
 from data_prep.locks import FolderLock
@@ -45,23 +48,18 @@ from eval import mt_metrics
 from eval.score import NonEmpty
 from eval.stats import Statistic, stratified_paired_bootstrap
 from models.typed_json import read_json
+from training.config import as_argv
+from training.options import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
 TRAIN_ARGS_HELP = ("extra train.py flags for every run, joined with '=': "
                    "--train-args=\"--pseudo-anneal --batch-size 16\"")
 QUICK_FRACTIONS = (0.0, 0.02)
-QUICK_SYSTEMS = ("ce", "grounded")
-NO_RECIPE = ["--no-pivot", "--self-train-rounds", "0"]
-SYSTEMS = {  # each names every flag of its recipe; the rest are train.py's defaults (docs/ablation.md)
-    "ce": ["--grounding-weight", "0", "--token-ce-weight", "1", *NO_RECIPE],
-    "ce+ground": ["--grounding-weight", "1", "--token-ce-weight", "1", *NO_RECIPE],
-    "grounded": ["--grounding-weight", "0", "--token-ce-weight", "1", "--pivot", "--self-train-rounds", "2",
-                 "--self-train-nbest", "8", "--rerank-beta", "0.2", "--self-train-lexicon", "1", "--pseudo-weight", "1",
-                 "--pseudo-anneal"],
-    "ground": ["--grounding-weight", "1", "--token-ce-weight", "0", *NO_RECIPE],
-}
-P_INDEPENDENT = {"ground"}
+QUICK_SYSTEMS = ("ce", "ce+pseudo")
+SYSTEMS = tuple(name for name in RECIPES if name != "auto")  # train.py's recipes (docs/ablation.md)
+OLD_NAMES = {"ce+ground": "ce+contrastive", "grounded": "ce+pseudo", "ground": "contrastive"}  # of earlier grids
+P_INDEPENDENT = {"contrastive"}
 PLAN_FILE = "plan.json"
 MAX_RUNS = 10_000  # a grid of training runs larger than this is a typo (--seeds 1000000), not a plan
 ABLATION_DIR = Artefact("an ablation folder written by python -m eval ablation", marker_files(PLAN_FILE))
@@ -134,14 +132,11 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="a dataset built by `python -m data_prep` (default: the embedded world)")
     p.add_argument("--fractions", type=fraction_list,
                    help=f"comma-separated parallel fractions in [0, 1] (default: {','.join(map(str, FRACTIONS))})")
-    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, from %(default)s")
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated train.py recipes, from %(default)s")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default: 3)")
-    p.add_argument("--steps", type=positive_int, default=300,
-                   help="student steps of every run (default: 300, which fits the full grid in about 50 minutes on "
-                        "2 idle cores, docs/ablation.md)")
+    p.add_argument("--steps", type=positive_int, default=300, help="student steps of every run (default: 300)")
     p.add_argument("--quick", action="store_true",
-                   help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a check that fits in "
-                        "~5 minutes on 2 idle cores")
+                   help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a quick check")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
     p.add_argument("--train-args", default="", help=TRAIN_ARGS_HELP)
 
@@ -149,7 +144,7 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
 def plan(args: argparse.Namespace) -> list[Cell]:
     fractions = QUICK_FRACTIONS if args.quick and not args.fractions else args.fractions or FRACTIONS
     systems = list(QUICK_SYSTEMS) if args.quick and args.systems == ",".join(SYSTEMS) else \
-        [s.strip() for s in args.systems.split(",") if s.strip()]
+        [OLD_NAMES.get(s.strip(), s.strip()) for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise InputError(f"--systems: unknown system(s) {unknown}; choose from {','.join(SYSTEMS)}")
@@ -166,7 +161,7 @@ def plan(args: argparse.Namespace) -> list[Cell]:
 def train_argv(cell: Cell, args: argparse.Namespace) -> list[str]:
     steps = 0 if cell.system == "ce" and cell.fraction == 0 else args.steps  # nothing trains ce at P = 0
     argv = ["--seed", str(cell.seed), "--steps", str(steps), "--parallel-fraction", str(cell.fraction),
-            "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", *SYSTEMS[cell.system]]
+            "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", "--recipe", cell.system]
     if args.data_dir:
         argv += ["--data-dir", args.data_dir]
     else:
@@ -235,7 +230,7 @@ def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
     """The ablation table: per (system, P), every metric's mean ± CI over seeds and its paired
     difference to `ce` at the same P and seeds."""
     runs = {c: cell_scores(out / "runs" / c.name) for c in cells if (out / "runs" / c.name / "eval" / "scores.json").is_file()}
-    systems = sorted({c.system for c in cells}, key=list(SYSTEMS).index)
+    systems = sorted({c.system for c in cells}, key=SYSTEMS.index)
     seeds = sorted({c.seed for c in cells})
 
     def lookup(system: str, fraction: float, seed: int) -> dict | None:
@@ -257,7 +252,7 @@ def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
                                                                 for r, base in pairs]) for k in METRICS}
             table.append(row)
     return {"fractions": fractions, "systems": systems, "seeds": seeds, "table": table,
-            "flags": {s: SYSTEMS[s] for s in systems}, "missing": [c.name for c in cells if c not in runs]}
+            "flags": {s: ["--recipe", s, *as_argv(RECIPES[s])] for s in systems}, "missing": [c.name for c in cells if c not in runs]}
 
 
 def run_ablation(args: argparse.Namespace) -> int:

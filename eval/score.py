@@ -13,10 +13,10 @@ from __future__ import annotations
 import platform
 from collections.abc import Sequence
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any, NotRequired, Required
 
 from pydantic import Field, FiniteFloat
-from typing_extensions import Annotated, NotRequired, Required, TypedDict
+from typing_extensions import TypedDict
 
 from eval import mt_metrics, stats
 from eval.references import References, reference_lists

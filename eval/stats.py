@@ -28,7 +28,7 @@ class Statistic:
     aggregate: Callable[[np.ndarray], float]
 
     @classmethod
-    def mean(cls, values) -> "Statistic":
+    def mean(cls, values) -> Statistic:
         """The corpus score is the mean of per-item values."""
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size == 0:

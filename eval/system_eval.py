@@ -32,7 +32,7 @@ def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torc
     length = system.context_length - 1
 
     def states(part: Sequence[str]) -> torch.Tensor:
-        hidden = system.decode_sources(part).hidden
+        hidden = system.splice_decode_sources(part).hidden
         return F.pad(hidden, (0, 0, 0, length - hidden.shape[1]))
 
     return encode_in_batches(states, sources, batch_size=batch_size)
@@ -61,7 +61,7 @@ def grounded_retrieval(system, image_emb: torch.Tensor, sources: list[str]) -> d
 
 def run_probes(system, dsd, scans, test: list[dict], protocols: Sequence[str] = ("heldout",),
                epochs: int = 3) -> dict[str, dict]:
-    """The test-time linear LM head on frozen decoder states, per protocol (DESIGN §5): `heldout`
+    """The test-time linear LM head on frozen decoder states, per protocol (docs/design.md §5): `heldout`
     fits on the validation split's human-translated captions and scores `test`; `online` trains
     on the test pass itself (prequential). Test states are computed once for all protocols."""
     valid = [s for s in test_sentences(dsd["validation"], scans["validation"].usable) if s["has_translation"]] \

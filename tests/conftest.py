@@ -53,14 +53,14 @@ def run(tmp_path_factory, cache) -> Path:
     # imported here, not at the top: every test file loads conftest, only these fixtures need them
     import torch
 
-    import train
+    import training
     from data_prep.load import load_dataset_dir
     from tiny_run import tiny
     from translate import Translator
 
     out = tmp_path_factory.mktemp("translate-run") / "run"
     torch.set_num_threads(1)
-    assert train.main(tiny(cache, out, "--steps", "200", "--parallel-fraction", "1", "--warmup-steps", "5",
+    assert training.main(tiny(cache, out, "--steps", "200", "--parallel-fraction", "1", "--warmup-steps", "5",
                            "--lr", "5e-3", "--checkpoint-every", "1000", "--no-evaluate")) == 0
     test = load_dataset_dir(json.loads((out / "config.json").read_text())["data_path"])["test"]
     translations = Translator.from_run(out, device="cpu").translate([s for row in test["source"] for s in row])

@@ -52,14 +52,14 @@ TINY = ("--clip groundmt-micro --student-preset micro --synthetic-images 60 --te
 @pytest.mark.slow
 def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
     out = tmp_path / "ablation"
-    argv = ["ablation", "--out", str(out), "--fractions", "0,0.3", "--systems", "ce,ground", "--seeds", "2",
+    argv = ["ablation", "--out", str(out), "--fractions", "0,0.3", "--systems", "ce,contrastive", "--seeds", "2",
             "--steps", "4", "--jobs", "2", "--train-args", f"{TINY} --cache-dir {cache}"]
     assert eval_main(argv) == 0
     result = json.loads((out / "ablation.json").read_text())
     assert not result["failed"] and not result["missing"]
     cells = {(r["system"], r["fraction"]): r for r in result["table"]}
-    assert set(cells) == {(s, p) for s in ("ce", "ground") for p in (0.0, 0.3)}
-    ground_0, ground_3 = cells[("ground", 0.0)], cells[("ground", 0.3)]
+    assert set(cells) == {(s, p) for s in ("ce", "contrastive") for p in (0.0, 0.3)}
+    ground_0, ground_3 = cells[("contrastive", 0.0)], cells[("contrastive", 0.3)]
     assert ground_0["metrics"] == ground_3["metrics"]  # trained once per seed: it reads no translation
     for row in result["table"]:
         assert row["seeds"] == [0, 1] and set(row["metrics"]) == {"chrF", "BLEU", "BERTScore F", "LiSAScore F", "R@1"}
@@ -67,7 +67,7 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
         assert ("vs_ce" in row) == (row["system"] != "ce")
     ce_0 = json.loads((out / "runs" / "ce-p0-s0" / "config.json").read_text())
     assert ce_0["steps"] == 0  # at P = 0 nothing trains ce: its cell is the untrained student
-    for name in ("ce-p0.3-s1", "ground-pany-s0"):
+    for name in ("ce-p0.3-s1", "contrastive-pany-s0"):
         config = json.loads((out / "runs" / name / "config.json").read_text())
         assert config["steps"] == 4 and config["seed"] == int(name[-1])
 
@@ -79,7 +79,7 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
     assert eval_main(["report", str(out), "--out", str(page)]) == 0
     html = page.read_text()
     assert "Ablation over the parallel fraction" in html and html.count("<img") == 5
-    assert "| 0.3 | ground |" in page.with_suffix(".md").read_text()
+    assert "| 0.3 | contrastive |" in page.with_suffix(".md").read_text()
 
 
 @pytest.mark.benchmark

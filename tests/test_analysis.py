@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-import train
+import training
 from chromium import screenshot
 from eval.__main__ import main as eval_main
 from eval.analysis import analyze as analyze_module
@@ -43,7 +43,7 @@ def run(cache, tmp_path_factory) -> Path:
     run's; 8 steps gave one) and the student-path CKA is defined. A small tower learning rate keeps
     the image tower near the teacher (CKA diagonal 0.90-0.97 measured)."""
     out = tmp_path_factory.mktemp("analysis") / "run"
-    assert train.main(tiny(cache, out, "--synthetic-images", "200", "--freeze", "text", "--steps", "100",
+    assert training.main(tiny(cache, out, "--synthetic-images", "200", "--freeze", "text", "--steps", "100",
                            "--parallel-fraction", "1", "--warmup-steps", "5", "--lr", "5e-3", "--tower-lr", "2e-4",
                            "--checkpoint-every", "50", "--eval-every", "50")) == 0
     hyps = (out / "eval" / "hyp.txt").read_text(encoding="utf-8").splitlines()
@@ -209,7 +209,7 @@ def make_the_student_write(system, monkeypatch, next_text) -> None:
                        hidden=torch.zeros(len(ids), ids.shape[1] - 1, 1), labels=None, head=(None, None))
 
     monkeypatch.setattr(system, "tokenize_source", tokenize_source)
-    monkeypatch.setattr(system, "decode", decode)
+    monkeypatch.setattr(system, "splice_decode", decode)
 
 
 def test_student_writing_the_reference_reproduces_the_teacher(ctx, monkeypatch):

@@ -32,14 +32,14 @@ from torch_threads import one_thread  # noqa: F401
 
 import data_prep.__main__ as data_prep_cli
 import eval.__main__ as eval_cli
-import train
+import training
 import translate.__main__ as translate_cli
 from data_prep.builders.files import OUTSIDE
 from data_prep.errors import InputError, run_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
-MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main, "train": train.main}
+MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main, "train": training.main}
 COMMANDS = {"train": "accelerate launch train.py"}  # how the table shows a tool's command line
 TABLE_BEGIN, TABLE_END = "<!-- cli-probes:begin -->", "<!-- cli-probes:end -->"
 RESULTS: list[dict] = []

@@ -15,7 +15,7 @@ import torch
 from torch_threads import one_thread  # noqa: F401
 from transformers import MarianConfig, MarianMTModel
 
-import train
+import training
 from data_prep.load import load_dataset_dir
 from data_prep.schema import normalize_text
 from data_prep.source_tokenizer import train_source_tokenizer
@@ -135,11 +135,11 @@ def trained_runs(cache, tmp_path_factory) -> dict:
     source says."""
     root = tmp_path_factory.mktemp("export-runs")
     runs = {"shortlist": root / "scratch", "bridge": root / "bridged"}
-    assert train.main(tiny(cache, runs["shortlist"], *TRAINED)) == 0
+    assert training.main(tiny(cache, runs["shortlist"], *TRAINED)) == 0
     data = load_dataset_dir(json.loads((runs["shortlist"] / "config.json").read_text())["data_path"])["train"]
     student = opus_style_student(root / "opus-style", [t for column in ("source", "english") for row in data[column]
                                                        for t in row])
-    assert train.main(tiny(cache, runs["bridge"], *TRAINED, "--student", str(student))) == 0
+    assert training.main(tiny(cache, runs["bridge"], *TRAINED, "--student", str(student))) == 0
     return runs
 
 

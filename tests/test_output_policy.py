@@ -11,9 +11,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import NotRequired
 
 import pytest
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 import eval.__main__ as eval_cli
 from data_prep.errors import Artefact, InputError, marker_files, output_dir, output_file, run_command, same_path

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-import train
+import training
 from tiny_run import tiny
 
 FACTORS = {
@@ -87,7 +87,7 @@ def argv_of(row: dict, student_dir) -> list[str]:
 def exit_code(argv: list[str]) -> int:
     """train.py's exit code: main's return value, or the code of argparse's exit for a refusal."""
     try:
-        return train.main(argv)
+        return training.main(argv)
     except SystemExit as stop:
         return stop.code
 
@@ -96,14 +96,14 @@ def check_trains_and_resumes(cache, out, argv):
     common = ["--steps", "2", "--checkpoint-every", "1", "--log-every", "1", "--eval-every", "100",
               "--no-evaluate", "--parallel-fraction", "0.3", "--m-source", "2"]
     torch.manual_seed(0)
-    assert train.main(tiny(cache, out, *common, *argv)) == 0
+    assert training.main(tiny(cache, out, *common, *argv)) == 0
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "split" not in r and "self_train/round" not in r]
     assert [r["step"] for r in steps] == [1, 2]
     for record in steps:
         assert "loss" in record and all(math.isfinite(v) for v in record.values() if isinstance(v, float)), record
     assert (out / "checkpoints" / "step_00000002" / "train_state.json").is_file()
-    assert train.main(tiny(cache, out, *common, *argv, "--steps", "3", "--resume")) == 0
+    assert training.main(tiny(cache, out, *common, *argv, "--steps", "3", "--resume")) == 0
     resumed = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in resumed if "split" not in r and "self_train/round" not in r] == [1, 2, 3]
     assert "resumed from" in (out / "train.log").read_text()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 import models.splice
-from models.decoding import decode
+from models.decoding import splice_decode
 from models.splice import Splice, TemperatureSchedule, gumbel_noise, gumbel_softmax_st, project_tokens
 from models.student import build_scratch_student
 from models.text_tower import DistributionTextTower
@@ -189,7 +189,7 @@ def test_gradient_reaches_the_student_through_clip(system, kind, mode):
     student.train()
     student.zero_grad(set_to_none=True)
     splice = Splice.for_student(kind, student, tower.token_embedding.weight)
-    decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6,
+    decoded = splice_decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6,
                      embedding=tower.token_embedding.weight)
     features = tower.encode_embeddings(decoded.embeddings, eot="prob", **decoded.eot_evidence(), normalize=True)
     assert features.shape == (2, 32) and torch.isfinite(features).all()

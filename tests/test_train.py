@@ -3,20 +3,29 @@ a 2-process CPU run, bad data, missing data, real-data builders and real-weight 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pytest
 import torch
 
-import train
+from data_prep.targets import Target, TargetTable
+from models.inputs import TargetInputs
+from models.run_dir import RunDir
+
+import training
 from paused_run import start_paused
 from plain_transformers import transformers_translations
 from tiny_run import tiny
+from training.config import build_parser, named_options, parse_config, resolve, resumed_config
+from training.options import OPTIONS, RECIPES
+from training.task import annealed
 from two_processes import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +48,7 @@ def metrics(run: Path) -> list[dict]:
 
 def test_full_run_writes_the_run_directory(cache, tmp_path):
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run)) == 0
+    assert training.main(tiny(cache, run)) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["steps"] == 8 and config["clip"] == "groundmt-micro" and config["run_id"] == "run"
     steps = [m["step"] for m in metrics(run) if "split" not in m]
@@ -133,13 +142,13 @@ def test_bad_rows_are_skipped_and_counted(cache, tmp_path):
                                 "validation": clean["validation"], "test": clean["test"]})
     bad.save_to_disk(str(tmp_path / "bad"))
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--data-dir", str(tmp_path / "bad"), "--steps", "2", "--no-evaluate")) == 0
+    assert training.main(tiny(cache, run, "--data-dir", str(tmp_path / "bad"), "--steps", "2", "--no-evaluate")) == 0
     log = (run / "train.log").read_text()
     assert "train: 46 rows usable; skipped 2: 1 no source caption, 1 unreadable image" in log
 
 
 def test_missing_dataset_fails_before_any_model_is_built(tmp_path, capsys):
-    assert train.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
+    assert training.main(["--data", "coco-cn", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "python -m data_prep coco-cn" in err
     assert not (tmp_path / "run").exists()
@@ -150,7 +159,7 @@ def test_coco_cn_fixture_trains_a_few_steps(cache, tmp_path):
     args = tiny(cache, run, "--data", "coco-cn", "--lang", "zh", "--data-dir", str(FIXTURES / "coco-cn"),
                 "--data-args", f"--coco-dir {FIXTURES / 'coco-cn' / 'coco'}", "--batch-size", "2", "--steps", "2",
                 "--no-evaluate")
-    assert train.main(args) == 0
+    assert training.main(args) == 0
     assert [m["step"] for m in metrics(run) if "split" not in m] == [1, 2]
     assert json.loads((run / "config.json").read_text())["data"] == "coco-cn"
 
@@ -163,7 +172,7 @@ def test_real_weight_formats_through_train(cache, tmp_path, pretrained_student):
     weights = tmp_path / "clip.pt"
     torch.save({"state_dict": clip.state_dict()}, weights)
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(pretrained_student),
+    assert training.main(tiny(cache, run, "--clip-pretrained", str(weights), "--student", str(pretrained_student),
                            "--steps", "2")) == 0
     log = (run / "train.log").read_text()
     assert f"CLIP groundmt-micro from {weights}" in log
@@ -180,7 +189,7 @@ def test_real_weight_formats_through_train(cache, tmp_path, pretrained_student):
 def test_unfrozen_towers_with_region_labels(cache, tmp_path):
     """--freeze none encodes images and English captions every step; --labels regions logs per-region stats."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--freeze", "none", "--labels", "regions", "--m-source", "2", "--steps", "2",
+    assert training.main(tiny(cache, run, "--freeze", "none", "--labels", "regions", "--m-source", "2", "--steps", "2",
                            "--no-evaluate")) == 0
     record = metrics(run)[-1]
     assert any(k.startswith("region/") and k.endswith("/loss_share") for k in record)
@@ -235,7 +244,7 @@ def colour_args(cache: Path, world: Path, out: Path, *extra: str) -> list[str]:
 def colour_run(cache: Path, world: Path, out: Path, *extra: str) -> dict:
     """Train on the colour world and return the test scores: chrF and translation→image R@1 (in
     batches of 32) of the trained and the untrained student."""
-    assert train.main(colour_args(cache, world, out, *extra)) == 0
+    assert training.main(colour_args(cache, world, out, *extra)) == 0
     scores = json.loads((out / "eval" / "scores.json").read_text())
     trained, untrained = scores["metrics"], scores["untrained"]["metrics"]
     return {"chrf": (trained["chrf"]["score"], untrained["chrf"]["score"]),
@@ -310,8 +319,8 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
 
     pictures = held_out_pictures()
     args = ("--token-ce-weight", "0", "--grounding-weight", "1", "--splice", "soft", "--no-evaluate")
-    assert train.main(colour_args(cache, colour_world, tmp_path / "untrained", *args, "--steps", "0")) == 0
-    assert train.main(colour_args(cache, colour_world, tmp_path / "grounded", *args, "--steps", "150")) == 0
+    assert training.main(colour_args(cache, colour_world, tmp_path / "untrained", *args, "--steps", "0")) == 0
+    assert training.main(colour_args(cache, colour_world, tmp_path / "grounded", *args, "--steps", "150")) == 0
     forward = models.splice.Splice.forward
 
     def detached(self, *a, **kw):
@@ -319,7 +328,7 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
         return models.splice.SpliceOutput(out.embeddings.detach(), out.tokens, out.eot_prob, out.feedback)
 
     monkeypatch.setattr(models.splice.Splice, "forward", detached)
-    assert train.main(colour_args(cache, colour_world, tmp_path / "detached", *args, "--steps", "150")) == 0
+    assert training.main(colour_args(cache, colour_world, tmp_path / "detached", *args, "--steps", "150")) == 0
     untrained, grounded, detached_ = (interval(colour_hits(tmp_path / name, pictures))
                                       for name in ("untrained", "grounded", "detached"))
     assert grounded[0] > untrained[1] + 0.3, (grounded, untrained)
@@ -329,14 +338,14 @@ def test_the_grounded_path_alone_teaches_and_a_detached_splice_does_not(cache, c
 def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache, tmp_path):
     """DESIGN §9: the embedded run prints the CE-only figure on the same data beside its own."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--steps", "4", "--grounding-weight", "0", "--self-train-rounds", "1",
+    assert training.main(tiny(cache, run, "--steps", "4", "--grounding-weight", "0", "--self-train-rounds", "1",
                            "--compare-ce")) == 0
     baseline = json.loads((run / "baseline-ce" / "config.json").read_text())
     mine = json.loads((run / "config.json").read_text())
-    assert baseline["grounding_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
-    assert {k: v for k, v in baseline.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce",
-                                                              "resume")} == \
-        {k: v for k, v in mine.items() if k not in ("self_train_rounds", "out", "run_id", "compare_ce", "resume")}
+    assert baseline["contrastive_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
+    assert baseline["recipe"] == "ce"
+    recipe = {*RECIPES["ce"], "recipe", "out", "run_id", "compare_ce", "resume"}  # the baseline is this run, recipe `ce`
+    assert {k: v for k, v in baseline.items() if k not in recipe} == {k: v for k, v in mine.items() if k not in recipe}
     assert (run / "baseline-ce" / "eval" / "scores.json").is_file()
     assert "token CE only" in (run / "train.log").read_text()
     report = json.loads((run / "report.json").read_text())
@@ -346,11 +355,11 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
 @pytest.mark.parametrize("fraction, pivot, rounds", [(0.02, True, 2), (0.5, False, 0)])
 def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_path, fraction, pivot, rounds):
     """--pivot and --self-train-rounds left unset: pseudo targets only where translations are scarce
-    (under train.PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
+    (under PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
     argv = tiny(cache, tmp_path / "run", "--steps", "0", "--no-evaluate", "--parallel-fraction", str(fraction))
     for flag, n in (("--no-pivot", 1), ("--self-train-rounds", 2)):
         del argv[argv.index(flag):argv.index(flag) + n]
-    assert train.main(argv) == 0
+    assert training.main(argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["pivot"], config["self_train_rounds"]) == (pivot, rounds)
     assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in \
@@ -359,55 +368,63 @@ def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_pat
 
 def test_help_lists_every_option():
     """`train.py --help` renders (a help text with a literal '%' once crashed it) and names every flag."""
-    import dataclasses
-
-    text = train.build_parser().format_help()
-    for f in dataclasses.fields(train.TrainConfig):
-        assert "--" + f.name.replace("_", "-") in text, f.name
+    text = build_parser().format_help()
+    for name in OPTIONS:
+        assert "--" + name.replace("_", "-") in text, name
     assert "under 3% of the training captions" in " ".join(text.split())
+
+
+@dataclass
+class Shares:
+    """The part of `training.data.TrainingData` that `resolve` reads: `share` of 100 training
+    captions with a human translation."""
+    share: float
+    n_captions: int = 100
+    embedded: bool = False
+
+    def human_targets(self, fraction):
+        return TargetTable({(i, 0): Target("a red circle") for i in range(round(self.share * self.n_captions))})
+
+    def english_captions(self):
+        return ["a red circle"]
 
 
 def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
-    cfg = train.parse_config(["--pivot"])
-    train.resolve_recipe(cfg, 0.5, logged.append)
-    assert (cfg.pivot, cfg.self_train_rounds, cfg.pseudo_anneal) == (True, 0, True) and len(logged) == 1
-    cfg = train.parse_config(["--pivot", "--self-train-rounds", "2"])
-    train.resolve_recipe(cfg, 0.0, logged.append)
-    assert cfg.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
-    cfg = train.parse_config(["--token-ce-weight", "0", "--grounding-weight", "1"])
-    train.resolve_recipe(cfg, 0.0, logged.append)
-    assert (cfg.pivot, cfg.self_train_rounds) == (False, 0)  # no token CE: nothing would read pseudo targets
+    cfg = resolve(parse_config(["--pivot"]), Shares(0.5), logged.append)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds, cfg.pseudo.pseudo_anneal) == (True, 0, True)
+    assert len(logged) == 1
+    cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2"]), Shares(0.0), logged.append)
+    assert cfg.pseudo.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
+    cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 
 
 def test_pseudo_anneal_fades_only_pseudo_targets_and_only_beside_human_ones():
-    batch = {"human": torch.tensor([True, False, False]), "weight": torch.tensor([1.0, 0.8, 1.0])}
-    cfg = train.parse_config(["--pseudo-anneal", "--steps", "200"])
-    assert torch.equal(train.annealed_weights(batch, cfg, 0), batch["weight"])
-    assert torch.allclose(train.annealed_weights(batch, cfg, 150), torch.tensor([1.0, 0.2, 0.25]))
-    alone = {"human": torch.tensor([False, False]), "weight": torch.tensor([0.8, 1.0])}  # P = 0: nothing else teaches
-    assert torch.equal(train.annealed_weights(alone, cfg, 150), alone["weight"])
-    assert torch.equal(train.annealed_weights(batch, train.parse_config(["--steps", "200"]), 150), batch["weight"])
+    def batch(human, weight):
+        ids = torch.zeros(len(human), 2, dtype=torch.long)
+        return TargetInputs(ids, ids, ids, torch.tensor(weight), torch.tensor(human), torch.tensor(human))
+
+    mixed = batch([True, False, False], [1.0, 0.8, 1.0])
+    assert torch.equal(annealed(mixed, 0, 200).weight, mixed.weight)
+    assert torch.allclose(annealed(mixed, 150, 200).weight, torch.tensor([1.0, 0.2, 0.25]))
+    alone = batch([False, False], [0.8, 1.0])  # P = 0: nothing else teaches
+    assert torch.equal(annealed(alone, 150, 200).weight, alone.weight)
 
 
 def test_a_run_saved_before_pseudo_anneal_existed_resumes_without_it(tmp_path):
-    import dataclasses
-
-    from models.run_dir import RunDir
-
-    saved = {k: v for k, v in dataclasses.asdict(train.parse_config(["--pivot", "--self-train-rounds", "2"])).items()
+    saved = {k: v for k, v in parse_config(["--pivot", "--self-train-rounds", "2"]).flat().items()
              if k != "pseudo_anneal"}
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    argv = ["--out", str(tmp_path), "--resume"]
-    cfg = train.resumed_config(train.parse_config(argv), RunDir(tmp_path), argv)
-    assert cfg.pseudo_anneal is False and cfg.pivot is True
+    cfg = resumed_config(RunDir(tmp_path), named_options(["--out", str(tmp_path), "--resume"]))
+    assert cfg.pseudo.pseudo_anneal is False and cfg.pseudo.pivot is True
 
 
 def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_path):
     """Issue 15: an aligned text expert (the packaged MiniLM) as an extra axis of the n-dim loss, the
     anchor bank and the LSA term train end to end; the bank's diagnostics reach the validation records."""
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
+    assert training.main(tiny(cache, run, "--expert", "minilm", "--anchor-bank", "8", "--lsa-weight", "0.1",
                            "--no-evaluate")) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["expert"] == ["minilm"]
@@ -422,3 +439,46 @@ def test_expert_axis_anchor_bank_and_lsa_term_train_and_are_logged(cache, tmp_pa
     assert "health/student/anchor_entropy" in validation[0]
     log = (run / "train.log").read_text()
     assert "expert minilm: 384-d, mapped into CLIP's 32-d text space by centred Procrustes" in log
+
+
+def oracle_r1(query: torch.Tensor, gallery: torch.Tensor) -> float:
+    """In-batch R@1 of query row i retrieving gallery row i by cosine, ties as expected hits
+    (1 / number of rows tied at the top), written out loop by loop."""
+    q, g = torch.nn.functional.normalize(query.double(), dim=-1), torch.nn.functional.normalize(gallery.double(), dim=-1)
+    total = 0.0
+    for i, row in enumerate(q @ g.T):
+        if not (row > row[i]).any():
+            total += 1.0 / int((row == row[i]).sum())
+    return total / len(q)
+
+
+def test_every_logged_metric_of_an_expert_run_reads_the_axis_it_names(cache, tmp_path, monkeypatch):
+    """With --expert the axes are image, English 1..K, experts 1..E, student 1..M: every `r1/*` and
+    `cos/*` value of every step record is recomputed from the features the n-dim loss received, read
+    at those positions, and every logged value is finite."""
+    from models.ndim_loss import NDimContrastiveLoss
+
+    seen = []
+    forward = NDimContrastiveLoss.forward
+
+    def recording(self, features):
+        seen.append([f.detach().clone() for f in features])
+        return forward(self, features)
+
+    monkeypatch.setattr(NDimContrastiveLoss, "forward", recording)
+    run = tmp_path / "run"
+    k, m = 2, 2
+    assert training.main(tiny(cache, run, "--expert", "minilm", "--k-english", str(k), "--m-source", str(m),
+                           "--steps", "4", "--no-evaluate")) == 0
+    steps = [r for r in metrics(run) if "split" not in r]
+    assert len(steps) == len(seen) == 4
+    for record, axes in zip(steps, seen):
+        assert len(axes) == 1 + k + 1 + m
+        image, english, student = axes[0], axes[1], axes[1 + k + 1]
+        want = {"r1/student_image": oracle_r1(student, image), "r1/english_image": oracle_r1(english, image),
+                "r1/student_english": oracle_r1(student, english),
+                "cos/student_image": float(torch.nn.functional.cosine_similarity(student, image).mean()),
+                "cos/student_english": float(torch.nn.functional.cosine_similarity(student, english).mean())}
+        got = {key: record[key] for key in want}
+        assert got == pytest.approx(want, abs=1e-6), record["step"]
+        assert all(math.isfinite(v) for v in record.values() if isinstance(v, float)), record

@@ -261,9 +261,9 @@ def test_csv_captions_with_mismatched_columns(run, captions_dir, tmp_path):
     captions.write_bytes("file_name,caption,lang\n"
                          "im0.png,\"una <cruz>, \"\"negra\"\" & roja\",es\n"
                          "im1.png,un círculo\n"
-                         "im2.png,tres,es,extra\n".encode("utf-8")
+                         "im2.png,tres,es,extra\n".encode()
                          + "im1.png,cami\xf3n,es\n".encode("latin-1")
-                         + "im2.png,\"dos estrellas\nverdes\",es\n".encode("utf-8"))
+                         + b"im2.png,\"dos estrellas\nverdes\",es\n")
     out = tmp_path / "out"
     assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
                  "--out", str(out), "--quiet", "--tmx"]) == 0

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Required
 
 from pydantic import NonNegativeInt
 from tqdm.auto import tqdm
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 from data_prep.errors import Artefact, InputError
 from data_prep.locks import LOCK_FILE

@@ -7,7 +7,7 @@ model or a file missing from it, a damaged file (a truncated `student/model.safe
 declares, or weights that are not finite (a run that diverged) is an `InputError` (or a
 `ReadBackError`) naming the file: one line, exit 2, never a broken model scored as a success.
 Scores live in the run's own CLIP space:
-- `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
+- `grounding`: CLIP cosine between an image and a translation (docs/design.md §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
 Test-time grounding (`translate(..., images=, rerank="clip")`, `rerank_clip`): the student's
@@ -22,13 +22,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Required
 
 import sentencepiece as spm
 import torch
 from PIL import Image
 from pydantic import PositiveInt
 from safetensors import safe_open
-from typing_extensions import Required, TypedDict
+from typing_extensions import TypedDict
 
 from data_prep.builders.files import LayoutError
 from data_prep.errors import InputError
@@ -40,7 +41,7 @@ from models.feature_cache import FeatureTable
 from models.grounded import SYSTEM_FILE, GroundedSystem, SystemSpec
 from models.grounded_selection import rerank as rerank_candidates
 from models.run_dir import RunConfig
-from models.teacher import CHECKPOINT_NAME
+from models.clip_loading import CHECKPOINT_NAME
 from models.typed_json import ReadBackError, read_json
 from translate.reranking import (DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, check_beta, rerank_settings,
                                  resolve_rerank_size)

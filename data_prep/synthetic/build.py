@@ -97,7 +97,7 @@ def build_synthetic(
     show_progress: bool = True,
     overwrite: bool = False,
 ) -> datasets.DatasetDict:
-    """Generate the synthetic world and save it at `out` (DESIGN §9); `overwrite` replaces a
+    """Generate the synthetic world and save it at `out` (docs/design.md §9); `overwrite` replaces a
     dataset already there. Settings that cannot build, or would not fit in memory, are `InputError`s."""
     if lang not in GRAMMARS or lang == "en":
         raise errors.InputError(f"--lang must be one of {sorted(set(GRAMMARS) - {'en'})}, got {lang!r}")

@@ -1,9 +1,10 @@
-"""Stage 0: a tiny CLIP teacher trained on the English side, cached for later runs.
+"""Stage 0: a CLIP that reads English — real weights, or a tiny teacher trained here and cached.
 
 When no pretrained CLIP is given, the student needs *some* CLIP that reads English: we train
 the named open_clip architecture with open_clip's own `ClipLoss` on (image, English caption)
-pairs of the training split. The result is saved as an open_clip checkpoint file and loaded
-back through `load_clip(name, pretrained=path)` — the same path real weights take.
+pairs (`TeacherPairs`: by default the training split's usable rows). The result is saved as an
+open_clip checkpoint file under the cache and loaded back through `load_clip(name,
+pretrained=path)` — the same path real weights take.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import math
 import os
 import random
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -21,9 +24,30 @@ import torch
 from open_clip.loss import ClipLoss
 from tqdm.auto import tqdm
 
+from data_prep.sampling import StepSampler
+from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.schedules import warmup_cosine
+from training.config import TrainConfig
 
-CHECKPOINT_NAME = "open_clip_model.pt"
+
+@dataclass(frozen=True)
+class TeacherPairs:
+    """What a stage 0 teacher learns from: the `rows` of `dataset` (columns `image`, `image_id`,
+    `english`), each image paired with one of its English captions per step."""
+
+    dataset: datasets.Dataset
+    rows: list[int]
+
+
+@dataclass(frozen=True)
+class Stage0:
+    """The CLIP of stage 1: the model, its preprocessing and tokenizer, and the weights file it was
+    loaded from (None for a randomly initialised CLIP)."""
+
+    clip: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    weights: str | None
 
 
 def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settings: dict) -> str:
@@ -138,3 +162,51 @@ def save_teacher(clip: torch.nn.Module, directory: str | Path, info: dict) -> Pa
         return directory / CHECKPOINT_NAME
     tmp.rename(directory)
     return directory / CHECKPOINT_NAME
+
+
+def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callable[[str], None], show: bool,
+                stop: Callable[[], bool]) -> Stage0 | None:
+    """Real weights (`--clip-pretrained`), a randomly initialised CLIP (`--teacher-steps 0`, said
+    loudly), or the cached teacher of `pairs` — trained here when the cache has none (a stopped
+    teacher resumes from `<cache>/teachers/<key>.partial`). None when a signal stopped the teacher
+    (its state is saved)."""
+    teacher, run = cfg.teacher, cfg.run
+    device = accelerator.device
+    if teacher.clip_pretrained:
+        clip, preprocess, tokenizer = load_clip(teacher.clip, pretrained=teacher.clip_pretrained)
+        log(f"stage 0: CLIP {teacher.clip} from {teacher.clip_pretrained}")
+        return Stage0(clip.to(device), preprocess, tokenizer, teacher.clip_pretrained)
+    if teacher.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
+        torch.manual_seed(run.seed)
+        clip, preprocess, tokenizer = load_clip(teacher.clip)
+        log(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {teacher.clip} is RANDOMLY "
+            f"INITIALISED (seed {run.seed}); the student is grounded in a CLIP that has learnt nothing. Pass "
+            f"--clip-pretrained FILE for real weights, or --teacher-steps N to train a teacher on this data first.")
+        return Stage0(clip.to(device), preprocess, tokenizer, None)
+    world = accelerator.num_processes
+    batch = min(teacher.teacher_batch_size, len(pairs.rows) // world * world)
+    settings = dict(steps=teacher.teacher_steps, batch_size=batch, lr=teacher.teacher_lr, seed=run.seed, world=world)
+    directory = Path(run.cache_dir) / "teachers" / teacher_key(pairs.dataset, pairs.rows, teacher.clip, settings)
+    if (directory / CHECKPOINT_NAME).is_file():
+        log(f"stage 0: cached CLIP teacher {directory}")
+    else:
+        partial = directory.with_name(directory.name + ".partial")
+        torch.manual_seed(run.seed)
+        clip, preprocess, tokenizer = load_clip(teacher.clip)
+        log(f"stage 0: training a {teacher.clip} CLIP teacher on the English captions ({teacher.teacher_steps} steps"
+            + (", resuming its saved state" if (partial / "teacher_state.pt").is_file() else "") + ")")
+        t0 = time.time()
+        sampler = StepSampler(pairs.rows, batch, seed=run.seed, rank=accelerator.process_index, world=world)
+        last = train_teacher(clip, preprocess, tokenizer, pairs.dataset, sampler.indices, accelerator,
+                             steps=teacher.teacher_steps, lr=teacher.teacher_lr, seed=run.seed, state_dir=partial,
+                             save_every=cfg.bookkeeping.checkpoint_every, stop=stop, show_progress=show)
+        if last is None:
+            return None
+        if accelerator.is_main_process:
+            save_teacher(clip, directory, {"clip": teacher.clip, **settings, **last})
+            shutil.rmtree(partial, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
+            f"cached at {directory}")
+    clip, preprocess, tokenizer = load_clip(teacher.clip, pretrained=directory / CHECKPOINT_NAME)
+    return Stage0(clip.to(device), preprocess, tokenizer, str(directory / CHECKPOINT_NAME))
