@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from eval.report import analysis_section
+from eval.report import analysis_section, concepts_section
 from eval.report.systems import LABELS, format_value
 
 CSS = """
@@ -135,7 +135,7 @@ def _html_example(ex: dict, img: str | None, heat: str | None) -> str:
 
 def render_html(report: dict, figures: dict) -> str:
     """The whole page. `figures`: {"curves": {group: uri}, "images": {(run, index): uri},
-    "heatmaps": {(run, index): uri}, "analysis": {(run, file): uri}}."""
+    "heatmaps": {(run, index): uri}, "analysis": {(run, file): uri}, "concepts": uri or None}."""
     runs = [r["name"] for r in report["runs"]]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>GroundMT translation report</title><style>{CSS}</style></head><body>",
@@ -154,6 +154,8 @@ def render_html(report: dict, figures: dict) -> str:
     for title, key in (("Test-time probe", "probe"), ("Grounded in-batch R@1", "grounded")):
         if report[key]:
             parts.append(f"<h3>{title}</h3>" + _html_side_by_side(report[key], runs, highlight=False))
+    if report.get("concepts"):
+        parts.append(concepts_section.render_html(report["concepts"], figures["concepts"]))
     parts.append("<h2>Training curves</h2>")
     if figures["curves"]:
         parts.append('<div class="grid">' + "".join(
@@ -217,6 +219,8 @@ def render_markdown(report: dict) -> str:
     lines += ["", "### Package versions", ""]
     lines += [f"- {run}: " + ", ".join(f"{p} {v}" for p, v in vs.items()) for run, vs in report["versions"].items()]
     lines.append("")
+    if report.get("concepts"):
+        lines += concepts_section.render_markdown(report["concepts"])
     if report.get("analysis"):
         lines += analysis_section.render_markdown(report["analysis"])
     lines += ["## Examples", ""]
