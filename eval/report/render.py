@@ -74,9 +74,28 @@ def _html_table(report: dict) -> str:
             f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
+def paired_reasons(report: dict) -> list[tuple[str, list[str], str]]:
+    """Why a run ([] metrics: the whole run), or some of its metrics, got no paired test against the
+    baseline (its "n/a" cells): (run, metric labels, reason)."""
+    out = []
+    for run, entry in report["paired_vs_baseline"].items():
+        if "reason" in entry:
+            out.append((run, [], entry["reason"]))
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for key, test in (entry.get("tests") or {}).items():
+            if "reason" in test:
+                by_reason.setdefault(test["reason"], []).append(LABELS.get(key, key))
+        out += [(run, labels, reason) for reason, labels in by_reason.items()]
+    return out
+
+
+def _reason_text(run: str, labels: list[str], reason: str) -> str:
+    return f"{run}" + (f" ({', '.join(labels)})" if labels else "") + f": {reason}"
+
+
 def _html_paired_reasons(report: dict) -> str:
-    items = [f"<li>{escape(run)}: {escape(entry['reason'])}</li>"
-             for run, entry in report["paired_vs_baseline"].items() if "reason" in entry]
+    items = [f"<li>{escape(_reason_text(*r))}</li>" for r in paired_reasons(report)]
     return f"<ul class='notes'>{''.join(items)}</ul>" if items else ""
 
 
@@ -212,7 +231,7 @@ def render_markdown(report: dict) -> str:
             else:
                 lines.append(f"| {_md(run)} | " + " | ".join(
                     _paired_text(entry["tests"].get(k), k) or "–" for k in keys) + " |")
-        lines.append("")
+        lines += ["", *(f"- n/a: {_md(_reason_text(*r))}" for r in paired_reasons(report) if r[1]), ""]
     lines += ["### Metric signatures", ""]
     for metric, sigs in report["signatures"].items():
         lines += [f"- {metric}: `{sig}` ({', '.join(runs)})" for sig, runs in sigs.items()]
