@@ -122,17 +122,17 @@ def test_every_grounding_recipe_trains_and_resumes(recipe, cache, tmp_path):
     check_trains_and_resumes(cache, tmp_path / "run", RECIPES[recipe])
 
 
-NO_PSEUDO_TARGETS = ("--pivot and --self-train-rounds (on by default) make targets for the token cross-entropy, "
+NO_PSEUDO_TARGETS = ("--pivot and --self-train-rounds make targets for the token cross-entropy, "
                      "which --token-ce-weight 0 turns off: add --no-pivot --self-train-rounds 0")
 REFUSED = {  # case: (flags, the one-line reason)
     "argmax splice, no token CE": (["--splice", "argmax", "--token-ce-weight", "0"],
                                    ("--splice argmax passes no gradient to the student: with --token-ce-weight 0 "
                                     "nothing trains it")),
-    "nothing to train": (["--grounding-weight", "0", "--token-ce-weight", "0"],
-                         "--grounding-weight 0 and --token-ce-weight 0 leave nothing to train"),
-    "towers trained without grounding": (["--grounding-weight", "0", "--freeze", "none"],
+    "nothing to train": (["--contrastive-weight", "0", "--token-ce-weight", "0"],
+                         "--contrastive-weight 0 and --token-ce-weight 0 leave nothing to train"),
+    "towers trained without grounding": (["--contrastive-weight", "0", "--freeze", "none"],
                                          ("--freeze none trains CLIP towers through the n-dim loss, which "
-                                          "--grounding-weight 0 turns off")),
+                                          "--contrastive-weight 0 turns off")),
     "self-training without token CE": (["--token-ce-weight", "0", "--self-train-rounds", "1"], NO_PSEUDO_TARGETS),
     "pivot without token CE": (["--token-ce-weight", "0", "--pivot"], NO_PSEUDO_TARGETS),
 }
