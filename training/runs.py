@@ -171,10 +171,12 @@ def failed_start_removed(run: RunDir, created: bool, new_run: bool) -> Iterator[
     try:
         yield
     except BaseException as exc:
-        if new_run and not run.checkpoints_newest_first() and (isinstance(exc, Exception) or not run.config.is_file()):
+        started = run.config.is_file()
+        if new_run and not run.checkpoints_newest_first() and (isinstance(exc, Exception) or not started):
             remove_started(run, created)
-            print(f"removed the unfinished run in {run.root} (no step of it was checkpointed); the same --out can be "
-                  "used again", flush=True)
+            if started:
+                print(f"removed the unfinished run in {run.root} (no step of it was checkpointed); the same --out "
+                      "can be used again", flush=True)
         raise
 
 
