@@ -23,10 +23,12 @@ def size_text(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def require_memory(estimate: float, what: str, advice: str) -> None:
+def require_memory(estimate: float, what: str, advice: str, available: int | None = None,
+                   where: str = "on this machine") -> None:
     """`InputError` when `estimate` bytes (for `what`, e.g. "--bootstrap 10000 on 5000 sentences")
-    exceed the available memory; `advice` says what to change."""
-    available = available_memory()
+    exceed the available memory (default: the system's; `available` and `where` name another, e.g.
+    a GPU's); `advice` says what to change."""
+    available = available_memory() if available is None else available
     if estimate > available:
         raise InputError(f"{what} needs about {size_text(estimate)} of memory, more than the "
-                         f"{size_text(available)} available on this machine; {advice}")
+                         f"{size_text(available)} available {where}; {advice}")

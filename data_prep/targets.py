@@ -19,11 +19,26 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import datasets
+from pydantic import NonNegativeFloat, NonNegativeInt
+from typing_extensions import TypedDict
+
+from models.typed_json import parse
 
 ORIGINS = ("human", "pivot", "self")
 Key = tuple[int, int]
+
+
+class TargetRecord(TypedDict):
+    """One line of a saved target table (`TargetTable.save`), checked when it is read back."""
+
+    row: NonNegativeInt
+    caption: NonNegativeInt
+    text: str
+    weight: NonNegativeFloat
+    origin: Literal["human", "pivot", "self"]
 
 
 @dataclass(frozen=True)
@@ -107,10 +122,12 @@ class TargetTable:
 
     @classmethod
     def load(cls, path: str | Path) -> TargetTable:
+        """A table saved by `save`; a line that does not hold a `TargetRecord` is a `ReadBackError`
+        naming `path:line` and the field."""
         targets = {}
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
             if line.strip():
-                rec = json.loads(line)
+                rec = parse(line, TargetRecord, f"{path}:{number}")
                 targets[(rec["row"], rec["caption"])] = Target(rec["text"], rec["weight"], rec["origin"])
         return cls(targets)
 

@@ -312,7 +312,7 @@ class NDimContrastiveLoss(nn.Module):
         pieces = []
         for restricted, axes in slabs:
             index_sets = [rows if axis == restricted else full for axis in range(n)]
-            self._check_budget(tuple(len(s) for s in index_sets), X)
+            self.check_budget(tuple(len(s) for s in index_sets), X.element_size())
             s = evaluate_grid(self.similarity, X, index_sets, self.chunk_bytes)
             region = self._region_index(table, index_sets, restricted)
             if self.labels == "sigmoid":
@@ -429,17 +429,18 @@ class NDimContrastiveLoss(nn.Module):
             self._region_cache[key] = region_grid(table, index_sets)
         return self._region_cache[key]
 
-    def _check_budget(self, shape, X) -> None:
+    def check_budget(self, shape: tuple[int, ...], element_size: int = 4) -> None:
+        """`CubeMemoryError` when a dense scheme's cube of `shape` would need more than `max_cube_bytes`."""
         tuples = math.prod(shape)
         n = len(shape)
         # cube-sized tensors alive at once; measured peak / (4·B^n) at n=6: 8-13 (stats on),
         # 2n more for regions with learnable weights and masks (docs/ndim_loss.md)
         cubes = 16 + (2 * n if self.labels == "regions" else 0)
-        nbytes = tuples * cubes * X.element_size()
+        nbytes = tuples * cubes * element_size
         require_fits(
             nbytes, self.max_cube_bytes,
             f"labels={self.labels!r} on a {'×'.join(map(str, shape))} cube ({tuples:.3g} tuples, "
-            f"{format_bytes(tuples * X.element_size())} per cube-sized tensor, ~{cubes} alive)",
+            f"{format_bytes(tuples * element_size)} per cube-sized tensor, ~{cubes} alive)",
             "use labels='diagonal' (n·B² fibre values), a smaller batch or n, or raise max_cube_bytes")
 
     @torch.no_grad()

@@ -36,6 +36,7 @@ import training
 import translate.__main__ as translate_cli
 from data_prep.builders.files import OUTSIDE
 from data_prep.errors import InputError, run_command
+from data_prep.locks import LOCK_FILE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -270,7 +271,38 @@ def copy_run(env: Env) -> None:
 
 def run_untouched(env: Env) -> None:
     after = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
-    assert after == env.before  # not a byte written: config.json, run_id, metrics, checkpoints as they were
+    # not a byte written: config.json, run_id, metrics, checkpoints as they were (the lock names its last owner)
+    assert {p: b for p, b in after.items() if p.name != LOCK_FILE} == \
+        {p: b for p, b in env.before.items() if p.name != LOCK_FILE}
+
+
+def damaged_copy(change: Callable[[dict], None] | None = None, text: Callable[[str], str] | None = None):
+    """The session run copied, its config.json changed by `change` (a dict edit) or `text`."""
+    def setup(env: Env) -> None:
+        config = env.run / "config.json"
+        shutil.copytree(env.run, env.tmp / "copy")
+        target = env.tmp / "copy" / "config.json"
+        if text is not None:
+            target.write_text(text(config.read_text()))
+        elif change is not None:
+            values = json.loads(config.read_text())
+            change(values)
+            target.write_text(json.dumps(values))
+        else:
+            target.unlink()
+        env.before = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
+    return setup
+
+
+def resume_copy(env: Env, *extra: str) -> list[str]:
+    return ["--out", str(env.tmp / "copy"), "--resume", *extra]
+
+
+def train_new(env: Env, *extra: str) -> list[str]:
+    return ["--out", str(env.tmp / "run"), "--cache-dir", str(env.tmp / "cache"), *extra]
+
+
+NO_DATA = forbid("training.runs:open_data", "the data was built")
 
 
 # -- issue 23: outputs, locks, non-finite weights, typed read-backs, limits ----------------------------
@@ -823,6 +855,72 @@ PROBES = [
     Probe("train: --resume with another --lang", "train", lambda e: ["--out", str(e.tmp / "copy"), "--resume",
                                                                       "--lang", "zh"], 2,
           r"these options differ: --lang zh \(the run has es\)", setup=copy_run, kept=run_untouched),
+    # -- issue 23, the training side: the run folder, resume, read-backs, limits (all before the data) --
+    Probe("train: --out in use by another process", "train", lambda e: resume_copy(e), 2,
+          r"copy is in use by process \d+ \(accelerate launch train\.py\); wait until it ends",
+          setup=lambda e: (copy_run(e), hold_lock("copy", "accelerate launch train.py")(e)), patch=NO_DATA,
+          kept=release_lock(run_untouched)),
+    Probe("train: --out is a folder holding other files", "train", lambda e: train_new(e), 2,
+          r"--out .*run is not empty and does not hold a run written by train\.py: choose a new or empty folder "
+          r"\(nothing in .*run was changed\)", setup=notes_in("run"), patch=NO_DATA, kept=only_notes("run")),
+    Probe("train: --out is a file", "train", lambda e: train_new(e), 2, r"--out .*run is a file, expected a folder",
+          setup=lambda e: e.file("run", NOTES), patch=NO_DATA),
+    Probe("train: --resume on a missing --out", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--resume: .*run holds no run to resume \(it does not exist\); a new run needs no flag: leave out --resume",
+          patch=NO_DATA, kept=absent("run")),
+    Probe("train: --resume on an empty --out", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--resume: .*run holds no run to resume \(it is empty\)", setup=lambda e: (e.tmp / "run").mkdir(),
+          patch=NO_DATA),
+    Probe("train: --resume on a folder holding other files", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--out .*run is not empty and does not hold a run written by train\.py", setup=notes_in("run"),
+          patch=NO_DATA, kept=only_notes("run")),
+    Probe("train: --resume on checkpoints without config.json", "train", lambda e: resume_copy(e), 2,
+          r"copy holds the remains of a run \(.*checkpoints.*\) but no config\.json, so its options are unknown .*: "
+          r"put its config\.json back to --resume it", setup=damaged_copy(), patch=NO_DATA, kept=run_untouched),
+    Probe("train: --resume --steps 100 on a run finished at 200", "train", lambda e: resume_copy(e, "--steps", "100"),
+          2, r"--resume --steps 100: .*copy has trained 200 steps already and a run is never shortened",
+          setup=copy_run, patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json "steps": "many"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "steps": expected an integer, found a JSON string',
+          setup=damaged_copy(lambda c: c.update(steps="many")), patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json without "lang"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "lang" is missing', setup=damaged_copy(lambda c: c.pop("lang")), patch=NO_DATA,
+          kept=run_untouched),
+    Probe("train: --resume with config.json truncated", "train", lambda e: resume_copy(e), 2,
+          r"copy/config\.json: not valid JSON \(.*\); it is truncated or damaged",
+          setup=damaged_copy(text=lambda t: t[:60]), patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json "similarity": "bogus"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "similarity": expected one of .*, found \'bogus\'',
+          setup=damaged_copy(lambda c: c.update(similarity="bogus")), patch=NO_DATA, kept=run_untouched),
+    Probe("train: --max-target-length 100 (the micro CLIP reads 16)", "train",
+          lambda e: train_new(e, "--clip", "groundmt-micro", "--max-target-length", "100"), 2,
+          r"--max-target-length 100: CLIP groundmt-micro reads at most 16 positions", patch=NO_DATA,
+          kept=absent("run")),
+    Probe("train: --threads 1000000", "train", lambda e: train_new(e, "--threads", "1000000"), 2,
+          r"--threads 1000000: this machine has \d+ CPU cores", kept=absent("run")),
+    Probe("train: --seed -1", "train", lambda e: train_new(e, "--seed", "-1"), 2, r"--seed must be at least 0, got -1",
+          kept=absent("run")),
+    Probe("train: --max-target-length 1", "train", lambda e: train_new(e, "--max-target-length", "1"), 2,
+          r"--max-target-length must be 0 \(decided from the data\) or at least 3, got 1", kept=absent("run")),
+    Probe("train: --contrastive-weight 1 --batch-size 1000000000 --target-vocab full", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--batch-size", "1000000000", "--target-vocab", "full"), 2,
+          r"one training step \(--batch-size 1000000000 x --m-source 2 translations through the splice.*\) needs "
+          r"about .* of memory, more than the .* available", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --self-train-nbest 1000000000", "train",
+          lambda e: train_new(e, "--self-train-rounds", "1", "--self-train-nbest", "1000000000"), 2,
+          r"self-training's beam search \(--self-train-nbest 1000000000 beams x 64 captions\) needs about",
+          patch=NO_DATA, kept=absent("run")),
+    Probe("train: --anchor-bank 1000000000000", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--anchor-bank", "1000000000000"), 2,
+          r"--anchor-bank 1000000000000 \(x \d+ dimensions\) needs about", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --eval-bootstrap 1000000000000000", "train",
+          lambda e: train_new(e, "--eval-bootstrap", "1000000000000000"), 2,
+          r"--eval-bootstrap 1000000000000000 on 1 test sentence\(s\) needs about", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --labels exact with 9 axes of 32", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--labels", "exact", "--k-english", "4", "--m-source",
+                              "4"), 2,
+          r"--labels exact with --batch-size 32 and 9 axes: labels='exact' on a 32×32×32×32×32×32×32×32×32 cube",
+          patch=NO_DATA, kept=absent("run")),
 ]
 
 

@@ -6,28 +6,36 @@ between options (`config_problem`) — so that a wrong option costs one line and
 before anything is built. `resolve_place(cfg)` decides where the run works (its folder, its
 cache, its threads) and `resolve(cfg, data)` every value decided from the data; what they return
 is what `RUN/config.json` holds. `resumed_config` rebuilds a run's configuration from its
-config.json (older files included: renamed options are read under their new names).
+config.json (older files included: renamed options are read under their new names), read back
+against `SAVED_CONFIG` — every value of its option's type, choices and range, the keys a resume
+cannot do without present — so that a damaged file is one line naming the file and the field.
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import os
 import sys
 import time
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Required
 
 import torch
 import yaml
+from pydantic import PositiveInt
+from typing_extensions import TypedDict
 
 from data_prep.errors import InputError, Parser
 from data_prep.synthetic.build import GRAMMARS
 from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
 from models.similarities import descriptive_name
-from training.options import (ALIASES, EMBEDDED_PARALLEL_FRACTION, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
-                              TrainConfig, bound_problem)
+from models.typed_json import ReadBackError, read_json
+from training.options import (ALIASES, EMBEDDED_PARALLEL_FRACTION, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW,
+                              RECIPES, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -133,7 +141,15 @@ def configure(argv: list[str]) -> tuple[TrainConfig, str | None]:
     args["similarity"] = descriptive_name(args["similarity"])
     cfg = TrainConfig.from_flat(args)
     problem = next(filter(None, (bound_problem(name, value) for name, value in args.items())), None)
-    return cfg, problem or config_problem(cfg)
+    return cfg, problem or config_problem(cfg) or machine_problem(cfg)
+
+
+def machine_problem(cfg: TrainConfig) -> str | None:
+    """Why a value given on this machine's command line cannot run on it (None when it can)."""
+    cores = os.cpu_count() or 1
+    if cfg.run.threads > cores:
+        return f"--threads {cfg.run.threads}: this machine has {cores} CPU cores (0: its cores shared among the processes)"
+    return None
 
 
 def config_problem(cfg: TrainConfig) -> str | None:
@@ -180,7 +196,7 @@ def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
             values[name] = value
     if "english_anchor" in values and values["english_anchor"] is None:
         values["english_anchor"] = "none"
-    if "similarity" in values:
+    if values.get("similarity") in OPTIONS["similarity"].metadata["choices"]:  # else `saved_options` names it
         values["similarity"] = descriptive_name(values["similarity"])
     return values
 
@@ -196,11 +212,54 @@ def named_options(argv: list[str]) -> dict[str, Any]:
     return given
 
 
+# The keys of config.json a resume cannot do without: what decides the data, the vocabularies, the
+# model shapes and the schedule. Another option missing from an older file takes the value that run
+# trained with (`upgraded`) or its default.
+RESUME_NEEDS = ("lang", "data", "seed", "source_vocab", "clip", "student", "student_preset", "target_vocab",
+                "max_target_length", "steps", "batch_size", "lr")
+
+
+def _json_type(hint: Any) -> Any:
+    """An option's type as JSON holds it (a tuple option is a JSON array)."""
+    if typing.get_origin(hint) is tuple:
+        return list[typing.get_args(hint)[0]]
+    args = typing.get_args(hint)
+    return functools.reduce(operator.or_, (_json_type(a) for a in args)) if args else hint
+
+
+def _saved_config_schema() -> Any:
+    hints = {name: _json_type(hint) for kind in GROUPS.values() for name, hint in typing.get_type_hints(kind).items()}
+    fields = {**hints, **{old: hints[new] for old, new in ALIASES.items()}, "run_id": str, "data_path": str,
+              "world_size": PositiveInt}
+    return TypedDict("SavedConfig", {name: Required[kind] if name in RESUME_NEEDS else kind
+                                     for name, kind in fields.items()}, total=False)
+
+
+SAVED_CONFIG = _saved_config_schema()
+
+
+def saved_options(run: RunDir) -> dict[str, Any]:
+    """A run's config.json as options under today's names, checked (`ReadBackError`, one line
+    naming the file and the field): the type of every option it holds, the keys of RESUME_NEEDS,
+    every choice and range, and that the options can train together."""
+    saved = upgraded(read_json(run.config, SAVED_CONFIG))
+    for name, value in saved.items():
+        choices = OPTIONS[name].metadata["choices"]
+        why = (f"expected one of {', '.join(choices)}, found {value!r}" if choices and value not in choices
+               else bound_problem(name, value, label="the value"))
+        if why:
+            raise ReadBackError(f'{run.config}: field "{name}": {why}')
+    problem = config_problem(TrainConfig.from_flat(saved))
+    if problem:
+        raise ReadBackError(f"{run.config}: these options cannot train together: {problem}")
+    return saved
+
+
 def resumed_config(run: RunDir, given: dict[str, Any]) -> TrainConfig:
-    """The configuration of the run being resumed: its config.json (every derived value included),
-    with the options in RESUME_MAY_CHANGE that `given` names. Any other option given with a
-    different value is refused, naming the conflict."""
-    saved = upgraded(run.read_config())
+    """The configuration of the run being resumed: its config.json (every derived value included,
+    checked by `saved_options`), with the options in RESUME_MAY_CHANGE that `given` names. Any
+    other option given with a different value is refused, naming the conflict."""
+    saved = saved_options(run)
     conflicts = [f"{flag(k)} {v} (the run has {saved.get(k)})" for k, v in given.items()
                  if k not in RESUME_MAY_CHANGE and k in saved and _json(saved[k]) != _json(v)]
     if conflicts:

@@ -329,12 +329,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-def bound_problem(name: str, value: Any) -> str | None:
-    """Why `value` is out of option `name`'s range (every number must also be finite), else None."""
+def bound_problem(name: str, value: Any, label: str | None = None) -> str | None:
+    """Why `value` is out of option `name`'s range (every number must also be finite), else None;
+    the message names the option as `label` (default: its flag)."""
     bound = OPTIONS[name].metadata["bound"]
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    flag = "--" + name.replace("_", "-")
+    flag = label or "--" + name.replace("_", "-")
     if not math.isfinite(value):
         return f"{flag} must be a finite number, got {value}"
     if bound is not None and not bound.test(value):

@@ -22,6 +22,8 @@ from models.run_dir import RunDir
 from training.data import TrainingData
 from training.options import TrainConfig
 
+NBEST_BATCH = 64  # captions translated at once into their n-best lists (training.limits bounds the memory)
+
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:
     """The steps before which the rounds run: the first at `--self-train-start` × `--steps`, the
@@ -50,7 +52,7 @@ def grounded_pseudo_targets(system: GroundedSystem, data: TrainingData, initial:
         return {}, {"candidates": 0, "kept": 0, "reranked": 0}
     system.eval()
     size = p.self_train_nbest if p.self_train_judge == "clip" else 1
-    texts, logprobs = system.nbest(sources, size=size, batch_size=64)
+    texts, logprobs = system.nbest(sources, size=size, batch_size=NBEST_BATCH)
     stats = {"candidates": len(keys), "reranked": 0}
     if p.self_train_judge == "clip":
         device = images.features.device

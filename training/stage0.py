@@ -5,6 +5,13 @@ the named open_clip architecture with open_clip's own `ClipLoss` on (image, Engl
 pairs (`TeacherPairs`: by default the training split's usable rows). The result is saved as an
 open_clip checkpoint file under the cache and loaded back through `load_clip(name,
 pretrained=path)` — the same path real weights take.
+
+What stage 0 reads back is checked before it is used (one line naming the file and what is
+wrong, with the step that repairs it): a `--clip-pretrained` file or a cached teacher that does not
+load or whose weights are not finite, a cached teacher's `teacher.json` (`TeacherInfo`), a saved
+teacher state (`read_teacher_state`). A teacher step whose loss is not finite stops the run
+(`training.divergence.Diverged`) before it is applied, and no state with weights that are not
+finite is saved.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import time
@@ -22,12 +30,24 @@ from pathlib import Path
 import datasets
 import torch
 from open_clip.loss import ClipLoss
+from pydantic import FiniteFloat, NonNegativeInt, PositiveInt
 from tqdm.auto import tqdm
+from typing_extensions import TypedDict
 
+from data_prep.errors import InputError
 from data_prep.sampling import StepSampler
 from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.schedules import warmup_cosine
+from models.typed_json import ReadBackError, read_json
 from training.config import TrainConfig
+from training.divergence import Diverged, anywhere
+from translate.translator import non_finite_tensors
+
+# A cached teacher's teacher.json (`save_teacher`): its settings and its last step's loss.
+TeacherInfo = TypedDict("TeacherInfo", {"clip": str, "steps": NonNegativeInt, "batch_size": PositiveInt,
+                                        "lr": FiniteFloat, "seed": NonNegativeInt, "world": PositiveInt,
+                                        "teacher/loss": FiniteFloat, "teacher/logit_scale": FiniteFloat})
+TEACHER_STATE_KEYS = ("model", "optimizer", "step", "torch_rng")
 
 
 @dataclass(frozen=True)
@@ -100,7 +120,7 @@ def train_teacher(
     start = 0
     state_file = Path(state_dir) / "teacher_state.pt" if state_dir is not None else None
     if state_file is not None and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = read_teacher_state(state_file, clip, steps)
         clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -121,6 +141,10 @@ def train_teacher(
         with accelerator.autocast():
             out = model(images, ids)
             loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+        if anywhere(not bool(torch.isfinite(loss.detach())), accelerator):
+            raise Diverged(f"the CLIP teacher diverged at stage 0 step {step + 1} of {steps}: its loss is "
+                           f"{loss.item():g}; the step was not applied, and its last saved state (if any) stays in "
+                           f"{state_dir}. Lower --teacher-lr ({lr:g})")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -133,6 +157,11 @@ def train_teacher(
         done = step + 1
         stopping = stop is not None and stop()
         if state_file is not None and done < steps and (done % save_every == 0 or stopping):
+            bad = non_finite_tensors(clip)
+            if anywhere(bool(bad), accelerator):
+                raise Diverged(f"the CLIP teacher diverged at stage 0 step {done} of {steps}: its weights are not "
+                               f"finite ({bad[0] if bad else 'on another process'}), so that state was not saved. "
+                               f"Lower --teacher-lr ({lr:g})")
             if accelerator.is_main_process:
                 state_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = state_file.with_name(state_file.name + ".tmp")
@@ -148,6 +177,46 @@ def train_teacher(
     clip.output_dict = False
     accelerator.free_memory()  # unregister the teacher: stage 1's checkpoints hold stage 1's models only
     return last
+
+
+def read_teacher_state(path: Path, clip: torch.nn.Module, steps: int) -> dict:
+    """A teacher state saved by `train_teacher`, checked before anything of it is loaded: a torch
+    file holding every key of TEACHER_STATE_KEYS, a step inside the run, the model's tensors of the
+    shapes of `clip`. Anything else is a `ReadBackError` naming the file and the part."""
+    fix = "; remove it to train the teacher again from step 0"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReadBackError(f"{path}: not a complete teacher state ({reason}){fix}") from None
+    missing = [key for key in TEACHER_STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ReadBackError(f'{path}: field "{missing[0]}" is missing{fix}')
+    step, model, expected = state["step"], state["model"], clip.state_dict()
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 < step < steps:
+        raise ReadBackError(f'{path}: field "step": expected a step in [1, {steps}), found {step!r}{fix}')
+    if not isinstance(state["torch_rng"], torch.Tensor) or state["torch_rng"].dtype != torch.uint8:
+        raise ReadBackError(f'{path}: field "torch_rng": expected a torch RNG state (a uint8 tensor){fix}')
+    if not isinstance(model, dict) or set(model) != set(expected) \
+            or any(not isinstance(t, torch.Tensor) or t.shape != expected[k].shape for k, t in model.items()):
+        raise ReadBackError(f'{path}: field "model": expected the {len(expected)} tensors of this CLIP teacher{fix}')
+    if not isinstance(state["optimizer"], dict):
+        raise ReadBackError(f'{path}: field "optimizer": expected an optimizer state{fix}')
+    return state
+
+
+def loaded_clip(name: str, weights: str | Path, what: str, fix: str) -> tuple:
+    """`load_clip(name, pretrained=weights)`, with an `InputError` naming `what` (and `fix`: how to
+    repair it) when the file does not load as that CLIP or its weights are not finite."""
+    try:
+        clip, preprocess, tokenizer = load_clip(name, pretrained=weights)
+    except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{what} {weights}: cannot be loaded as CLIP {name} ({reason}){fix}") from None
+    bad = non_finite_tensors(clip)
+    if bad:
+        raise InputError(f"{what} {weights}: its weights are not finite ({bad[0]}){fix}")
+    return clip, preprocess, tokenizer
 
 
 def save_teacher(clip: torch.nn.Module, directory: str | Path, info: dict) -> Path:
@@ -173,7 +242,7 @@ def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callabl
     teacher, run = cfg.teacher, cfg.run
     device = accelerator.device
     if teacher.clip_pretrained:
-        clip, preprocess, tokenizer = load_clip(teacher.clip, pretrained=teacher.clip_pretrained)
+        clip, preprocess, tokenizer = loaded_clip(teacher.clip, teacher.clip_pretrained, "--clip-pretrained", "")
         log(f"stage 0: CLIP {teacher.clip} from {teacher.clip_pretrained}")
         return Stage0(clip.to(device), preprocess, tokenizer, teacher.clip_pretrained)
     if teacher.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
@@ -188,6 +257,10 @@ def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callabl
     settings = dict(steps=teacher.teacher_steps, batch_size=batch, lr=teacher.teacher_lr, seed=run.seed, world=world)
     directory = Path(run.cache_dir) / "teachers" / teacher_key(pairs.dataset, pairs.rows, teacher.clip, settings)
     if (directory / CHECKPOINT_NAME).is_file():
+        try:
+            read_json(directory / "teacher.json", TeacherInfo)
+        except (ReadBackError, OSError) as exc:
+            raise ReadBackError(f"{exc}; remove {directory} to train the teacher again") from None
         log(f"stage 0: cached CLIP teacher {directory}")
     else:
         partial = directory.with_name(directory.name + ".partial")
@@ -208,5 +281,6 @@ def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callabl
         accelerator.wait_for_everyone()
         log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
             f"cached at {directory}")
-    clip, preprocess, tokenizer = load_clip(teacher.clip, pretrained=directory / CHECKPOINT_NAME)
+    clip, preprocess, tokenizer = loaded_clip(teacher.clip, directory / CHECKPOINT_NAME, "the cached CLIP teacher",
+                                              f"; remove {directory} to train the teacher again")
     return Stage0(clip.to(device), preprocess, tokenizer, str(directory / CHECKPOINT_NAME))

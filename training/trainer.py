@@ -4,20 +4,32 @@
 once; `train` is the loop (batches → task → backward → optimizer, then logging, validation and
 checkpoints), `resume` continues from the newest complete checkpoint, `finish` exports and
 evaluates the model.
+
+The loop's guard (`training.divergence`): a step whose loss or gradient norm is not finite is not
+applied; the run stops with `Diverged` after a checkpoint of the last finite step. No checkpoint
+and no export is written of weights that are not finite. A checkpoint records what its weights
+belong to (the language and the digests of the source and target vocabularies); a resume checks
+that and every tensor's shape against this run before it loads anything.
 """
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
+import random
 import re
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
 from data_prep.collate import TrainCollator
+from data_prep.errors import InputError
 from data_prep.targets import TargetTable
 from eval.concept_scores import TrainingConcepts
 from eval.health import collapse_warnings, health_report
@@ -25,15 +37,18 @@ from eval.retrieval import in_batch_recall_at_1
 from eval.system_eval import evaluate_system
 from models.run_dir import RunDir, checkpoint_problem
 from models.student import enable_activation_checkpointing
+from models.target_vocab import BridgedVocab, ClipShortlist
 from training.batches import Batches, TargetStream
 from training.build import (build_objective, build_optimizer, build_system, freeze_towers, frozen_features,
                             target_shortlist)
 from training.data import TrainingData
+from training.divergence import Diverged, anywhere
 from training.options import TrainConfig
 from training.self_training import SelfTraining
 from training.signals import StopSignal, stop_requested
 from training.stage0 import Stage0
 from training.task import Losses, StepReport, StudentTask
+from translate.translator import non_finite_tensors
 
 HEALTH_KEYS = ("effective_rank", "top_k_share", "mean_offdiag_cosine", "in_batch_r1", "uniqueness",
                "active_anchors", "anchor_entropy", "nearest_distance", "second_nearest_distance")
@@ -49,11 +64,11 @@ class StudentTrainer:
     every batch reads, and the self-training rounds."""
 
     def __init__(self, cfg: TrainConfig, accelerator, data: TrainingData, targets: TargetTable, stage0: Stage0,
-                 log: Callable[[str], None], show: bool) -> None:
+                 log: Callable[[str], None], show: bool, shortlist: ClipShortlist | None = None) -> None:
         self.cfg, self.accelerator, self.data, self.targets, self.log, self.show = \
             cfg, accelerator, data, targets, log, show
         self.stage0, self.device = stage0, accelerator.device
-        self.shortlist = target_shortlist(cfg, stage0.tokenizer, data, targets)
+        self.shortlist = shortlist if shortlist is not None else target_shortlist(cfg, stage0.tokenizer, data, targets)
         if self.shortlist is not None:
             log(f"student target vocabulary: {len(self.shortlist)} CLIP BPE ids of the training English text")
         log(f"translations use at most {cfg.student.max_target_length} CLIP positions")
@@ -84,8 +99,10 @@ class StudentTrainer:
         self.self_training = SelfTraining(cfg, data, self.model, stage0.preprocess, frozen.images, accelerator, log,
                                           show)
         self.task = StudentTask(self.system, self.objective, cfg)
+        self.identity = run_identity(cfg, self.model)
         self.warnings: set[str] = set()
         self.done = 0
+        self.before_step: tuple | None = None  # the RNG states and accelerate's step counter as the last step began
 
     def resume(self, run: RunDir) -> int:
         """Load the newest complete checkpoint (older ones when newer ones are damaged), drop the
@@ -97,8 +114,12 @@ class StudentTrainer:
             self.log(f"WARNING checkpoint {path} cannot be resumed from ({checkpoint_problem(path)}); trying an "
                      "older one")
         if found is None:
+            if self.accelerator.is_main_process and run.metrics.is_file():  # logged by a run stopped before its
+                dropped = run.truncate_metrics(0)  # first checkpoint: its steps are trained again
+                self.log(f"no complete checkpoint: starting from step 0; dropped {dropped} metric records")
             return 0
         step, path = found
+        self.check_belongs(run, path)
         self.accelerator.load_state(str(path))
         if self.accelerator.is_main_process:
             dropped = run.truncate_metrics(step)
@@ -108,6 +129,31 @@ class StudentTrainer:
             self.stream = self.new_stream(self.self_training.table(run, r, self.targets), since=self.self_training.steps[r])
             self.log(f"self-training: round {r + 1} targets reloaded ({self.stream.table.summary(self.data.n_captions)})")
         return step
+
+    def check_belongs(self, run: RunDir, path: Path) -> None:
+        """`InputError`, before anything is loaded, when the checkpoint at `path` was written by a
+        run of another language or vocabulary (as its manifest records) or holds a tensor whose
+        shape differs from this run's model."""
+        recorded = RunDir.checkpoint_identity(path) or {}
+        differ = [f"{key} {recorded[key]} (this run: {value})" for key, value in self.identity.items()
+                  if key in recorded and recorded[key] != value]
+        for index, model in enumerate((self.system, self.objective)):  # the order accelerate saved them in
+            file = path / ("model.safetensors" if index == 0 else f"model_{index}.safetensors")
+            if not file.is_file():
+                continue
+            state = model.state_dict()
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    shape = tuple(f.get_slice(key).get_shape())
+                    if key not in state:
+                        differ.append(f"a tensor {key} this run's model does not have")
+                    elif tuple(state[key].shape) != shape:
+                        differ.append(f"{key} of shape {list(shape)} (this run: {list(state[key].shape)})")
+        if differ:
+            raise InputError(f"{path} does not belong to this run ({run.config}): {'; '.join(differ[:3])}"
+                             + (f", and {len(differ) - 3} more" if len(differ) > 3 else "")
+                             + f". Its weights cannot continue it: resume the run it was written by, or move it out "
+                               f"of {run.checkpoints}")
 
     def new_stream(self, table: TargetTable, since: int) -> TargetStream:
         return TargetStream(table, self.cfg, rank=self.accelerator.process_index,
@@ -120,7 +166,15 @@ class StudentTrainer:
         t0 = time.time()
         self.system.train()
         for step in bar:
-            losses, report = self.step(run, step, start)
+            try:
+                losses, report = self.step(run, step, start)
+            except Diverged as exc:
+                kept = self.keep_last_finite(run, step)
+                raise Diverged(f"training diverged at step {step + 1} of {o.steps}: {exc}; "
+                               + (f"the checkpoint of step {kept} (the last finite one) is kept in {run.checkpoints}"
+                                  if kept else "no checkpoint holds a finite step")
+                               + f"; nothing was exported or evaluated. Lower --lr ({o.lr:g}) or raise "
+                                 f"--warmup-steps ({o.warmup_steps})") from None
             self.done = done = step + 1
             if done % b.log_every == 0 or done == o.steps or done == start + 1:
                 record = self.record(done, losses, report, time.time() - t0)
@@ -134,7 +188,11 @@ class StudentTrainer:
                 self.system.train()
             stopping = stop_requested(stop, accelerator)
             if done % b.checkpoint_every == 0 or done == o.steps or stopping:
-                save_checkpoint(accelerator, run, done, b.keep_checkpoints)
+                try:
+                    self.checkpoint(run, done)
+                except Diverged as exc:
+                    raise Diverged(f"training diverged at step {done} of {o.steps}: {exc}; no checkpoint was written "
+                                   f"of it and nothing was exported or evaluated. Lower --lr ({o.lr:g})") from None
             if stopping:
                 return stop.signum or signal.SIGTERM
         bar.close()
@@ -147,19 +205,65 @@ class StudentTrainer:
         if self.self_training.due(run, step, start):
             self.stream = self.new_stream(self.self_training.round(run, step, self.targets), since=step)
             self.system.train()
-        accumulate = self.cfg.optim.grad_accum
+        self.before_step = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                            self.accelerator.step)
+        accumulate, optim = self.cfg.optim.grad_accum, self.cfg.optim
+        broken = None
         for number in range(step * accumulate, (step + 1) * accumulate):
             with self.accelerator.accumulate(self.system, self.objective):
                 losses, report = self.task(self.batches.batch(number, self.stream), step)
                 if losses.total is not None:  # None: no target yet and the n-dim loss off, nothing to learn
+                    if broken is None and not torch.isfinite(losses.total.detach()):
+                        broken = f"the loss is {float(losses.total.detach()):g}"
                     self.accelerator.backward(losses.total)
         if losses.total is not None:
-            if self.cfg.optim.grad_clip > 0:
-                self.accelerator.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip)
+            if optim.grad_clip > 0:
+                norm = self.accelerator.clip_grad_norm_(self.trainable, optim.grad_clip)
+            else:
+                norm = torch.nn.utils.get_total_norm([p.grad for p in self.trainable if p.grad is not None])
+            # under fp16 an infinite gradient is the loss scaler's business: it skips that step itself
+            if broken is None and norm is not None and optim.mixed_precision != "fp16" and not torch.isfinite(norm):
+                broken = f"the gradient norm is {float(norm):g}"
+        if anywhere(broken is not None, self.accelerator):
+            raise Diverged(broken or "another process's loss or gradient norm is not finite")
+        if losses.total is not None:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return losses, report
+
+    def non_finite(self) -> list[str]:
+        """The tensors of the model and its objective that hold a NaN or an infinity (`name: k of n ...`)."""
+        return non_finite_tensors(self.model) + non_finite_tensors(self.accelerator.unwrap_model(self.objective))
+
+    def checkpoint(self, run: RunDir, done: int) -> None:
+        """A checkpoint of `done` steps; `Diverged` instead when a weight is not finite."""
+        bad = self.non_finite()
+        if anywhere(bool(bad), self.accelerator):
+            raise Diverged(f"the weights are not finite ({bad[0] if bad else 'on another process'})")
+        save_checkpoint(self.accelerator, run, done, self.cfg.bookkeeping.keep_checkpoints, self.identity)
+
+    def keep_last_finite(self, run: RunDir, done: int) -> int | None:
+        """After step `done` + 1 diverged (its update not applied): the step of a checkpoint of the
+        last finite state — written now, with the RNG states as step `done` + 1 began, unless one is
+        there already — or None when no step was finite."""
+        if done == 0:
+            return None
+        if run.checkpoint_dir(done).is_dir():
+            return done
+        python, numpy, cpu, cuda, counter = self.before_step
+        random.setstate(python)
+        np.random.set_state(numpy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+        self.accelerator.step = counter
+        try:
+            self.checkpoint(run, done)
+        except Diverged:
+            return None
+        return done
 
     def record(self, done: int, losses: Losses, report: StepReport, seconds: float) -> dict:
         """One metrics.jsonl record: the global batch's loss (the mean over processes), every term,
@@ -215,6 +319,11 @@ class StudentTrainer:
         """Export RUN/model, evaluate it on the test split against the untrained student, then
         `write_report` (None: the report comes later)."""
         model = self.model.eval()
+        bad = non_finite_tensors(model)
+        if bad:
+            raise Diverged(f"the trained weights are not finite ({bad[0]}"
+                           + (f", and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
+                           + "): nothing was exported or evaluated")
         model.save(run.model)
         self.log(f"exported the model to {run.model}")
         e = self.cfg.eval
@@ -233,9 +342,27 @@ class StudentTrainer:
             write_report()
 
 
-def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
+def vocabulary_digest(items) -> str:
+    """A short SHA-256 of a vocabulary (its pieces and ids, or a list of ids), as JSON."""
+    return hashlib.sha256(json.dumps(items, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_identity(cfg: TrainConfig, system) -> dict[str, str]:
+    """What a checkpoint's weights belong to: the source language and the digests of the
+    student's source vocabulary and target vocabulary (a shortlist's CLIP ids, a pretrained
+    student's own pieces, or all of CLIP's BPE)."""
+    vocab = system.vocab
+    target = (vocab.shortlist_ids.tolist() if isinstance(vocab, ClipShortlist)
+              else sorted(vocab.target_tokenizer.get_vocab().items()) if isinstance(vocab, BridgedVocab)
+              else vocab.kind)
+    return {"lang": cfg.dataset.lang,
+            "source vocabulary": vocabulary_digest(sorted(system.source_tokenizer.get_vocab().items())),
+            "target vocabulary": vocabulary_digest(target)}
+
+
+def save_checkpoint(accelerator, run: RunDir, step: int, keep: int, identity: dict[str, str] | None = None) -> None:
     """accelerate state into a staging directory; the main process writes its manifest (sizes and
-    hashes, flushed to disk) and renames it into place (models.run_dir)."""
+    hashes, flushed to disk, and `identity`) and renames it into place (models.run_dir)."""
     try:
         accelerator.save_state(str(run.staging_dir(step)))
     except SafetensorError as exc:  # safetensors reports a failed write (a full disk) in its own type
@@ -245,5 +372,5 @@ def save_checkpoint(accelerator, run: RunDir, step: int, keep: int) -> None:
                       str(run.staging_dir(step))) from None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        run.commit_checkpoint(step, keep=keep)
+        run.commit_checkpoint(step, keep=keep, identity=identity)
     accelerator.wait_for_everyone()

@@ -278,10 +278,17 @@ def check_generation_memory(run: str | Path, texts: Sequence[str], batch_size: i
     length = read_json(model_dir / SYSTEM_FILE, SystemSpec)["max_length"]
     vocab, width = student.get("decoder_vocab_size") or student["vocab_size"], student["d_model"]
     source = min(SOURCE_LENGTH, max((len(t) for t in texts), default=0) + 2)
-    per_row = 16 * vocab + 8 * student["decoder_layers"] * width * (length + source) + 4 * source * width
     batch = min(batch_size, max(len(texts), 1))
-    require_memory(batch * beams * per_row, f"{beams} beam(s) x {batch} sentence(s) per batch",
+    require_memory(batch * beams * hypothesis_bytes(vocab, student["decoder_layers"], width, length, source),
+                   f"{beams} beam(s) x {batch} sentence(s) per batch",
                    "use a smaller --num-beams (or --rerank-size) or --batch-size")
+
+
+def hypothesis_bytes(vocab: int, layers: int, width: int, length: int, source: int) -> int:
+    """Memory of one beam-search hypothesis: its logits over the target vocabulary and a few copies
+    of them, and the decoder's self- and cross-attention caches (`length` target and `source`
+    source tokens, `layers` layers of `width`)."""
+    return 16 * vocab + 8 * layers * width * (length + source) + 4 * source * width
 
 
 def damaged_model_file(model_dir: Path) -> tuple[Path, str] | None:
