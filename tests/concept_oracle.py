@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from data_prep.targets import caption_hash
+
 
 def words(text: str) -> str:
     return " ".join(re.findall(r"[^\W_]+", text.lower()))
@@ -42,3 +44,14 @@ def recount(hyps, concepts, seen, english, sources=None, frequency=None) -> dict
                 tally[1] += 1
         out["sentences"].append(entry)
     return out
+
+
+def hashed_split(train, fraction: float, seed: int) -> tuple[set, set, int]:
+    """A run's translated training captions recounted: the `round(fraction * captions)` non-empty
+    source captions of `train` with the lowest `caption_hash` (as (row, caption) keys), the concepts
+    they name (the seen ones), and the number of captions."""
+    captions = [(caption_hash(r["image_id"], j, seed), i, j) for i, r in enumerate(train)
+                for j, source in enumerate(r["source"]) if source.strip()]
+    human = {(i, j) for _, i, j in sorted(captions)[:round(fraction * len(captions))]}
+    seen = {c for i, r in enumerate(train) for j, ids in enumerate(r["source_concepts"]) if (i, j) in human for c in ids}
+    return human, seen, len(captions)

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 import training
-from concept_oracle import recount
+from concept_oracle import hashed_split, recount
 from data_prep.concepts import load_concepts
 from data_prep.errors import InputError
 from data_prep.load import load_dataset_dir
-from data_prep.targets import caption_hash
 from eval.concept_scores import TrainingConcepts
 from eval.report import build_report
 from tiny_run import tiny
@@ -44,10 +43,7 @@ def expected(world, hyps: list[str]) -> dict:
     the concepts it names, every concept's training captions, the test captions' concepts."""
     dsd = load_dataset_dir(world)
     train = dsd["train"]
-    captions = [(caption_hash(r["image_id"], j, SEED), i, j) for i, r in enumerate(train)
-                for j, source in enumerate(r["source"]) if source.strip()]
-    human = {(i, j) for _, i, j in sorted(captions)[:round(P * len(captions))]}
-    seen = {c for i, r in enumerate(train) for j, ids in enumerate(r["source_concepts"]) if (i, j) in human for c in ids}
+    human, seen, captions = hashed_split(train, P, SEED)
     frequency = Counter(c for r in train for source, ids in zip(r["source"], r["source_concepts"]) if source.strip()
                         for c in set(ids))
     sources, concepts = [], []
@@ -58,7 +54,7 @@ def expected(world, hyps: list[str]) -> dict:
                 concepts.append(ids)
     english = {c.id: c.english for c in load_concepts(world).concepts}
     oracle = recount(hyps, concepts, seen, english, sources=sources, frequency=frequency)
-    oracle.update(training={"seen_concepts": len(seen), "translated_captions": len(human), "captions": len(captions),
+    oracle.update(training={"seen_concepts": len(seen), "translated_captions": len(human), "captions": captions,
                             "concepts_named": len(frequency)}, inventory=len(english))
     return oracle
 
