@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from models.decoding import IGNORE_INDEX
 from models.inputs import GroundingInputs, TargetInputs
 
 from .targets import Target, TargetTable
@@ -105,6 +106,29 @@ class SourceBatch:
     image_ids: list[str]
 
 
+def taught_labels(labels_for: Callable[[list[str]], torch.Tensor], labels: torch.Tensor,
+                  targets: Sequence[Target]) -> torch.Tensor | None:
+    """The labels the token cross-entropy scores: `labels` with the tokens of the words a target
+    does not teach (`Target.taught`) set to IGNORE_INDEX; None when every target teaches all its
+    words. A word's tokens are found from the token counts of the target's prefixes, so the rule
+    holds for any target vocabulary."""
+    partial = [(i, t) for i, t in enumerate(targets) if t.taught is not None and not all(t.taught)]
+    if not partial:
+        return None
+    prefixes = [" ".join(t.text.split()[:n]) for _, t in partial for n in range(1, len(t.taught) + 1)]
+    ends = ((labels_for(prefixes) != IGNORE_INDEX).sum(1) - 1).tolist()  # tokens before the end token
+    scored = labels.clone()
+    at = 0
+    for i, t in partial:
+        start = 0
+        for taught, end in zip(t.taught, ends[at:at + len(t.taught)]):
+            if not taught:
+                scored[i, start:end] = IGNORE_INDEX
+            start = end
+        at += len(t.taught)
+    return scored
+
+
 class TrainCollator:
     """Turn dataset rows into the tensors of one training step, in two parts.
 
@@ -163,6 +187,8 @@ class TrainCollator:
         chosen = [targets.get(key) for key in keys]
         human = torch.tensor([t.origin == "human" for t in chosen])
         source_ids, source_mask = self._source([sources[row][j] for row, j in keys])
-        return TargetInputs(source_ids, source_mask, labels=self.labels_for([t.text for t in chosen]),
+        labels = self.labels_for([t.text for t in chosen])
+        return TargetInputs(source_ids, source_mask, labels=labels,
                             weight=torch.tensor([t.weight for t in chosen], dtype=torch.float32), human=human,
-                            counted=human if human.any() else torch.ones_like(human))
+                            counted=human if human.any() else torch.ones_like(human),
+                            scored=taught_labels(self.labels_for, labels, chosen))

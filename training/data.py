@@ -22,7 +22,7 @@ from data_prep.builders import get_builder
 from data_prep.collate import ScanResult, scan_usable
 from data_prep.errors import InputError, Parser
 from data_prep.load import load_dataset_dir
-from data_prep.pivot import induce_lexicon, pivot_targets
+from data_prep.pivot import Lexicon, induce_lexicon, pivot_targets
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.synthetic.build import build_synthetic
 from data_prep.targets import TargetTable
@@ -150,11 +150,18 @@ def training_targets(cfg: TrainConfig, data: TrainingData, log: Callable[[str], 
     if cfg.pseudo.pivot:
         pieces = source_pieces(cfg, data)
         lexicon = induce_lexicon(data.train, data.train_rows, pieces)
+        taught = rare_word_lexicon(cfg, data) if cfg.pseudo.pivot_teaches == "explained" else None
         targets = targets.with_pseudo(pivot_targets(data.train, data.train_rows, lexicon, pieces,
                                                     skip=targets.human_keys(), threshold=cfg.pseudo.pivot_threshold,
-                                                    weight=cfg.pseudo.pivot_weight))
+                                                    weight=cfg.pseudo.pivot_weight, taught=taught))
     log(f"train: {targets.summary(data.n_captions)}")
     return targets
+
+
+def rare_word_lexicon(cfg: TrainConfig, data: TrainingData) -> Lexicon:
+    """The lexicon induced from the training pictures with every piece and word kept, however rare
+    (Dice associations: which English words a pivot target teaches, which words few pictures show)."""
+    return induce_lexicon(data.train, data.train_rows, source_pieces(cfg, data), min_images=1)
 
 
 def teacher_pairs(data: TrainingData) -> TeacherPairs:

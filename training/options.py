@@ -187,6 +187,11 @@ class PseudoOptions:
                                       f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions)")
     pivot_threshold: float = option(0.5, "least lexical agreement (0..1) for a pivot target", bound=within(0, 1))
     pivot_weight: float = option(1.0, "token cross-entropy weight of a pivot target at agreement 1", bound=NON_NEGATIVE)
+    pivot_teaches: str = option("all", "which words of a pivot target the token cross-entropy scores: 'all', or "
+                                       "'explained': those its source caption explains through a lexicon of Dice "
+                                       "associations over images (rare words included), and the words between two "
+                                       "of them — the names both captions give, not the other caption's phrasing",
+                                choices=("all", "explained"))
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -199,6 +204,11 @@ class PseudoOptions:
                                    bound=at_least(1))
     self_train_group: int = option(32, "images among which a kept translation must rank its own image first",
                                    bound=at_least(2))
+    self_train_replace: str = option("all", "what a self-training round does with a caption's pivot target: 'all' "
+                                            "(the round's targets replace every pivot target), or 'agreeing' (the "
+                                            "round's translation replaces it only when it names every word the pivot "
+                                            "target teaches that few pictures show; otherwise the pivot target stays)",
+                                     choices=("all", "agreeing"))
     self_train_judge: str = option("clip", "what chooses and keeps the pseudo-parallel translations: 'clip' "
                                            "(reranked with the image, kept when it ranks its own image first), or the "
                                            "no-image controls 'confidence' (the student's best, kept when its "
