@@ -40,9 +40,10 @@ class ScanResult:
         return f"{len(self.usable)} rows usable; skipped {sum(self.skipped.values())}: {reasons}"
 
 
-def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: bool = False,
+def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: bool = False, need_source: bool = True,
                 show_progress: bool = True) -> ScanResult:
-    """Find rows with a decodable image, a non-empty source caption and `need_english` English captions."""
+    """Find rows with a decodable image, a non-empty source caption (unless not `need_source`: a
+    teacher's pictures) and `need_english` English captions."""
     raw = ds.cast_column("image", datasets.Image(decode=False))
     usable, skipped = [], Counter()
     columns = ["image", "source", "english", "parallel"]
@@ -54,7 +55,7 @@ def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: b
         except Exception:
             skipped["unreadable image"] += 1
             continue
-        if not any(s.strip() for s in row["source"]):
+        if need_source and not any(s.strip() for s in row["source"]):
             skipped["no source caption"] += 1
         elif sum(bool(e.strip()) for e in row["english"]) < min(need_english, 1):
             skipped["no English caption"] += 1

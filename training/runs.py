@@ -28,7 +28,7 @@ from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir, drop_tied_weights
 from training.config import (RESUME_MAY_CHANGE, named_options, parse_config, resolve, resolve_place, resumed_config,
                              run_folder, with_recipe)
-from training.data import open_data, teacher_pairs, training_targets
+from training.data import open_data, teacher_pairs, teacher_pool, training_targets
 from training.options import TrainConfig
 from training.signals import StopSignal, stop_requested
 from training.stage0 import stage0_clip
@@ -109,8 +109,10 @@ def run_student(cfg: TrainConfig, given: dict) -> Finished:
         f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
     with StopSignal() as stop:
-        stage0 = stage0_clip(cfg, accelerator, teacher_pairs(data), log, show, stop=lambda: stop_requested(stop,
-                                                                                                           accelerator))
+        pool = teacher_pool(cfg, data, main_proc, log)
+        accelerator.wait_for_everyone()  # the main process may have been building the teacher pool
+        stage0 = stage0_clip(cfg, accelerator, teacher_pairs(data, pool, log, show), log, show,
+                             stop=lambda: stop_requested(stop, accelerator))
         if stage0 is None:
             log(f"stopped by a signal during stage 0: its state is saved; continue with "
                 f"`accelerate launch train.py --out {run.root} --resume`")
