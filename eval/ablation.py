@@ -5,6 +5,10 @@ order and evaluation — each a `train.py` run in `OUT/runs/<system>-p<P>-s<seed
 per cell, chrF, BLEU, BERTScore F, LiSAScore F and translation→image R@1 (in batches of 32) on
 the test split as the mean over seeds with a 95% t-interval, and the difference to `ce` on the
 same sentences by a paired bootstrap stratified over seeds (`eval.stats.stratified_paired_bootstrap`).
+On a dataset whose captions carry concept ids, unseen- and seen-concept accuracy too
+(`eval.concept_scores`; from the per-sentence concept ids of each run's scores.json): the split of
+a cell is that of its P and seed (the concepts the translated captions show), and a system that
+reads no translation is counted with the split of the `ce` run it is compared with.
 
 Systems are train.py's recipes (`--recipe`, `training.options.RECIPES`): `ce` (token
 cross-entropy only), `ce+contrastive` (plus the n-dim loss), `ce+pseudo` (plus image-pivoted and
@@ -33,7 +37,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NotRequired
 
 import numpy as np
 from pydantic import FiniteFloat
@@ -45,6 +49,8 @@ from data_prep.errors import Artefact, InputError, fraction_list, marker_files, 
 from data_prep.locks import FolderLock
 from data_prep.text_files import read_lines
 from eval import mt_metrics
+from eval.concept_scores import SentenceConcepts
+from eval.concepts import sentence_statistic, with_kinds_of
 from eval.score import NonEmpty
 from eval.stats import Statistic, stratified_paired_bootstrap
 from models.typed_json import read_json
@@ -67,6 +73,7 @@ METRICS = {  # name → (value in scores.json, per-sentence statistic for the pa
     "chrF": "chrf", "BLEU": "bleu", "BERTScore F": "bertscore.F", "LiSAScore F": "lisascore.F",
     "R@1": "r1",
 }
+CONCEPT_METRICS = {"unseen concepts": "unseen", "seen concepts": "seen"}  # name → kind; datasets with concept ids
 
 
 class _Score(TypedDict):
@@ -103,7 +110,7 @@ class _Metrics(TypedDict):
 
 
 _Sentence = TypedDict("_Sentence", {"references": Annotated[list[str], NonEmpty], "bertscore.F": FiniteFloat,
-                                    "lisascore.F": FiniteFloat})
+                                    "lisascore.F": FiniteFloat, "concepts": NotRequired[SentenceConcepts]})
 
 
 class CellScores(TypedDict):
@@ -213,7 +220,24 @@ def cell_scores(run: Path) -> dict:
         statistics[name] = Statistic.mean([row[key] for row in scores["sentences"]])
     statistics["R@1"] = Statistic.mean(scores["metrics"]["retrieval"]["translation"]["in_batch"]["b2a_hits"])
     repeated = max(np.unique(hyps, return_counts=True)[1]) / len(hyps) if hyps else 0.0
-    return {"values": values, "statistics": statistics, "hypotheses": hyps, "most_repeated_output": repeated}
+    named = [row.get("concepts") for row in scores["sentences"]]
+    return {"values": values, "statistics": statistics, "hypotheses": hyps, "most_repeated_output": repeated,
+            "concepts": named if all(n is not None for n in named) else None, "path": run}
+
+
+def concept_statistics(run: dict, split: dict | None) -> dict[str, Statistic]:
+    """Unseen/seen concept accuracy statistics of one run, counted with the unseen/seen split of the
+    run `split` (the run itself, or the `ce` run at the same P and seed); none without concept ids."""
+    if run["concepts"] is None or split is None or split["concepts"] is None:
+        return {}
+    sentences = run["concepts"]
+    if split is not run:
+        try:
+            sentences = with_kinds_of(sentences, split["concepts"])
+        except ValueError as exc:
+            raise InputError(f"{run['path']} and {split['path']}: {exc}; delete the runs trained on another "
+                             "dataset to train them again") from None
+    return {name: s for name, kind in CONCEPT_METRICS.items() if (s := sentence_statistic(sentences, kind)) is not None}
 
 
 def mean_ci(values: list[float]) -> dict:
@@ -236,20 +260,29 @@ def aggregate(cells: list[Cell], out: Path, fractions: list[float]) -> dict:
     def lookup(system: str, fraction: float, seed: int) -> dict | None:
         return runs.get(Cell(system, 0.0 if system in P_INDEPENDENT else fraction, seed))
 
+    def statistics(system: str, fraction: float, seed: int, run: dict) -> dict[str, Statistic]:
+        """Every metric's statistic; concept accuracy with the split of this P and seed."""
+        split = lookup("ce", fraction, seed) if system in P_INDEPENDENT else run
+        return {**run["statistics"], **concept_statistics(run, split)}
+
     table = []
     for fraction in fractions:
         for system in systems:
             got = [(seed, lookup(system, fraction, seed)) for seed in seeds]
-            got = [(seed, r) for seed, r in got if r is not None]
+            got = [(seed, statistics(system, fraction, seed, r), r) for seed, r in got if r is not None]
             if not got:
                 continue
-            row = {"system": system, "fraction": fraction, "seeds": [s for s, _ in got],
-                   "metrics": {k: mean_ci([r["values"][k] for _, r in got]) for k in METRICS},
-                   "most_repeated_output": max(r["most_repeated_output"] for _, r in got)}
-            pairs = [(r, lookup("ce", fraction, seed)) for seed, r in got]
-            if system != "ce" and all(base is not None for _, base in pairs):
-                row["vs_ce"] = {k: stratified_paired_bootstrap([(r["statistics"][k], base["statistics"][k])
-                                                                for r, base in pairs]) for k in METRICS}
+            names = [*METRICS, *(k for k in CONCEPT_METRICS if any(k in s for _, s, _ in got))]
+            row = {"system": system, "fraction": fraction, "seeds": [seed for seed, _, _ in got],
+                   "metrics": {k: mean_ci([r["values"][k] if k in METRICS else s[k].score for _, s, r in got
+                                           if k in s]) for k in names},
+                   "most_repeated_output": max(r["most_repeated_output"] for _, _, r in got)}
+            base = {seed: lookup("ce", fraction, seed) for seed, _, _ in got}
+            if system != "ce" and all(b is not None for b in base.values()):
+                base_statistics = {seed: statistics("ce", fraction, seed, b) for seed, b in base.items()}
+                row["vs_ce"] = {k: stratified_paired_bootstrap(pairs) for k in names
+                                if (pairs := [(s[k], base_statistics[seed][k]) for seed, s, _ in got
+                                              if k in s and k in base_statistics[seed]])}
             table.append(row)
     return {"fractions": fractions, "systems": systems, "seeds": seeds, "table": table,
             "flags": {s: ["--recipe", s, *as_argv(RECIPES[s])] for s in systems}, "missing": [c.name for c in cells if c not in runs]}

@@ -19,6 +19,7 @@ from pydantic import Field, FiniteFloat
 from typing_extensions import TypedDict
 
 from eval import mt_metrics, stats
+from eval.concept_scores import ConceptSection, SentenceConcepts
 from eval.references import References, reference_lists
 
 METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
@@ -81,6 +82,7 @@ NonEmpty = Field(min_length=1)  # a list the metrics cannot score when empty (no
 Sentence = TypedDict("Sentence", {"hypothesis": str, "references": Annotated[list[str], NonEmpty],
                                   "source": NotRequired[str | None],
                                   "image_id": NotRequired[str | None],
+                                  "concepts": NotRequired[SentenceConcepts],
                                   **dict.fromkeys(SENTENCE_SCORES, NotRequired[FiniteFloat | None])})
 
 
@@ -109,6 +111,7 @@ class ScoreFile(TypedDict, total=False):
     untrained: System
     grounded: dict[str, Any]
     probe: dict[str, Any]
+    concepts: ConceptSection  # unseen/seen concept accuracy, for a dataset whose captions carry concept ids
 
 
 def versions() -> dict[str, str]:

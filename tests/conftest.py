@@ -88,6 +88,28 @@ def test_split(data):
     return load_dataset_dir(data)["test"]
 
 
+CONCEPT_PICTURES = ("1f34e", "1f436", "1f431", "1f697", "2b50", "1f355", "1f3e0", "1f333", "1f680", "1f41f")
+
+
+@pytest.fixture(scope="session")
+def concept_world(tmp_path_factory) -> Path:
+    """A tiny long-tail world whose captions carry concept ids: 60 pictures of 10 Twemoji concepts
+    (few enough that a micro student trained for seconds names some of them), every training
+    caption translated (runs take their hashed subset with --parallel-fraction); built in ~2 s."""
+    import shutil
+
+    from data_prep.longtail.build import build_longtail
+    from data_prep.longtail.pictures import twemoji_folder
+
+    root = tmp_path_factory.mktemp("concept-world")
+    (root / "pictures").mkdir()
+    for cid in CONCEPT_PICTURES:
+        shutil.copy(twemoji_folder() / f"{cid}.png", root / "pictures")
+    build_longtail(root / "data", images=60, parallel_fraction=1.0, image_size=32, pictures=root / "pictures",
+                   show_progress=False)
+    return root / "data"
+
+
 @pytest.fixture(scope="session")
 def pretrained_student(tmp_path_factory):
     """A tiny MarianMT directory with its own tokenizers, as `--student DIR` reads it."""

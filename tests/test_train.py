@@ -63,6 +63,9 @@ def test_full_run_writes_the_run_directory(cache, tmp_path):
     assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
     scores = json.loads((run / "eval" / "scores.json").read_text())
     assert {"metrics", "untrained", "grounded", "probe", "sentences"} <= set(scores)
+    # the shapes world's captions carry no concept ids: no concept section, nothing per sentence, no summary line
+    assert "concepts" not in scores and not any("concepts" in s for s in scores["sentences"])
+    assert "unseen-concept" not in (run / "train.log").read_text()
     assert scores["metrics"]["retrieval"]["translation"]["in_batch"]["chance"] > 0
     hyps = (run / "eval" / "hyp.txt").read_text().splitlines()
     assert len(hyps) == scores["n_sentences"] == len(scores["sentences"])

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from data_prep.collate import TrainCollator
 from data_prep.targets import TargetTable
+from eval.concept_scores import TrainingConcepts
 from eval.health import collapse_warnings, health_report
 from eval.retrieval import in_batch_recall_at_1
 from eval.system_eval import evaluate_system
@@ -224,7 +225,9 @@ class StudentTrainer:
             if e.eval_untrained else None
         summary = evaluate_system(model, self.data.splits, self.data.scans, self.stage0.preprocess, run,
                                   untrained=untrained, probe=e.eval_untrained, bootstrap=e.eval_bootstrap,
-                                  show_progress=self.show, clip_weights=self.stage0.weights)
+                                  show_progress=self.show, clip_weights=self.stage0.weights,
+                                  concepts=TrainingConcepts.of_run(self.data.path, self.data.train, self.data.train_rows,
+                                                                   self.targets.human_keys()))
         self.log(summary)
         if write_report is not None:
             write_report()
