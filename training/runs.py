@@ -168,9 +168,14 @@ def compare_with_baseline(run: RunDir, baseline: RunDir) -> str:
     """This run's test figures beside the token-CE-only baseline's."""
     rows = []
     for name, r in (("this run", run), ("token CE only", baseline)):
-        m = json.loads((r.eval / "scores.json").read_text())["metrics"]
-        rows.append(f"  {name:<14} chrF {m['chrf']['score']:5.1f}  BLEU {m['bleu']['score']:5.1f}  "
-                    f"translation→image R@1 {m['retrieval']['translation']['in_batch']['b2a']:.3f}")
+        scores = json.loads((r.eval / "scores.json").read_text())
+        m = scores["metrics"]
+        row = (f"  {name:<14} chrF {m['chrf']['score']:5.1f}  BLEU {m['bleu']['score']:5.1f}  "
+               f"translation→image R@1 {m['retrieval']['translation']['in_batch']['b2a']:.3f}")
+        unseen = scores.get("concepts", {}).get("unseen")
+        if unseen and unseen["mentions"]:
+            row += f"  unseen concepts {unseen['correct']}/{unseen['mentions']} ({unseen['accuracy']:.1%})"
+        rows.append(row)
     return "test, against the token-CE-only baseline on the same data (report.html has the paired tests):\n" + \
         "\n".join(rows)
 
