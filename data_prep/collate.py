@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from models.decoding import IGNORE_INDEX
 from models.inputs import GroundingInputs, TargetInputs
 
 from .targets import Target, TargetTable
@@ -39,9 +40,10 @@ class ScanResult:
         return f"{len(self.usable)} rows usable; skipped {sum(self.skipped.values())}: {reasons}"
 
 
-def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: bool = False,
+def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: bool = False, need_source: bool = True,
                 show_progress: bool = True) -> ScanResult:
-    """Find rows with a decodable image, a non-empty source caption and `need_english` English captions."""
+    """Find rows with a decodable image, a non-empty source caption (unless not `need_source`: a
+    teacher's pictures) and `need_english` English captions."""
     raw = ds.cast_column("image", datasets.Image(decode=False))
     usable, skipped = [], Counter()
     columns = ["image", "source", "english", "parallel"]
@@ -53,7 +55,7 @@ def scan_usable(ds: datasets.Dataset, *, need_english: int = 1, need_parallel: b
         except Exception:
             skipped["unreadable image"] += 1
             continue
-        if not any(s.strip() for s in row["source"]):
+        if need_source and not any(s.strip() for s in row["source"]):
             skipped["no source caption"] += 1
         elif sum(bool(e.strip()) for e in row["english"]) < min(need_english, 1):
             skipped["no English caption"] += 1
@@ -103,6 +105,29 @@ class SourceBatch:
     english_text: list[list[str]]
     source_text: list[str]
     image_ids: list[str]
+
+
+def taught_labels(labels_for: Callable[[list[str]], torch.Tensor], labels: torch.Tensor,
+                  targets: Sequence[Target]) -> torch.Tensor | None:
+    """The labels the token cross-entropy scores: `labels` with the tokens of the words a target
+    does not teach (`Target.taught`) set to IGNORE_INDEX; None when every target teaches all its
+    words. A word's tokens are found from the token counts of the target's prefixes, so the rule
+    holds for any target vocabulary."""
+    partial = [(i, t) for i, t in enumerate(targets) if t.taught is not None and not all(t.taught)]
+    if not partial:
+        return None
+    prefixes = [" ".join(t.text.split()[:n]) for _, t in partial for n in range(1, len(t.taught) + 1)]
+    ends = ((labels_for(prefixes) != IGNORE_INDEX).sum(1) - 1).tolist()  # tokens before the end token
+    scored = labels.clone()
+    at = 0
+    for i, t in partial:
+        start = 0
+        for taught, end in zip(t.taught, ends[at:at + len(t.taught)]):
+            if not taught:
+                scored[i, start:end] = IGNORE_INDEX
+            start = end
+        at += len(t.taught)
+    return scored
 
 
 class TrainCollator:
@@ -163,6 +188,8 @@ class TrainCollator:
         chosen = [targets.get(key) for key in keys]
         human = torch.tensor([t.origin == "human" for t in chosen])
         source_ids, source_mask = self._source([sources[row][j] for row, j in keys])
-        return TargetInputs(source_ids, source_mask, labels=self.labels_for([t.text for t in chosen]),
+        labels = self.labels_for([t.text for t in chosen])
+        return TargetInputs(source_ids, source_mask, labels=labels,
                             weight=torch.tensor([t.weight for t in chosen], dtype=torch.float32), human=human,
-                            counted=human if human.any() else torch.ones_like(human))
+                            counted=human if human.any() else torch.ones_like(human),
+                            scored=taught_labels(self.labels_for, labels, chosen))

@@ -24,6 +24,7 @@ from typing import Literal
 import datasets
 from pydantic import NonNegativeFloat, NonNegativeInt
 from typing_extensions import TypedDict
+from typing import NotRequired
 
 from models.typed_json import parse
 
@@ -39,13 +40,22 @@ class TargetRecord(TypedDict):
     text: str
     weight: NonNegativeFloat
     origin: Literal["human", "pivot", "self"]
+    taught: NotRequired[list[bool]]
 
 
 @dataclass(frozen=True)
 class Target:
+    """An English target: its text, its weight in the token cross-entropy, its origin, and which of
+    its whitespace-separated words it teaches (`taught`, one flag per word; None: all of them — a
+    pivot target teaches only the words its source explains, `data_prep.pivot.taught_words`)."""
     text: str
     weight: float = 1.0
     origin: str = "human"
+    taught: tuple[bool, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.taught is not None and len(self.taught) != len(self.text.split()):
+            raise ValueError(f"{len(self.taught)} taught flags for the {len(self.text.split())} words of {self.text!r}")
 
 
 def caption_hash(image_id: str, caption: int, seed: int) -> float:
@@ -117,7 +127,10 @@ class TargetTable:
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for (row, caption), t in sorted(self.targets.items()):
-                f.write(json.dumps({"row": row, "caption": caption, **asdict(t)}, ensure_ascii=False) + "\n")
+                record = {"row": row, "caption": caption, **asdict(t)}
+                if t.taught is None:  # the files of runs without taught words stay as they were
+                    del record["taught"]
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
         tmp.replace(path)
 
     @classmethod
@@ -128,7 +141,9 @@ class TargetTable:
         for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
             if line.strip():
                 rec = parse(line, TargetRecord, f"{path}:{number}")
-                targets[(rec["row"], rec["caption"])] = Target(rec["text"], rec["weight"], rec["origin"])
+                taught = rec.get("taught")
+                targets[(rec["row"], rec["caption"])] = Target(rec["text"], rec["weight"], rec["origin"],
+                                                               None if taught is None else tuple(taught))
         return cls(targets)
 
     def __iter__(self) -> Iterator[tuple[Key, Target]]:

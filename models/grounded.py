@@ -112,8 +112,8 @@ class GroundedSystem(nn.Module):
         its output into CLIP input embeddings and the text tower encodes them; with the images' and
         English captions' features (encoded here, or given by frozen towers) and the experts' they
         are the `Axes` of the n-dim loss. `targets`: the teacher-forced token cross-entropy of the
-        captions that have a translation, each row weighted, over the target tokens of the
-        `counted` rows. `tau`: the splice's temperature from this step on."""
+        captions that have a translation (of the tokens they teach: `scored`), each row weighted,
+        over the target tokens of the `counted` rows. `tau`: the splice's temperature from this step on."""
         if tau is not None:
             self.splice.tau = tau
         axes = token_ce = None
@@ -131,7 +131,8 @@ class GroundedSystem(nn.Module):
         if targets is not None:
             forced = splice_decode(self.student, Splice("argmax"), self.tower, targets.source_ids, targets.source_mask,
                                    mode="teacher-forced", labels=targets.labels, embedding=self.vocab.weight)
-            token_ce = forced.token_cross_entropy(row_weights=targets.weight, counted=targets.counted)
+            token_ce = forced.token_cross_entropy(targets.scored, row_weights=targets.weight,
+                                                  counted=targets.counted)
         return SystemOutput(axes, token_ce)
 
     def splice_decode(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> Decoded:

@@ -9,8 +9,9 @@ experts' features of each image's first English caption, `expert_features` [B,E,
 
 `TargetInputs` — N source captions that have a (human or pseudo) translation, for the token
 cross-entropy: `source_ids`, `source_mask`, `labels` [N,S-1], `weight` [N] (each row's share),
-`human` [N] (which targets are human translations) and `counted` [N] (the rows whose target
-tokens normalise the loss).
+`human` [N] (which targets are human translations), `counted` [N] (the rows whose target
+tokens normalise the loss) and `scored` [N,S-1]: the labels the loss scores when some targets
+teach only some of their words (IGNORE_INDEX elsewhere; None: `labels` themselves).
 """
 from __future__ import annotations
 
@@ -47,3 +48,4 @@ class TargetInputs(_OnDevice):
     weight: Tensor
     human: Tensor
     counted: Tensor
+    scored: Tensor | None = None

@@ -50,7 +50,7 @@ def test_every_misspelled_choice_is_refused_at_parsing(name, tmp_path, capsys):
     (["--grad-clip", "nan"], "--grad-clip must be a finite number, got nan"),
     (["--seed", "-1"], "--seed must be at least 0, got -1"),
     (["--max-target-length", "1"], "--max-target-length must be 0 (decided from the data) or at least 3, got 1"),
-    (["--synthetic-images", "2"], "--synthetic-images must be at least 3, got 2"),
+    (["--world-images", "2"], "--world-images must be at least 3, got 2"),
     (["--tau-end", "0"], "--tau-end must be positive, got 0.0"),
     (["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
     (["--anchor-bank", "1"], "--anchor-bank must be 0 (none) or at least 2, got 1"),

@@ -29,18 +29,17 @@ from pydantic import PositiveInt
 from typing_extensions import TypedDict
 
 from data_prep.errors import InputError, Parser
-from data_prep.synthetic.build import GRAMMARS
+from data_prep.worlds import WORLDS
 from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, EMBEDDED_PARALLEL_FRACTION, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW,
-                              RECIPES, TrainConfig, bound_problem)
+from training.options import (ALIASES, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TrainConfig,
+                              bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
 
-SYNTHETIC_LANGS = tuple(sorted(set(GRAMMARS) - {"en"}))
 # Options a resumed run may change; every other option comes from the run's config.json.
 RESUME_MAY_CHANGE = ("steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "evaluate",
                      "eval_bootstrap", "eval_untrained", "quiet", "threads", "cache_dir", "out", "resume")
@@ -155,11 +154,15 @@ def machine_problem(cfg: TrainConfig) -> str | None:
 def config_problem(cfg: TrainConfig) -> str | None:
     """Why this combination of options cannot train, in one line (None when it can)."""
     d, t, o, p, s = cfg.dataset, cfg.teacher, cfg.objective, cfg.pseudo, cfg.optim
-    embedded = d.data == "synthetic" and d.data_dir is None
-    if embedded and d.lang not in SYNTHETIC_LANGS:
-        return (f"--lang {d.lang}: the embedded world speaks {', '.join(SYNTHETIC_LANGS)}; for another language "
-                "pass --data and --data-dir (docs/data.md)")
-    if d.data != "synthetic" and d.data_dir is None:
+    world = WORLDS.get(d.data) if d.data_dir is None else None
+    if world is not None and d.lang not in world.languages:
+        return (f"--lang {d.lang}: the embedded {d.data} world speaks {', '.join(world.languages)}; for another "
+                "language pass --data longtail, or --data and --data-dir (docs/data.md)")
+    if d.data_dir is not None and d.world_images is not None:
+        return "--world-images sizes an embedded world, which --data-dir replaces: leave one of them out"
+    if t.teacher_data is not None and (t.clip_pretrained or not t.teacher_steps):
+        return "--teacher-data is what stage 0 trains the teacher on: it needs --teacher-steps > 0 and no --clip-pretrained"
+    if world is None and d.data_dir is None:
         return (f"--data {d.data} needs --data-dir: a dataset built with `python -m data_prep {d.data} --data-dir "
                 f"RAW_FILES --out DATASET`, or the raw files themselves (see `python -m data_prep {d.data} --help`)")
     if o.expert and (o.contrastive_weight == 0 or t.freeze not in ("both", "text") or not o.k_english):
@@ -293,23 +296,27 @@ def run_folder(cfg: TrainConfig) -> Path:
 
 def resolve_place(cfg: TrainConfig, out: Path, local_processes: int) -> TrainConfig:
     """Where and how the run works, decided before any data is read: its folder, its cache
-    (`--cache-dir`, else $GROUNDMT_CACHE, else ~/.cache/groundmt) and its CPU threads (0: the
-    machine's cores shared among its processes)."""
+    (`--cache-dir`, else $GROUNDMT_CACHE, else ~/.cache/groundmt), its CPU threads (0: the
+    machine's cores shared among its processes) and the size of an embedded world it builds."""
     threads = cfg.run.threads or max(1, (os.cpu_count() or 1) // max(1, local_processes))
-    return cfg.replace(out=str(out), cache_dir=str(cache_root(cfg.run.cache_dir)), threads=threads)
+    d = cfg.dataset
+    images = d.world_images
+    if images is None and d.data_dir is None and d.data in WORLDS:
+        images = WORLDS[d.data].pictures
+    return cfg.replace(out=str(out), cache_dir=str(cache_root(cfg.run.cache_dir)), threads=threads, world_images=images)
 
 
 def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = lambda _: None) -> TrainConfig:
-    """Every option left to the data: `--parallel-fraction` (the embedded world's
-    EMBEDDED_PARALLEL_FRACTION), the recipe (`--pivot`, `--self-train-rounds`: on when human
+    """Every option left to the data: `--parallel-fraction` (an embedded world's own share,
+    `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when human
     translations cover under PSEUDO_TARGETS_BELOW of the training captions and the token CE
     trains; `--pseudo-anneal`: on whenever pseudo targets are made; the choice is logged),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
     fraction = d.parallel_fraction
-    if fraction is None and data.embedded:
-        fraction = EMBEDDED_PARALLEL_FRACTION
+    if fraction is None and data.world is not None:
+        fraction = WORLDS[data.world].parallel_fraction
     share = len(data.human_targets(fraction)) / max(1, data.n_captions)
     below = share < PSEUDO_TARGETS_BELOW
     scarce = below and o.token_ce_weight > 0
@@ -327,7 +334,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
         length = min(tokenize.context_length, int((tokenize(texts) != 0).sum(1).max()) + 2)
     compare = cfg.eval.compare_ce
     if compare is None:
-        compare = data.embedded and (o.contrastive_weight > 0 or pivot or rounds > 0)
+        compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, pseudo_anneal=anneal,
                        max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 

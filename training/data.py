@@ -22,10 +22,10 @@ from data_prep.builders import get_builder
 from data_prep.collate import ScanResult, scan_usable
 from data_prep.errors import InputError, Parser
 from data_prep.load import load_dataset_dir
-from data_prep.pivot import induce_lexicon, pivot_targets
+from data_prep.pivot import Lexicon, induce_lexicon, pivot_targets
 from data_prep.source_tokenizer import source_tokenizer_for
-from data_prep.synthetic.build import build_synthetic
 from data_prep.targets import TargetTable
+from data_prep.worlds import WORLDS
 from data_prep.writer import publish, staging_name
 from training.options import TrainConfig
 from training.stage0 import TeacherPairs
@@ -41,7 +41,7 @@ class TrainingData:
     scans: dict[str, ScanResult]  # split -> usable rows, counted skips
     n_captions: int  # training source captions
     source_tokenizer: object | None  # None: a pretrained student reads its own
-    embedded: bool  # the embedded synthetic world (built with a translation for every caption)
+    world: str | None  # the embedded world it is (`data_prep.worlds`; built with a translation for every caption)
     seed: int  # of the hashed subset of human translations
     _human: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -71,13 +71,13 @@ def dataset_dir(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) -> 
     """The dataset directory to train on; built here (once, into the cache) for the embedded world
     or from raw files."""
     d, cache = cfg.dataset, Path(cfg.run.cache_dir)
-    if d.data == "synthetic" and d.data_dir is None:
-        path = cache / "data" / f"synthetic-{d.lang}-{d.synthetic_images}-seed{cfg.run.seed}-translated"
+    if d.data in WORLDS and d.data_dir is None:
+        path = cache / "data" / f"{d.data}-{d.lang}-{d.world_images}-seed{cfg.run.seed}-translated"
         if is_main and not (path / "dataset_dict.json").is_file():
-            log(f"building the embedded synthetic world ({d.synthetic_images} images, {d.lang}) at {path}")
+            log(f"building the embedded {d.data} world ({d.world_images} pictures, {d.lang}) at {path}")
             tmp = staging_name(path)
-            build_synthetic(tmp, lang=d.lang, images=d.synthetic_images, seed=cfg.run.seed, parallel_fraction=1.0,
-                            show_progress=not cfg.run.quiet)
+            WORLDS[d.data].build(tmp, lang=d.lang, images=d.world_images, seed=cfg.run.seed,
+                                 show_progress=not cfg.run.quiet)
             publish(tmp, path)
         return path
     data_dir = Path(d.data_dir)
@@ -134,8 +134,8 @@ def open_data(cfg: TrainConfig, accelerator, log: Callable[[str], None], show: b
     sources = [s for row in dsd["train"].select(rows)["source"] for s in row if s.strip()]
     source_tokenizer = (source_tokenizer_for(path, sources, vocab_size=cfg.dataset.source_vocab)
                         if cfg.student.student == "scratch" else None)
-    embedded = cfg.dataset.data == "synthetic" and cfg.dataset.data_dir is None
-    return TrainingData(path, dsd, scans, len(sources), source_tokenizer, embedded, cfg.run.seed)
+    world = cfg.dataset.data if cfg.dataset.data in WORLDS and cfg.dataset.data_dir is None else None
+    return TrainingData(path, dsd, scans, len(sources), source_tokenizer, world, cfg.run.seed)
 
 
 def source_pieces(cfg: TrainConfig, data: TrainingData) -> Callable[[str], list[str]]:
@@ -150,13 +150,53 @@ def training_targets(cfg: TrainConfig, data: TrainingData, log: Callable[[str], 
     if cfg.pseudo.pivot:
         pieces = source_pieces(cfg, data)
         lexicon = induce_lexicon(data.train, data.train_rows, pieces)
+        taught = rare_word_lexicon(cfg, data) if cfg.pseudo.pivot_teaches == "explained" else None
         targets = targets.with_pseudo(pivot_targets(data.train, data.train_rows, lexicon, pieces,
                                                     skip=targets.human_keys(), threshold=cfg.pseudo.pivot_threshold,
-                                                    weight=cfg.pseudo.pivot_weight))
+                                                    weight=cfg.pseudo.pivot_weight, taught=taught))
     log(f"train: {targets.summary(data.n_captions)}")
     return targets
 
 
-def teacher_pairs(data: TrainingData) -> TeacherPairs:
-    """What a stage 0 teacher learns from: the usable training rows' images and English captions."""
-    return TeacherPairs(data.train, data.train_rows)
+def rare_word_lexicon(cfg: TrainConfig, data: TrainingData) -> Lexicon:
+    """The lexicon induced from the training pictures with every piece and word kept, however rare
+    (Dice associations: which English words a pivot target teaches, which words few pictures show)."""
+    return induce_lexicon(data.train, data.train_rows, source_pieces(cfg, data), min_images=1)
+
+
+def teacher_pool(cfg: TrainConfig, data: TrainingData, is_main: bool, log: Callable[[str], None]) -> Path | None:
+    """The dataset stage 0 trains the teacher on instead of the training split: `--teacher-data`,
+    or an embedded world's English-only pool (built here once into the cache by the main process);
+    None for the training split itself (real weights and a shapes-world teacher)."""
+    teacher = cfg.teacher
+    if teacher.clip_pretrained or not teacher.teacher_steps:
+        return None
+    if teacher.teacher_data is not None:
+        return Path(teacher.teacher_data)
+    world = WORLDS.get(data.world) if data.world is not None else None
+    if world is None or world.pool is None:
+        return None
+    pictures = world.pool_factor * cfg.dataset.world_images
+    path = Path(cfg.run.cache_dir) / "data" / f"{data.world}-pool-{pictures}-seed{cfg.run.seed}"
+    if is_main and not (path / "dataset_dict.json").is_file():
+        log(f"building the English-only teacher pool of the {data.world} world ({pictures} pictures) at {path}")
+        tmp = staging_name(path)
+        world.pool(tmp, images=pictures, seed=cfg.run.seed, show_progress=not cfg.run.quiet)
+        publish(tmp, path)
+    return path
+
+
+def teacher_pairs(data: TrainingData, pool: Path | None, log: Callable[[str], None], show: bool) -> TeacherPairs:
+    """What a stage 0 teacher learns from: the `pool`'s training split (pictures with an English
+    caption; `teacher_pool`), or without one the usable training rows' pictures and captions."""
+    if pool is None:
+        return TeacherPairs(data.train, data.train_rows)
+    if not (pool / "dataset_dict.json").is_file():
+        raise InputError(f"--teacher-data {pool} is not a dataset built by python -m data_prep (no dataset_dict.json)")
+    train = load_dataset_dir(pool)["train"]
+    scan = scan_usable(train, need_english=1, need_source=False, show_progress=show)
+    log(f"teacher data {pool}: {scan.summary()}")
+    if len(scan.usable) < 2:
+        raise InputError(f"--teacher-data {pool}: {len(scan.usable)} usable pictures with an English caption; a "
+                         "teacher needs at least a batch of two")
+    return TeacherPairs(train, scan.usable)

@@ -42,7 +42,9 @@ VALIDATION = {  # a record every --eval-every steps, with "split": "validation"
 SELF_TRAINING = {  # a record per self-training round
     "self_train/round": "the round (from 1)",
     "self_train/candidates": "captions without a human translation that the student translated",
-    "self_train/kept": "translations kept as pseudo targets",
+    "self_train/kept": "pseudo targets of the round (with --self-train-replace agreeing: the pivot targets it "
+                       "keeps included)",
+    "self_train/agreed": "with --self-train-replace agreeing: translations that replaced a pivot target",
     "self_train/reranked": "captions whose CLIP-reranked best is not the student's own best",
     "self_train/mean_image_prob": "mean probability the judge gave the caption's own image",
 }

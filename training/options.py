@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_prep.builders import BUILDERS
+from data_prep.worlds import WORLDS
 from models.english_anchor import ANCHORS
 from models.axes import AxisLayout
 from models.decoding import DECODING_MODES
@@ -26,7 +27,6 @@ from models.similarities import CHOICES as SIMILARITIES
 from models.splice import SPLICES
 from models.tiny_configs import MARIAN_PRESETS
 
-EMBEDDED_PARALLEL_FRACTION = 0.02  # the embedded world's share of captions that keep a human translation
 PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when human ones cover less (docs/training.md)
 
 
@@ -67,16 +67,22 @@ def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, b
 @dataclass(frozen=True)
 class DataOptions:
     """Which dataset, and how much of its human translation the run may read."""
-    lang: str = option("es", "source language (the embedded world has es and zh)")
-    data: str = option("synthetic", "dataset builder", choices=tuple(BUILDERS))
+    lang: str = option("es", "source language (the long-tail world speaks every CLDR language of the emoji "
+                             "package, the shapes world es and zh)")
+    data: str = option("longtail", "dataset builder; the embedded worlds 'longtail' (the default) and 'synthetic' "
+                                   "(the shapes world) are built here when no --data-dir is given (docs/data.md)",
+                       choices=tuple(BUILDERS))
     data_dir: str | None = option(None, "a dataset built by `python -m data_prep`, or the raw files of --data (then "
                                         "built once into the cache)")
     data_args: str = option("", "extra builder arguments when --data-dir holds raw files, e.g. \"--coco-dir COCO\"")
-    synthetic_images: int = option(2000, "images in the embedded synthetic world", bound=at_least(3))
+    world_images: int | None = option(None, "pictures of an embedded world (default: "
+                                            + ", ".join(f"{w.pictures} for {name}" for name, w in WORLDS.items()) + ")",
+                                      bound=at_least(3), aliases=("--synthetic-images",))
     parallel_fraction: float | None = option(
         None, "fraction of training source captions that keep their human translation (a hashed, nested subset; "
-              f"default: all the dataset has, and {EMBEDDED_PARALLEL_FRACTION} for the embedded world, which is built "
-              "with a translation for every caption)", bound=within(0, 1))
+              "default: all the dataset has, and for an embedded world, which is built with a translation for every "
+              "caption, " + ", ".join(f"{w.parallel_fraction} for {name}" for name, w in WORLDS.items()) + ")",
+        bound=within(0, 1))
     source_vocab: int = option(1000, "SentencePiece vocabulary size for the source language (an upper bound)",
                                bound=at_least(8))
 
@@ -108,6 +114,11 @@ class RunOptions:
 class TeacherOptions:
     """Stage 0: the CLIP that reads English, and which of its towers stage 1 trains."""
     clip: str = option("groundmt-tiny", "open_clip architecture name")
+    teacher_data: str | None = option(None, "a dataset built by `python -m data_prep` whose pictures have English "
+                                            "captions (source captions may be empty, e.g. an imagefolder of "
+                                            "English-captioned pictures) for stage 0 to pretrain the CLIP teacher on, "
+                                            "instead of the training split's English captions (default: the embedded "
+                                            "long-tail world's English-only pool, built into the cache)")
     clip_pretrained: str | None = option(None, "an open_clip checkpoint file with the CLIP weights (skips stage 0)")
     teacher_steps: int = option(300, "stage 0: steps of the tiny CLIP teacher when no --clip-pretrained is given; 0 = "
                                      "no stage 0: a randomly initialised CLIP (said loudly in the log)",
@@ -187,6 +198,11 @@ class PseudoOptions:
                                       f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions)")
     pivot_threshold: float = option(0.5, "least lexical agreement (0..1) for a pivot target", bound=within(0, 1))
     pivot_weight: float = option(1.0, "token cross-entropy weight of a pivot target at agreement 1", bound=NON_NEGATIVE)
+    pivot_teaches: str = option("all", "which words of a pivot target the token cross-entropy scores: 'all', or "
+                                       "'explained': those its source caption explains through a lexicon of Dice "
+                                       "associations over images (rare words included), and the words between two "
+                                       "of them — the names both captions give, not the other caption's phrasing",
+                                choices=("all", "explained"))
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -199,6 +215,11 @@ class PseudoOptions:
                                    bound=at_least(1))
     self_train_group: int = option(32, "images among which a kept translation must rank its own image first",
                                    bound=at_least(2))
+    self_train_replace: str = option("all", "what a self-training round does with a caption's pivot target: 'all' "
+                                            "(the round's targets replace every pivot target), or 'agreeing' (the "
+                                            "round's translation replaces it only when it names every word the pivot "
+                                            "target teaches that few pictures show; otherwise the pivot target stays)",
+                                     choices=("all", "agreeing"))
     self_train_judge: str = option("clip", "what chooses and keeps the pseudo-parallel translations: 'clip' "
                                            "(reranked with the image, kept when it ranks its own image first), or the "
                                            "no-image controls 'confidence' (the student's best, kept when its "

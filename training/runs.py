@@ -40,7 +40,7 @@ from models.run_dir import RunDir, drop_tied_weights
 from training.build import target_shortlist
 from training.config import (RESUME_MAY_CHANGE, named_options, parse_config, resolve, resolve_place, resumed_config,
                              run_folder, with_recipe)
-from training.data import TrainingData, open_data, teacher_pairs, training_targets
+from training.data import TrainingData, open_data, teacher_pairs, teacher_pool, training_targets
 from training.divergence import Diverged, diverged_exit
 from training.limits import Sizes, check_memory, data_sizes, least_sizes
 from training.options import TrainConfig
@@ -226,8 +226,10 @@ def train_student(cfg: TrainConfig, run: RunDir, resuming: bool) -> Finished:
         f"{accelerator.num_processes} process(es) on {accelerator.device}")
 
     with StopSignal() as stop:
-        stage0 = stage0_clip(cfg, accelerator, teacher_pairs(data), log, show, stop=lambda: stop_requested(stop,
-                                                                                                           accelerator))
+        pool = teacher_pool(cfg, data, main_proc, log)
+        accelerator.wait_for_everyone()  # the main process may have been building the teacher pool
+        stage0 = stage0_clip(cfg, accelerator, teacher_pairs(data, pool, log, show), log, show,
+                             stop=lambda: stop_requested(stop, accelerator))
         if stage0 is None:
             log(f"stopped by a signal during stage 0: its state is saved; continue with "
                 f"`accelerate launch train.py --out {run.root} --resume`")
@@ -303,9 +305,14 @@ def compare_with_baseline(run: RunDir, baseline: RunDir) -> str:
     """This run's test figures beside the token-CE-only baseline's."""
     rows = []
     for name, r in (("this run", run), ("token CE only", baseline)):
-        m = json.loads((r.eval / "scores.json").read_text())["metrics"]
-        rows.append(f"  {name:<14} chrF {m['chrf']['score']:5.1f}  BLEU {m['bleu']['score']:5.1f}  "
-                    f"translation→image R@1 {m['retrieval']['translation']['in_batch']['b2a']:.3f}")
+        scores = json.loads((r.eval / "scores.json").read_text())
+        m = scores["metrics"]
+        row = (f"  {name:<14} chrF {m['chrf']['score']:5.1f}  BLEU {m['bleu']['score']:5.1f}  "
+               f"translation→image R@1 {m['retrieval']['translation']['in_batch']['b2a']:.3f}")
+        unseen = scores.get("concepts", {}).get("unseen")
+        if unseen and unseen["mentions"]:
+            row += f"  unseen concepts {unseen['correct']}/{unseen['mentions']} ({unseen['accuracy']:.1%})"
+        rows.append(row)
     return "test, against the token-CE-only baseline on the same data (report.html has the paired tests):\n" + \
         "\n".join(rows)
 

@@ -13,16 +13,19 @@ from collections.abc import Callable
 
 import torch
 
-from data_prep.pivot import agreement, english_words, induce_lexicon
+from data_prep.pivot import Lexicon, agreement, english_words, induce_lexicon
 from data_prep.targets import Target, TargetTable
 from models.feature_cache import FeatureTable
 from models.grounded import GroundedSystem
 from models.grounded_selection import select
 from models.run_dir import RunDir
-from training.data import TrainingData
+from training.data import TrainingData, rare_word_lexicon
 from training.options import TrainConfig
 
 NBEST_BATCH = 64  # captions translated at once into their n-best lists (training.limits bounds the memory)
+
+
+SPECIFIC_SHARE = 0.2  # a word in at most this share of the training pictures names something specific
 
 
 def self_train_steps(cfg: TrainConfig) -> list[int]:
@@ -38,8 +41,10 @@ def self_train_steps(cfg: TrainConfig) -> list[int]:
 
 @torch.no_grad()
 def grounded_pseudo_targets(system: GroundedSystem, data: TrainingData, initial: TargetTable, images: FeatureTable,
-                            cfg: TrainConfig, seed: int, show: bool, lexicon=None) -> tuple[dict, dict]:
-    """One round: the pseudo targets it keeps, by caption key, and its statistics."""
+                            cfg: TrainConfig, seed: int, show: bool, lexicon: Lexicon | None = None,
+                            rare: Lexicon | None = None) -> tuple[dict, dict]:
+    """One round: the pseudo targets it keeps, by caption key, and its statistics (`lexicon`: the
+    agreement bonus of the rerank; `rare`: the rare-word lexicon `--self-train-replace agreeing` reads)."""
     p = cfg.pseudo
     keys, sources, human = [], [], initial.human_keys()
     rows = data.train_rows
@@ -76,8 +81,36 @@ def grounded_pseudo_targets(system: GroundedSystem, data: TrainingData, initial:
         kept = (best >= best.median()).tolist() if p.self_train_judge == "confidence" else [True] * len(keys)
     pseudo = {key: Target(cands[c], p.pseudo_weight, "self")
               for key, cands, c, keep in zip(keys, texts, choice, kept) if keep and cands[c].strip()}
+    if p.self_train_replace == "agreeing":
+        pseudo, stats["agreed"] = agreeing(pseudo, initial, {key: cands[c] for key, cands, c in zip(keys, texts, choice)},
+                                           rare, p.pseudo_weight)
     stats["kept"] = len(pseudo)
     return pseudo, stats
+
+
+def agreeing(kept: dict, initial: TargetTable, best: dict, rare: Lexicon, weight: float) -> tuple[dict, int]:
+    """`--self-train-replace agreeing`: a caption with a pivot target keeps it unless the round's
+    best translation (`best`, by key) names every word the pivot target teaches that few pictures
+    show (in at most SPECIFIC_SHARE of them, by the `rare` lexicon; words it never saw count as
+    specific); captions without a pivot target keep what the judge kept. Returns the targets and
+    how many translations replaced a pivot target."""
+    def specific(word: str) -> bool:
+        index = rare.english_vocab.get(word)
+        return index is None or rare.english_df[index] <= SPECIFIC_SHARE
+
+    out, agreed = {k: t for k, t in kept.items() if (initial.get(k) or Target("", origin="self")).origin != "pivot"}, 0
+    for key, pivot in initial:
+        if pivot.origin != "pivot":
+            continue
+        taught = pivot.taught or (True,) * len(pivot.text.split())
+        need = {w for chunk, t in zip(pivot.text.split(), taught) if t for w in english_words(chunk) if specific(w)}
+        text = best.get(key, "")
+        if text.strip() and need <= set(english_words(text)):
+            out[key] = Target(text, weight, "self")
+            agreed += 1
+        else:
+            out[key] = pivot
+    return out, agreed
 
 
 class SelfTraining:
@@ -92,9 +125,11 @@ class SelfTraining:
         self.steps = self_train_steps(cfg)
         self.frozen_image = cfg.teacher.freeze in ("both", "image")
         self.images = frozen_images
-        self.lexicon = None
+        self.lexicon = self.rare = None
         if self.steps and cfg.pseudo.self_train_lexicon > 0:
             self.lexicon = induce_lexicon(data.train, data.train_rows, system.source_tokenizer.tokenize)
+        if self.steps and cfg.pseudo.self_train_replace == "agreeing":
+            self.rare = rare_word_lexicon(cfg, data)
 
     def due(self, run: RunDir, step: int, start: int) -> bool:
         """A round runs before `step` (not again when a resumed run starts there and has its targets)."""
@@ -110,12 +145,14 @@ class SelfTraining:
                                                  show_progress=self.show)
         if main_proc:
             pseudo, stats = grounded_pseudo_targets(self.system, self.data, initial, self.images, cfg,
-                                                    seed=cfg.run.seed * 1000 + r, show=self.show, lexicon=self.lexicon)
+                                                    seed=cfg.run.seed * 1000 + r, show=self.show, lexicon=self.lexicon,
+                                                    rare=self.rare)
             TargetTable(pseudo).save(run.targets(r))
             run.append_metrics({"step": step, "self_train/round": r + 1,
                                 **{f"self_train/{k}": v for k, v in stats.items()}})
             self.log(f"self-training round {r + 1} at step {step}: kept {stats['kept']} of {stats['candidates']} "
-                     f"translations (CLIP reranked {stats['reranked']})")
+                     f"translations (CLIP reranked {stats['reranked']}"
+                     + (f"; {stats['agreed']} replaced a pivot target" if "agreed" in stats else "") + ")")
         self.accelerator.wait_for_everyone()
         return self.table(run, r, initial)
 
