@@ -46,7 +46,7 @@ def test_mean_ci_is_the_t_interval():
     assert mean_ci([3.0])["low"] is None
 
 
-TINY = ("--clip groundmt-micro --student-preset micro --synthetic-images 60 --teacher-steps 3 --teacher-batch-size 8 "
+TINY = ("--clip groundmt-micro --student-preset micro --teacher-steps 3 --teacher-batch-size 8 "
         "--batch-size 8 --ce-batch-size 8 --k-english 1 --m-source 1 --eval-every 100 --checkpoint-every 100 "
         "--self-train-start 0.5 --self-train-nbest 2 --self-train-group 4")
 
@@ -138,7 +138,8 @@ def test_the_ndim_sweep_runs_a_small_grid(tmp_path, cache):
     out = tmp_path / "sweep"
     done = subprocess.run([sys.executable, str(root / "benchmarks" / "ndim_sweep.py"), "--out", str(out),
                            "--similarities", "v4", "--labels", "diagonal", "--ns", "3", "--seeds", "2", "--no-lsa",
-                           "--steps", "4", "--jobs", "2", "--train-args", f"{TINY} --cache-dir {cache}"],
+                           "--steps", "4", "--jobs", "2", "--train-args",
+                           f"--data synthetic --world-images 60 {TINY} --cache-dir {cache}"],
                           capture_output=True, text=True, timeout=900, cwd=root)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = json.loads((out / "sweep.json").read_text())

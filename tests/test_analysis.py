@@ -43,7 +43,7 @@ def run(cache, tmp_path_factory) -> Path:
     run's; 8 steps gave one) and the student-path CKA is defined. A small tower learning rate keeps
     the image tower near the teacher (CKA diagonal 0.90-0.97 measured)."""
     out = tmp_path_factory.mktemp("analysis") / "run"
-    assert training.main(tiny(cache, out, "--synthetic-images", "200", "--freeze", "text", "--steps", "100",
+    assert training.main(tiny(cache, out, "--world-images", "200", "--freeze", "text", "--steps", "100",
                            "--parallel-fraction", "1", "--warmup-steps", "5", "--lr", "5e-3", "--tower-lr", "2e-4",
                            "--checkpoint-every", "50", "--eval-every", "50")) == 0
     hyps = (out / "eval" / "hyp.txt").read_text(encoding="utf-8").splitlines()

@@ -34,9 +34,10 @@ def cache(tmp_path_factory) -> Path:
 
 
 def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
-    """Micro models on a 60-image world, no stage 0 (a seeded random CLIP), no evaluation, no token-CE-only
+    """Micro models on a 60-image shapes world, no stage 0 (a seeded random CLIP), no evaluation, no token-CE-only
     baseline run; the n-dim loss on (`--contrastive-weight 1`), no pivot or self-training, as tests/tiny_run.py."""
-    return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60", "--teacher-steps", "0",
+    return ["--data", "synthetic", "--clip", "groundmt-micro", "--student-preset", "micro", "--world-images", "60",
+            "--teacher-steps", "0",
             "--steps", "4", "--batch-size", "8", "--k-english", "1", "--m-source", "1", "--log-every", "1",
             "--eval-every", "1000", "--checkpoint-every", "1000", "--no-evaluate", "--no-compare-ce", "--quiet",
             "--threads", "1", "--contrastive-weight", "1", "--no-pivot", "--self-train-rounds", "0",

@@ -380,10 +380,14 @@ def test_help_lists_every_option():
 @dataclass
 class Shares:
     """The part of `training.data.TrainingData` that `resolve` reads: `share` of 100 training
-    captions with a human translation."""
+    captions with a human translation, which leave `untranslated` of the source words unshown."""
     share: float
+    untranslated: float = 0.0
     n_captions: int = 100
-    embedded: bool = False
+    world: str | None = None
+
+    def untranslated_word_share(self, fraction, lang):
+        return self.untranslated
 
     def human_targets(self, fraction):
         return TargetTable({(i, 0): Target("a red circle") for i in range(round(self.share * self.n_captions))})
@@ -392,13 +396,24 @@ class Shares:
         return ["a red circle"]
 
 
+@pytest.mark.parametrize("share, untranslated, on", [(0.02, 0.0, True), (0.1, 0.0, False), (0.1, 0.021, True),
+                                                     (0.1, 0.02, False), (0.3, 0.05, True)])
+def test_pseudo_targets_follow_the_share_and_the_untranslated_words(share, untranslated, on):
+    """Pseudo targets when translations cover under 3% of the captions, or leave over 2% of the source
+    words in no translated caption (the long-tail world at 5%: 7.5%); the log names both figures."""
+    logged = []
+    cfg = resolve(parse_config([]), Shares(share, untranslated), logged.append)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == ((True, 2) if on else (False, 0))
+    assert f"{untranslated:.1%} of their source words in none of them" in logged[0]
+
+
 def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
     cfg = resolve(parse_config(["--pivot"]), Shares(0.5), logged.append)
-    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds, cfg.pseudo.pseudo_anneal) == (True, 0, True)
+    assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds, cfg.pseudo.pseudo_anneal) == (True, 0, False)
     assert len(logged) == 1
     cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2"]), Shares(0.0), logged.append)
-    assert cfg.pseudo.pseudo_anneal is True and len(logged) == 1  # all set by flags: nothing to log
+    assert len(logged) == 1  # all set by flags: nothing to log
     cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 

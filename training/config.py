@@ -34,8 +34,8 @@ from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TrainConfig,
-                              bound_problem)
+from training.options import (ALIASES, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
+                              UNTRANSLATED_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -190,9 +190,9 @@ def config_problem(cfg: TrainConfig) -> str | None:
 
 def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
     """A config.json's options under today's names: renamed options under their new names,
-    similarities under their descriptive names, and `pseudo_anneal` False for runs saved before it
-    existed (they trained without it)."""
-    values = {"pseudo_anneal": False}
+    similarities under their descriptive names, and the options a run saved before they existed
+    trained without: `pseudo_anneal` False, `pivot_teaches` and `self_train_replace` 'all'."""
+    values = {"pseudo_anneal": False, "pivot_teaches": "all", "self_train_replace": "all"}
     for key, value in saved.items():
         name = ALIASES.get(key, key)
         if name in OPTIONS:
@@ -308,25 +308,29 @@ def resolve_place(cfg: TrainConfig, out: Path, local_processes: int) -> TrainCon
 
 def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = lambda _: None) -> TrainConfig:
     """Every option left to the data: `--parallel-fraction` (an embedded world's own share,
-    `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when human
-    translations cover under PSEUDO_TARGETS_BELOW of the training captions and the token CE
-    trains; `--pseudo-anneal`: on whenever pseudo targets are made; the choice is logged),
-    `--max-target-length` (the longest training English text + 2, at most CLIP's context),
-    `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
+    `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when the token CE trains
+    and human translations are scarce — under PSEUDO_TARGETS_BELOW of the training captions, or
+    leaving over UNTRANSLATED_WORDS_ABOVE of the training source words in no translated caption;
+    the choice is logged), `--max-target-length` (the longest training English text + 2, at most
+    CLIP's context), `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses
+    images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
     fraction = d.parallel_fraction
     if fraction is None and data.world is not None:
         fraction = WORLDS[data.world].parallel_fraction
     share = len(data.human_targets(fraction)) / max(1, data.n_captions)
-    below = share < PSEUDO_TARGETS_BELOW
-    scarce = below and o.token_ce_weight > 0
-    pivot = scarce if p.pivot is None else p.pivot
-    rounds = (2 if scarce else 0) if p.self_train_rounds is None else p.self_train_rounds
-    anneal = bool(pivot or rounds) if p.pseudo_anneal is None else p.pseudo_anneal
     if p.pivot is None or p.self_train_rounds is None:
+        untranslated = data.untranslated_word_share(fraction, d.lang)
+        scarce = share < PSEUDO_TARGETS_BELOW or untranslated > UNTRANSLATED_WORDS_ABOVE
+        pivot = scarce and o.token_ce_weight > 0 if p.pivot is None else p.pivot
+        rounds = (2 if scarce and o.token_ce_weight > 0 else 0) if p.self_train_rounds is None else p.self_train_rounds
         log(f"recipe: human translations for {share:.1%} of the training captions "
-            f"({'under' if below else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}): pivot {'on' if pivot else 'off'}, "
-            f"{rounds} self-training round(s)" + (", pseudo targets annealed" if anneal else ""))
+            f"({'under' if share < PSEUDO_TARGETS_BELOW else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}), "
+            f"{untranslated:.1%} of their source words in none of them "
+            f"({'over' if untranslated > UNTRANSLATED_WORDS_ABOVE else 'at most'} {UNTRANSLATED_WORDS_ABOVE:.0%}): "
+            f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)")
+    else:
+        pivot, rounds = p.pivot, p.self_train_rounds
     length = cfg.student.max_target_length
     if not length:
         tokenize = clip_tokenizer(cfg.teacher.clip)
@@ -335,7 +339,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     compare = cfg.eval.compare_ce
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
-    return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, pseudo_anneal=anneal,
+    return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds,
                        max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 

@@ -26,6 +26,7 @@ from data_prep.pivot import Lexicon, induce_lexicon, pivot_targets
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.targets import TargetTable
 from data_prep.worlds import WORLDS
+from data_prep.words import words
 from data_prep.writer import publish, staging_name
 from training.options import TrainConfig
 from training.stage0 import TeacherPairs
@@ -65,6 +66,14 @@ class TrainingData:
             except ValueError as exc:
                 raise InputError(str(exc)) from None
         return self._human[fraction]
+
+    def untranslated_word_share(self, fraction: float | None, lang: str) -> float:
+        """The share of the training source words (tokens, `data_prep.words`) that no source caption
+        with a human translation contains: what only the pictures could teach."""
+        source = self.train["source"]
+        shown = {w for row, k in self.human_targets(fraction).human_keys() for w in words(source[row][k], lang)}
+        tokens = [w for row in self.train_rows for caption in source[row] for w in words(caption, lang)]
+        return sum(w not in shown for w in tokens) / max(1, len(tokens))
 
 
 def dataset_dir(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) -> Path:

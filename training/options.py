@@ -27,7 +27,8 @@ from models.similarities import CHOICES as SIMILARITIES
 from models.splice import SPLICES
 from models.tiny_configs import MARIAN_PRESETS
 
-PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when human ones cover less (docs/training.md)
+PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when human ones cover less of the captions,
+UNTRANSLATED_WORDS_ABOVE = 0.02  # or leave more of the training source words untranslated (docs/training.md)
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,12 @@ class RunOptions:
                                      "flags override it", choices=("embedded", "thesis"))
     recipe: str = option("auto", "named defaults of what teaches the student (docs/training.md): 'ce' token "
                                  "cross-entropy only, 'ce+contrastive' plus the n-dim loss, 'ce+pseudo' plus "
-                                 "image-pivoted and CLIP-judged self-trained targets, 'contrastive' the n-dim loss "
-                                 "only; 'auto' makes pseudo targets when human translations are scarce",
-                         choices=("auto", "ce", "ce+contrastive", "ce+pseudo", "contrastive"))
+                                 "image-pivoted and CLIP-judged self-trained targets, annealed (the shapes world's "
+                                 "best), 'ce+taught' the same targets scored on the words their source explains, "
+                                 "kept unless self-training agrees, not annealed (the long-tail world's best), "
+                                 "'contrastive' the n-dim loss only; 'auto' makes pseudo targets (as 'ce+taught') "
+                                 "when human translations are scarce or leave words untranslated",
+                         choices=("auto", "ce", "ce+contrastive", "ce+pseudo", "ce+taught", "contrastive"))
     out: str | None = option(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
     resume: bool = option(False, "continue the run in --out (default: the newest runs/DATA-LANG-*) from its last "
                                  "complete checkpoint")
@@ -195,10 +199,11 @@ class PseudoOptions:
                                       "image that agrees best with it through a lexicon induced from images (word "
                                       "level, then sentence level), as a pseudo-parallel target weighted by the "
                                       "agreement (default: on when human translations cover under "
-                                      f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions)")
+                                      f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions or leave over "
+                                      f"{UNTRANSLATED_WORDS_ABOVE:.0%} of their source words untranslated)")
     pivot_threshold: float = option(0.5, "least lexical agreement (0..1) for a pivot target", bound=within(0, 1))
     pivot_weight: float = option(1.0, "token cross-entropy weight of a pivot target at agreement 1", bound=NON_NEGATIVE)
-    pivot_teaches: str = option("all", "which words of a pivot target the token cross-entropy scores: 'all', or "
+    pivot_teaches: str = option("explained", "which words of a pivot target the token cross-entropy scores: 'all', or "
                                        "'explained': those its source caption explains through a lexicon of Dice "
                                        "associations over images (rare words included), and the words between two "
                                        "of them — the names both captions give, not the other caption's phrasing",
@@ -206,16 +211,15 @@ class PseudoOptions:
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
-                                                 "(default: 2 when human translations cover under "
-                                                 f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions, else 0)",
+                                                 "(default: 2 under the condition of --pivot, else 0)",
                                            bound=NON_NEGATIVE)
-    self_train_start: float = option(0.4, "fraction of --steps at which the first round runs (the others are spread "
+    self_train_start: float = option(0.5, "fraction of --steps at which the first round runs (the others are spread "
                                           "evenly over the rest)", bound=within(0, 1, open_high=True))
     self_train_nbest: int = option(8, "beam-search candidates per caption, reranked by CLIP with the image",
                                    bound=at_least(1))
     self_train_group: int = option(32, "images among which a kept translation must rank its own image first",
                                    bound=at_least(2))
-    self_train_replace: str = option("all", "what a self-training round does with a caption's pivot target: 'all' "
+    self_train_replace: str = option("agreeing", "what a self-training round does with a caption's pivot target: 'all' "
                                             "(the round's targets replace every pivot target), or 'agreeing' (the "
                                             "round's translation replaces it only when it names every word the pivot "
                                             "target teaches that few pictures show; otherwise the pivot target stays)",
@@ -233,16 +237,15 @@ class PseudoOptions:
     pseudo_weight: float = option(1.0, "token cross-entropy weight of a pseudo-parallel target (human: 1); the "
                                        "pseudo targets come on top of the human batch, which stays as without images",
                                   bound=NON_NEGATIVE)
-    pseudo_anneal: bool | None = option(None, "the pseudo targets' weights fall linearly to 0 at the last step "
-                                              "(x (1 - step/steps)), so the human translations alone teach the last "
-                                              "steps; batches without a human target keep their weights (default: on "
-                                              "whenever pivot or self-training targets are made)")
+    pseudo_anneal: bool = option(False, "the pseudo targets' weights fall linearly to 0 at the last step "
+                                        "(x (1 - step/steps)), so the human translations alone teach the last steps; "
+                                        "batches without a human target keep their weights")
 
 
 @dataclass(frozen=True)
 class OptimOptions:
     """Stage 1's optimisation: steps, batches, AdamW, precision."""
-    steps: int = option(300, "stage 1 steps", bound=NON_NEGATIVE)
+    steps: int = option(900, "stage 1 steps", bound=NON_NEGATIVE)
     batch_size: int = option(32, "images per step for the n-dim loss (global, over all processes)", bound=at_least(2))
     ce_batch_size: int = option(32, "captions with a target per step for the token cross-entropy (global; fewer when "
                                     "fewer captions have one)", bound=at_least(1))
@@ -344,7 +347,11 @@ RECIPES: dict[str, dict[str, Any]] = {
                            pseudo_anneal=False),
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
-                      pseudo_anneal=True),
+                      pseudo_anneal=True, pivot_teaches="all", self_train_replace="all", self_train_start=0.4),
+    "ce+taught": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
+                      self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
+                      pseudo_anneal=False, pivot_teaches="explained", self_train_replace="agreeing",
+                      self_train_start=0.5),
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         pseudo_anneal=False),
 }
