@@ -32,7 +32,8 @@ def concept_recognition(
 ) -> dict:
     """R@1 of `pictures` (`(concept id, picture)`) against the prompts of every concept in `prompts`
     (id -> text). Returns {"concepts", "chance", "all": {"pictures", "score", "low", "high", ...},
-    "rare": {...} (only when some picture's concept is in `rare_ids`)}; the model's train/eval mode
+    "rare": {...} (only when some picture's concept is in `rare_ids`), "hits": per picture, in order
+    (expected hits under ties: for paired comparisons of two models)}; the model's train/eval mode
     is restored afterwards, no gradient is taken."""
     ids = list(prompts)
     column = {c: i for i, c in enumerate(ids)}
@@ -50,7 +51,7 @@ def concept_recognition(
     r = ranks(prompt_emb, picture_emb, owner)  # gallery = prompts, queries = pictures
     hit = hits(r["t2i"], r["t2i_ties"], 1).numpy()
     rare = torch.tensor([c in rare_ids for c, _ in pictures]).numpy()
-    out = {"concepts": len(ids), "chance": 1.0 / len(ids)}
+    out = {"concepts": len(ids), "chance": 1.0 / len(ids), "hits": hit.tolist()}
     for name, mask in (("all", slice(None)), ("rare", rare)):
         if hit[mask].size:
             out[name] = {"pictures": int(hit[mask].size),

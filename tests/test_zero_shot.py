@@ -48,6 +48,7 @@ def test_r1_all_and_rare_equal_the_recount(clip):
     assert model.training  # the mode is restored
     model.eval()
     hit = [p == c for p, c in zip(predicted, labels)]
+    assert out["hits"] == [float(h) for h in hit]
     assert out["concepts"] == 8 and out["chance"] == 1 / 8
     assert out["all"]["pictures"] == 24 and out["all"]["score"] == pytest.approx(sum(hit) / 24) == pytest.approx(1 / 3)
     in_rare = [h for h, c in zip(hit, labels) if c in rare]
