@@ -30,11 +30,12 @@ def pool(tmp_path_factory):
     folder.mkdir()
     for cid, (rgb, shape) in SHAPES.items():
         im = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
-        d = ImageDraw.Draw(im)
-        fill = rgb + (255,)
-        {"disc": lambda: d.ellipse((1, 1, 22, 22), fill=fill), "square": lambda: d.rectangle((3, 3, 20, 20), fill=fill),
-         "bar": lambda: d.rectangle((0, 8, 23, 15), fill=fill),
-         "cross": lambda: (d.rectangle((9, 0, 14, 23), fill=fill), d.rectangle((0, 9, 23, 14), fill=fill))}[shape]()
+        draw, fill = ImageDraw.Draw(im), rgb + (255,)
+        if shape == "disc":
+            draw.ellipse((1, 1, 22, 22), fill=fill)
+        for box in {"square": [(3, 3, 20, 20)], "bar": [(0, 8, 23, 15)], "cross": [(9, 0, 14, 23), (0, 9, 23, 14)]}.get(
+                shape, []):
+            draw.rectangle(box, fill=fill)
         im.save(folder / f"{cid}.png")
     B.build_longtail(root / "pool", lang="es", images=240, seed=0, image_size=32, pictures=folder, english_only=True,
                      single_share=0.8, show_progress=False)
