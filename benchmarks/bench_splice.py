@@ -44,7 +44,7 @@ def run_variant(variant: str, device: str, threads: int, repeats: int, B: int = 
     import torch.nn.functional as F
     from transformers.models.marian.modeling_marian import shift_tokens_right
 
-    from models.decoding import decode
+    from models.decoding import splice_decode
     from models.splice import Splice
     from models.student import build_scratch_student
     from models.text_tower import DistributionTextTower
@@ -74,7 +74,7 @@ def run_variant(variant: str, device: str, threads: int, repeats: int, B: int = 
             x = torch.cat([embedding[tower.sot_id].expand(B, 1, -1), y @ embedding], 1)
             features = tower.encode_embeddings(x, eot="ids", eot_index=labels.argmax(-1) + 1)
         else:
-            decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=S, embedding=embedding)
+            decoded = splice_decode(student, splice, tower, source, mode=mode, labels=labels, max_length=S, embedding=embedding)
             features = tower.encode_embeddings(decoded.embeddings, eot="ids", **decoded.eot_evidence())
         loss = F.normalize(features, dim=-1).sum()
         loss.backward()

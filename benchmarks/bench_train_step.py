@@ -1,9 +1,9 @@
 """Cost model of one stage-1 training step: time and peak memory per part, per configuration and batch.
 
-The step is train.py's own, built from the same functions (`train.parse_config`,
-`train.build_system`, `train.freeze_towers`, `train.build_loss`, accelerate's `Accelerator` with the
-configuration's mixed precision, `TrainCollator`), on the embedded synthetic world (built once into
-the cache). Its parts:
+The step is train.py's own, built from the same functions (`training.config.parse_config`,
+`training.build.build_system`, `freeze_towers`, `build_objective`, accelerate's `Accelerator` with
+the configuration's mixed precision, `TrainCollator`), on the embedded synthetic world (built once
+into the cache). Its parts:
 
 - collate            host: caption choice, tokenisation, image preprocessing
 - student decode     the Marian student (free-running by default), the splice calls excluded
@@ -103,7 +103,6 @@ class Parts:
 
 def run_cell(spec: dict) -> dict:
     """Build the configuration the way train.py does, then measure steps of batch `spec['B']`."""
-    import train
     from accelerate import Accelerator
 
     from data_prep.collate import TrainCollator
@@ -113,42 +112,48 @@ def run_cell(spec: dict) -> dict:
     from models.clip_loading import load_clip
     from models.target_vocab import ClipShortlist
     from models.student import enable_activation_checkpointing
+    from training.build import build_objective, build_system, freeze_towers
+    from training.config import parse_config, resolve_place
+    from training.data import dataset_dir
 
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
-    cfg = train.parse_config([*spec["args"], "--cache-dir", spec["cache"], "--quiet"])
-    data_path = train.resolve_data(cfg, is_main=True, log=print)
+    cfg = parse_config([*spec["args"], "--cache-dir", spec["cache"], "--quiet"])
+    cfg = resolve_place(cfg, Path(spec["cache"]) / "unused-run", local_processes=1)
+    data_path = dataset_dir(cfg, is_main=True, log=print)
     ds = load_dataset_dir(data_path)["train"]
     text = ds.select_columns(["source", "english", "parallel"])
     source_tokenizer = source_tokenizer_for(data_path, [s for row in text for s in row["source"] if s.strip()],
-                                            vocab_size=cfg.source_vocab)
-    torch.manual_seed(cfg.seed)
-    clip, preprocess, clip_tokenizer = load_clip(cfg.clip)
+                                            vocab_size=cfg.dataset.source_vocab)
+    torch.manual_seed(cfg.run.seed)
+    clip, preprocess, clip_tokenizer = load_clip(cfg.teacher.clip)
     clip = clip.to(device)
     targets = [t for row in text for t in (*row["english"], *row["parallel"]) if t.strip()]
-    shortlist = ClipShortlist.from_texts(clip_tokenizer, targets) if cfg.target_vocab == "corpus" else None
-    cfg.max_target_length = cfg.max_target_length or int((clip_tokenizer(targets) != 0).sum(1).max()) + 2
-    system = train.build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.seed, shortlist=shortlist)
-    train.freeze_towers(system, cfg.freeze)
-    if cfg.activation_checkpointing:
-        enable_activation_checkpointing(system.student, cfg.decoding)
-    loss_fn = train.build_loss(cfg)
-    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.mixed_precision)
-    trainable = [p for p in (*system.parameters(), *loss_fn.parameters()) if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    system, loss_fn, optimizer = accelerator.prepare(system, loss_fn, optimizer)
-    accelerator.unwrap_model(loss_fn, keep_fp32_wrapper=False)  # fp32 loss, as train.py runs it
+    shortlist = ClipShortlist.from_texts(clip_tokenizer, targets) if cfg.student.target_vocab == "corpus" else None
+    cfg = cfg.replace(max_target_length=cfg.student.max_target_length
+                      or int((clip_tokenizer(targets) != 0).sum(1).max()) + 2)
+    system = build_system(cfg, clip, clip_tokenizer, source_tokenizer, seed=cfg.run.seed, shortlist=shortlist)
+    freeze_towers(system, cfg.teacher.freeze)
+    if cfg.optim.activation_checkpointing:
+        enable_activation_checkpointing(system.student, cfg.student.decoding)
+    objective = build_objective(cfg, clip)
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=cfg.optim.mixed_precision)
+    trainable = [p for p in (*system.parameters(), *objective.parameters()) if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    system, objective, optimizer = accelerator.prepare(system, objective, optimizer)
+    accelerator.unwrap_model(objective, keep_fp32_wrapper=False)  # fp32 loss, as train.py runs it
     core = accelerator.unwrap_model(system)
+    loss_fn = accelerator.unwrap_model(objective).ndim
     table = TargetTable.from_dataset(ds, list(range(len(ds))))
-    collate = TrainCollator(core.source_tokenizer, core.labels_for, table, k_english=cfg.k_english,
-                            m_source=cfg.m_source, preprocess=preprocess, clip_tokenizer=clip_tokenizer)
-    B, M = spec["B"], cfg.m_source
+    collate = TrainCollator(core.source_tokenizer, core.labels_for, k_english=cfg.objective.k_english,
+                            m_source=cfg.objective.m_source, preprocess=preprocess, clip_tokenizer=clip_tokenizer)
+    B, M = spec["B"], cfg.objective.m_source
     rows = [i % len(ds) for i in range(B)]
-    keys = sorted(k for k, _ in table)[:cfg.ce_batch_size]  # the token CE's batch of captions with a target
-    frozen_image, frozen_text = cfg.freeze in ("both", "image"), cfg.freeze in ("both", "text")
+    keys = sorted(k for k, _ in table)[:cfg.optim.ce_batch_size]  # the token CE's batch of captions with a target
+    frozen_image, frozen_text = cfg.teacher.freeze in ("both", "image"), cfg.teacher.freeze in ("both", "text")
 
     parts = Parts(device)
-    core.decode = parts.wrap("decode+splice", core.decode)
+    core.splice_decode = parts.wrap("decode+splice", core.splice_decode)
     core.encode_decoded = parts.wrap("CLIP text tower", core.encode_decoded)
     core.encode_images = parts.wrap("image tower", core.encode_images)
     core.encode_english = parts.wrap("English tower", core.encode_english)
@@ -168,22 +173,20 @@ def run_cell(spec: dict) -> dict:
 
     def step() -> list:
         with parts.part("collate"):
-            batch = collate.sources(ds.select(rows), rows, seed=0)
-            targets = collate.targets_batch(keys, ds) if keys else None
+            batch = collate.sources(ds.select(rows), rows, seed=0, targets=table)
+            targets = collate.targets_batch(keys, ds, table) if keys else None
         with accelerator.autocast():
             with parts.part("forward"):  # the towers run inside it (the frozen ones build no graph)
-                out = system(sources={k: batch[k].to(device) for k in ("source_ids", "source_mask", "images",
-                                                                           "english_ids") if k in batch},
-                             targets=None if targets is None else
-                             {k: targets[k].to(device) for k in ("source_ids", "source_mask", "labels", "weight", "counted")})
-            axes = out["axes"]
+                out = system(batch.inputs.to(device), None if targets is None else targets.to(device))
+            axes = out.axes.ordered()
             with parts.part("n-dim loss"):
-                loss = loss_fn(axes).loss + (cfg.token_ce_weight * out["token_ce"] if "token_ce" in out else 0.0)
+                loss = objective(out.axes).terms["contrastive"] + (
+                    cfg.objective.token_ce_weight * out.token_ce if out.token_ce is not None else 0.0)
         with parts.part("backward"):
             accelerator.backward(loss)
         with parts.part("optimizer"):
-            if cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(trainable, cfg.grad_clip)
+            if cfg.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(trainable, cfg.optim.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return [a.detach() for a in axes]
@@ -232,7 +235,7 @@ def run_cell(spec: dict) -> dict:
         "ndim_loss_fwd_bwd_s": loss_s, "ndim_loss_share": loss_s / as_trained,
         "peak_step_bytes": step_peak, "peak_part_bytes": {k: v for k, v in parts.peaks.items()},
         "process_peak_bytes": status_bytes("VmHWM") if device.type == "cpu" else torch.cuda.max_memory_allocated(),
-        "repeats": len(runs), "config": {k: v for k, v in vars(cfg).items()},
+        "repeats": len(runs), "config": cfg.flat(),
         "parameters": {"trainable": sum(p.numel() for p in trainable),
                        "total": sum(p.numel() for p in core.parameters())},
         "n_axes": len(axes), "sequences_per_step": B * M,

@@ -128,10 +128,10 @@ def thesis_worker(argv: list[str]) -> None:
     sys.path.insert(0, str(ROOT))
     import torch
 
-    import train
+    import training
 
     started = time.time()
-    rc = train.main(argv)
+    rc = training.main(argv)
     out = {"rc": rc, "wall_s": time.time() - started,
            "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if torch.cuda.is_available():

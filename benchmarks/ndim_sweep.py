@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from eval.ablation import TRAIN_ARGS_HELP, mean_ci, run_grid  # noqa: E402
+from models.ndim_loss import LABELS  # noqa: E402
 from models.similarities import NAMES  # noqa: E402
 
-LABELS = ("diagonal", "exact", "regions", "smoothed", "sigmoid")
 QUICK = {"similarities": ("v0", "v4", "v7", "gram", "pairwise"), "labels": ("diagonal", "regions"), "ns": (3,),
          "seeds": 2, "steps": 100, "lsa": ("v4",)}
 AXES = {3: ("--k-english", "1", "--m-source", "1"), 5: ("--k-english", "2", "--m-source", "2")}
-COMMON = ("--token-ce-weight", "0", "--grounding-weight", "1", "--no-pivot", "--self-train-rounds", "0",
+COMMON = ("--token-ce-weight", "0", "--contrastive-weight", "1", "--no-pivot", "--self-train-rounds", "0",
           "--splice", "soft", "--no-compare-ce", "--eval-bootstrap", "0")
 
 
@@ -100,7 +100,7 @@ def main() -> int:
     failed = run_grid({name: argv_of(cell, args) for name, cell in grid.items()}, args.out, jobs=args.jobs,
                       desc="sweep runs")
     groups: dict[str, list[dict]] = {}
-    for name, cell in grid.items():
+    for name in grid:
         if (args.out / "runs" / name / "eval" / "scores.json").is_file():
             groups.setdefault(name.rsplit("-s", 1)[0], []).append(measures(args.out / "runs" / name))
     table = {key: {metric: mean_ci([row[metric] for row in rows]) for metric in rows[0]}

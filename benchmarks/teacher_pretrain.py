@@ -1,5 +1,5 @@
 """The teacher recipe, end to end: build the English-only pool of the long-tail world, pretrain the
-teacher on it (`models.teacher.train_teacher`), and measure its zero-shot concept recognition on
+teacher on it (`training.stage0.train_teacher`), and measure its zero-shot concept recognition on
 held-out single-object pictures of every concept (`eval.zero_shot`): R@1 over all concepts and over
 the rarest third, with the learning curve, the wall and CPU time of the pretraining, and the time of
 one step of the recipe against one step of the old stage 0 (groundmt-tiny, batch 64, every picture
@@ -23,21 +23,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import datasets
 import torch
+from accelerate import Accelerator
+from open_clip.loss import ClipLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import datasets
-from accelerate import Accelerator
-from open_clip.loss import ClipLoss
-
-from data_prep.longtail.build import World, build_longtail
-from data_prep.longtail.held_out import concept_prompts, held_out_pictures, rarest_third
-from data_prep.sampling import StepSampler
-from eval.zero_shot import concept_recognition
-from models.clip_loading import load_clip
-from models.teacher import train_teacher
+from data_prep.longtail.build import World, build_longtail  # noqa: E402
+from data_prep.longtail.held_out import concept_prompts, held_out_pictures, rarest_third  # noqa: E402
+from data_prep.sampling import StepSampler  # noqa: E402
+from eval.zero_shot import concept_recognition  # noqa: E402
+from models.clip_loading import load_clip  # noqa: E402
+from training.stage0 import train_teacher  # noqa: E402
 
 RECIPE = {"clip": "groundmt-teacher", "pool_images": 12000, "single_share": 0.7, "batch_size": 128, "lr": 2e-3,
           "warmup": 0.05, "weight_decay": 0.1, "steps": 1500}

@@ -1,5 +1,5 @@
 """Datasets for GroundMT: builders for every source, the embedded synthetic world, the data
-contract (DESIGN §3), the source tokenizer and collation for training."""
+contract (docs/design.md §3), the source tokenizer and collation for training."""
 from .build_report import BuildReport
 from .concepts import load_concepts
 from .load import load_dataset_dir

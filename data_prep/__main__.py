@@ -9,12 +9,16 @@ import sys
 
 from .builders import BUILDERS, get_builder
 from .errors import Parser, output_dir, run_command
+from .writer import DATASET
 
 
 def add_builder_arguments(parser: argparse.ArgumentParser, module) -> None:
     """A builder's own options plus the common `--out` and `--quiet` (also used by train.py)."""
     module.add_arguments(parser)
-    parser.add_argument("--out", required=True, help="output dataset directory")
+    parser.add_argument("--out", required=True, help="output dataset directory: new, empty, or a dataset built "
+                                                     "here (replaced only with --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the dataset already at --out (kept until the new one is complete)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(builder=module)
 
@@ -57,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    """Run the chosen builder; bad input files or options are `InputError`s (one line, exit 2)."""
-    output_dir(args.out, "--out")
+    """Run the chosen builder; bad input files or options are `InputError`s (one line, exit 2). The
+    output is checked first: never one of the inputs, never a folder that holds anything but a
+    dataset built here (`writer.dataset_output`)."""
+    output_dir(args.out, "--out", inputs={"--data-dir": getattr(args, "data_dir", None)}, artefact=DATASET,
+               replace=args.overwrite)
     args.builder.build(args)
     return 0
 

@@ -106,7 +106,7 @@ def _check_concepts(where: str, row: dict, concept_ids: set[str] | None, result:
 
 
 def check_dataset(path: str | Path, show_progress: bool = False) -> CheckResult:
-    """Validate the dataset directory at `path` against the data contract (DESIGN §3)."""
+    """Validate the dataset directory at `path` against the data contract (docs/design.md §3)."""
     result = CheckResult()
     try:
         dsd = datasets.load_from_disk(str(path))

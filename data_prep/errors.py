@@ -8,17 +8,29 @@ reads `error: PATH: reason`. Ctrl-C ends with one line and exit code 130 (after 
 marker the command keeps). Anything else is a bug and keeps its traceback. Argument errors go
 through `Parser`, which prints one line instead of argparse's usage block, and the argparse types
 below refuse bad values at parsing. Output locations are checked with `output_file` /
-`output_dir` before any work starts. `models/` never imports this module: the CLI layers convert.
+`output_dir` before any work starts, under one policy for every CLI: an output is never one of
+the command's inputs; an existing file is replaced only when it is the command's own kind of
+`Artefact` or with `--overwrite`; a non-empty folder is written into only when it holds the
+command's own artefact, and then only as its flag says (`--overwrite`, a resume). A file that
+does not hold what its schema declares (`models.typed_json.ReadBackError`) and a folder another
+process holds (`data_prep.locks.FolderBusy`) are input errors too. `models/` never imports this
+module: the CLI layers convert.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
+
+from models.typed_json import ReadBackError
+
+from .locks import LOCK_FILE, FolderBusy
 
 INPUT_ERROR_EXIT = 2
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell's code for a Ctrl-C
@@ -42,7 +54,7 @@ def run_command(command: Callable[[], int]) -> int:
     line and exit 130 (a `KeyboardInterrupt` raised with a message prints that message)."""
     try:
         return command()
-    except InputError as exc:
+    except (InputError, ReadBackError, FolderBusy) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INPUT_ERROR_EXIT
     except OSError as exc:
@@ -141,21 +153,89 @@ def input_file(path: str | Path, option: str) -> Path:
     return path
 
 
-def output_file(path: str | Path, option: str) -> Path:
+PathLike = str | Path
+Inputs = Mapping[str, PathLike | Sequence[PathLike] | None]
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """What a command writes, so that the output policy knows its own work when it finds it:
+    `name` for messages (e.g. "a dataset built by python -m data_prep"), `recognise(path)` true
+    when the file or folder at `path` holds it (marker files only that command writes, or content
+    only it writes)."""
+
+    name: str
+    recognise: Callable[[Path], bool]
+
+
+def marker_files(*names: str) -> Callable[[Path], bool]:
+    """`recognise` for a folder: all of `names` are files in it."""
+    return lambda folder: all((folder / name).is_file() for name in names)
+
+
+def same_path(a: PathLike, b: PathLike) -> bool:
+    """`a` and `b` name one file or folder (through symbolic links and hard links when both exist)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _inputs_of(inputs: Inputs | None) -> list[tuple[str, Path]]:
+    pairs = []
+    for option, given in (inputs or {}).items():
+        for path in [given] if isinstance(given, str | Path) else (given or []):
+            pairs.append((option, Path(path)))
+    return pairs
+
+
+def _refuse_inputs(path: Path, option: str, inputs: Inputs | None, folder: bool) -> None:
+    """An output may not be one of the inputs (nor, for a folder, hold one); `inputs` maps the option
+    that named each input (or "" where none did) to its path(s)."""
+    for input_option, given in _inputs_of(inputs):
+        named = f"{input_option} {given}".strip()
+        if same_path(path, given):
+            raise InputError(f"{option} {path} is the input {named}: writing it would destroy the input; "
+                             f"choose another {option}")
+        if folder and given.resolve().is_relative_to(path.resolve()):
+            raise InputError(f"{option} {path} holds the input {named}; choose another {option}")
+
+
+def output_file(path: str | Path, option: str, *, inputs: Inputs | None = None, artefact: Artefact | None = None,
+                overwrite: bool = False) -> Path:
     """Check, before any work, that a file can be created at `path` (`option` names it in the
-    message): not a directory, and the nearest existing folder above it is writable. Creates nothing."""
+    message): not a directory, none of `inputs` (option -> path or paths), not an existing file
+    unless it holds `artefact` (this command's own output) or `overwrite` says to replace it, and
+    the nearest existing folder above it is writable. Creates nothing."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{option} {path} is a directory, expected a file name")
+    _refuse_inputs(path, option, inputs, folder=False)
+    if (path.exists() or path.is_symlink()) and not overwrite and not (artefact and artefact.recognise(path)):
+        what = f"is not {artefact.name}" if artefact else "was not written by this command"
+        raise InputError(f"{option} {path} already exists and {what}: pass --overwrite to replace it, or "
+                         f"choose another {option}")
     _check_writable(path.parent, f"{option} {path}")
     return path
 
 
-def output_dir(path: str | Path, option: str) -> Path:
-    """Check, before any work, that `path` is a writable folder or can be created as one. Creates nothing."""
+def output_dir(path: str | Path, option: str, *, inputs: Inputs | None = None, artefact: Artefact | None = None,
+               replace: bool = False, replace_flag: str = "--overwrite") -> Path:
+    """Check, before any work, that `path` is a writable folder or can be created as one, and that
+    writing there destroys nothing: it is none of `inputs` and holds none of them; when it is not
+    empty (a lock file aside) it must hold `artefact`, this command's own output, and `replace`
+    (the command's `replace_flag`, or its resume) must say what to do with it. Creates nothing."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"{option} {path} is a file, expected a folder")
+    _refuse_inputs(path, option, inputs, folder=True)
+    if path.is_dir() and any(entry.name != LOCK_FILE for entry in path.iterdir()):
+        if artefact is None or not artefact.recognise(path):
+            raise InputError(f"{option} {path} is not empty" + (f" and does not hold {artefact.name}" if artefact else "")
+                             + f": choose a new or empty folder (nothing in {path} was changed)")
+        if not replace:
+            raise InputError(f"{option} {path} already holds {artefact.name}: pass {replace_flag} to replace it, "
+                             f"or choose another {option}")
     _check_writable(path, f"{option} {path}")
     return path
 

@@ -2,7 +2,7 @@
 
 A source caption and the English captions of the same image are noisy translations of each
 other (independent descriptions: other objects, orders, phrasings). Used as targets unfiltered,
-the noise wins (DESIGN §11). Noise suppression here, in the spirit of progressive word → sentence
+the noise wins (docs/design.md §11). Noise suppression here, in the spirit of progressive word → sentence
 learning from images (Chen et al. 2019):
 
 1. **Words.** A bilingual lexicon is induced from images alone: a source piece and an English
@@ -17,6 +17,13 @@ learning from images (Chen et al. 2019):
 
 Source pieces come from the student's own source tokenizer (SentencePiece), so the method needs
 no word segmentation for languages without spaces; English is split into lower-cased words.
+
+3. **Taught words.** An English caption of the same picture is a noisy translation: its own
+   phrasing, its own choice of sizes, places and background. With `taught_words`, a pivot target
+   teaches only its words that the source caption explains — each English word whose Dice
+   association (over images, rare words included) with some piece of the source reaches a
+   threshold, and the words between two such words (inside a name: "meat *on* bone") — so the
+   student learns the names the picture shares with the caption, not the other caption's template.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ from scipy import sparse
 from .targets import Key, Target
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MIN_NPMI = 0.2  # an explained word is associated with the source beyond chance (NPMI 0: independent)
 
 
 def english_words(text: str) -> list[str]:
@@ -39,13 +47,20 @@ def english_words(text: str) -> list[str]:
 
 @dataclass
 class Lexicon:
-    """NPMI association between source pieces and English words, counted over images."""
+    """Association between source pieces and English words, counted over images: NPMI and Dice."""
 
     source_vocab: dict[str, int]
     english_vocab: dict[str, int]
     npmi: np.ndarray  # [source pieces, English words]
     source_df: np.ndarray  # fraction of images whose source captions hold the piece
     english_df: np.ndarray
+    joint: np.ndarray  # [source pieces, English words] fraction of images holding both
+
+    def dice(self, s_idx: Sequence[int], e_idx: Sequence[int]) -> np.ndarray:
+        """`[len(s_idx), len(e_idx)]` Dice coefficients 2·p(s, e) / (p(s) + p(e)) over images: 1 when
+        the two always occur together, however rare — where NPMI needs many images to be sure."""
+        s_idx, e_idx = np.asarray(s_idx, dtype=int), np.asarray(e_idx, dtype=int)
+        return 2 * self.joint[np.ix_(s_idx, e_idx)] / (self.source_df[s_idx][:, None] + self.english_df[e_idx][None, :])
 
     def best_english(self, piece: str, k: int = 3) -> list[tuple[str, float]]:
         """The `k` English words most associated with a source piece (for inspection and docs)."""
@@ -88,7 +103,7 @@ def induce_lexicon(ds: datasets.Dataset, rows: Sequence[int], source_pieces: Cal
         npmi = pmi / -np.log(joint)
     # never together: −1 (the limit); always together (p = 1): no information, 0
     npmi = np.where(joint <= 0, -1.0, np.where(joint >= 1, 0.0, npmi))
-    return Lexicon(src_vocab, eng_vocab, npmi, p_s, p_e)
+    return Lexicon(src_vocab, eng_vocab, npmi, p_s, p_e, joint)
 
 
 def agreement(lexicon: Lexicon, pieces: Sequence[str], words: Sequence[str], *, max_df: float = 0.5) -> float:
@@ -106,12 +121,37 @@ def agreement(lexicon: Lexicon, pieces: Sequence[str], words: Sequence[str], *, 
     return 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
 
 
+def taught_words(lexicon: Lexicon, pieces: Sequence[str], english: str, *, threshold: float,
+                 min_npmi: float = MIN_NPMI, gap: int = 2) -> tuple[bool, ...]:
+    """Per whitespace-separated word of `english`: whether the source `pieces` explain it — some
+    piece's Dice with one of its letter runs reaches `threshold` while their NPMI reaches
+    `min_npmi` (Dice alone is high by chance for two words that are both everywhere: independent
+    templates of the two languages) — or it lies between two explained words at most `gap` words
+    apart."""
+    s_idx = [lexicon.source_vocab[p] for p in dict.fromkeys(pieces) if p in lexicon.source_vocab]
+    chunks = english.split()
+    taught = [False] * len(chunks)
+    if s_idx:
+        for i, chunk in enumerate(chunks):
+            e_idx = [lexicon.english_vocab[w] for w in english_words(chunk) if w in lexicon.english_vocab]
+            if e_idx:
+                associated = lexicon.npmi[np.ix_(s_idx, e_idx)] >= min_npmi
+                taught[i] = bool(((lexicon.dice(s_idx, e_idx) >= threshold) & associated).any())
+    marked = [i for i, t in enumerate(taught) if t]
+    for a, b in zip(marked, marked[1:]):
+        if b - a <= gap + 1:
+            taught[a:b] = [True] * (b - a)
+    return tuple(taught)
+
+
 def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
                   source_pieces: Callable[[str], list[str]], *, skip: set[Key], threshold: float,
-                  weight: float = 1.0) -> dict[Key, Target]:
+                  weight: float = 1.0, taught: Lexicon | None = None,
+                  taught_threshold: float = 0.3) -> dict[Key, Target]:
     """For every training caption not in `skip` (those with a human translation): the English
     caption of its image that agrees best with it, when the agreement reaches `threshold`;
-    its weight is `weight` × the agreement."""
+    its weight is `weight` × the agreement. With a `taught` lexicon (Dice over images, rare words
+    kept), each target teaches only the words its source explains (`taught_words`)."""
     out: dict[Key, Target] = {}
     for row, item in zip(rows, ds.select(rows).select_columns(["source", "english"])):
         english = [(e, english_words(e)) for e in item["english"] if e.strip()]
@@ -121,5 +161,6 @@ def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
             pieces = source_pieces(source)
             score, text = max((agreement(lexicon, pieces, words), e) for e, words in english)
             if score >= threshold:
-                out[(row, j)] = Target(text, weight * score, "pivot")
+                mask = None if taught is None else taught_words(taught, pieces, text, threshold=taught_threshold)
+                out[(row, j)] = Target(text, weight * score, "pivot", mask)
     return out

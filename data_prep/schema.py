@@ -1,4 +1,4 @@
-"""The dataset contract of DESIGN §3: columns, features, provenance codes, text normalisation.
+"""The dataset contract of docs/design.md §3: columns, features, provenance codes, text normalisation.
 
 Every builder produces records with exactly these columns; `writer.write_dataset` is the one
 place that turns them into a `datasets.DatasetDict`.

@@ -19,18 +19,43 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import datasets
+from pydantic import NonNegativeFloat, NonNegativeInt
+from typing_extensions import TypedDict
+from typing import NotRequired
+
+from models.typed_json import parse
 
 ORIGINS = ("human", "pivot", "self")
 Key = tuple[int, int]
 
 
+class TargetRecord(TypedDict):
+    """One line of a saved target table (`TargetTable.save`), checked when it is read back."""
+
+    row: NonNegativeInt
+    caption: NonNegativeInt
+    text: str
+    weight: NonNegativeFloat
+    origin: Literal["human", "pivot", "self"]
+    taught: NotRequired[list[bool]]
+
+
 @dataclass(frozen=True)
 class Target:
+    """An English target: its text, its weight in the token cross-entropy, its origin, and which of
+    its whitespace-separated words it teaches (`taught`, one flag per word; None: all of them — a
+    pivot target teaches only the words its source explains, `data_prep.pivot.taught_words`)."""
     text: str
     weight: float = 1.0
     origin: str = "human"
+    taught: tuple[bool, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.taught is not None and len(self.taught) != len(self.text.split()):
+            raise ValueError(f"{len(self.taught)} taught flags for the {len(self.text.split())} words of {self.text!r}")
 
 
 def caption_hash(image_id: str, caption: int, seed: int) -> float:
@@ -102,16 +127,23 @@ class TargetTable:
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("w", encoding="utf-8") as f:
             for (row, caption), t in sorted(self.targets.items()):
-                f.write(json.dumps({"row": row, "caption": caption, **asdict(t)}, ensure_ascii=False) + "\n")
+                record = {"row": row, "caption": caption, **asdict(t)}
+                if t.taught is None:  # the files of runs without taught words stay as they were
+                    del record["taught"]
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
         tmp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> TargetTable:
+        """A table saved by `save`; a line that does not hold a `TargetRecord` is a `ReadBackError`
+        naming `path:line` and the field."""
         targets = {}
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
+        for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
             if line.strip():
-                rec = json.loads(line)
-                targets[(rec["row"], rec["caption"])] = Target(rec["text"], rec["weight"], rec["origin"])
+                rec = parse(line, TargetRecord, f"{path}:{number}")
+                taught = rec.get("taught")
+                targets[(rec["row"], rec["caption"])] = Target(rec["text"], rec["weight"], rec["origin"],
+                                                               None if taught is None else tuple(taught))
         return cls(targets)
 
     def __iter__(self) -> Iterator[tuple[Key, Target]]:

@@ -18,10 +18,18 @@ with `newline="\\n"`, then `line.rstrip()` on each line), so `eval score` reads 
   `keep_bom=False` (the default) drops it, for text that is translated or parsed.
 - A line that is not valid UTF-8 is an `InputError` naming `file:line`, or with
   `undecodable="none"` its text is None so the caller can report the line and go on.
+- Text that did not come from a UTF-8 file can still hold what UTF-8 cannot carry: a lone
+  surrogate (a JSON escape such as "\\ud800", or a byte that is not UTF-8 on the command line,
+  which Python keeps as U+DC80–U+DCFF); `surrogate_problem` finds it before a tokenizer fails on it.
+- Tables (CSV/TSV) are read with `read_table`: a quote that is never closed would swallow every
+  later row into one field, so a record that spans several lines and does not fit the header (or
+  meets the end of the file inside its quote) is reported as `unterminated quote` on its first
+  line, and reading resumes on the next line.
 """
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import sys
 from collections.abc import Iterator
@@ -81,3 +89,58 @@ def read_lines(path: str | Path | None, *, keep_bom: bool = False) -> list[str]:
 def read_list(path: str | Path) -> list[str]:
     """Non-empty lines of a one-item-per-line file (image lists, id lists), outer whitespace trimmed."""
     return [line.strip() for line in read_lines(path) if line.strip()]
+
+
+def surrogate_problem(text: str) -> str | None:
+    """Why `text` cannot be UTF-8 (`not valid UTF-8 (byte 0xf3 at column 5)` for a byte that the
+    command line could not decode, `a lone surrogate U+D800 at column 3` otherwise), or None."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        at = exc.start
+    code = ord(text[at])
+    if 0xDC80 <= code <= 0xDCFF:  # Python's surrogateescape: an undecodable byte of argv or a file name
+        return f"not valid UTF-8 (byte {code - 0xDC00:#04x} at column {at + 1})"
+    return f"a lone surrogate U+{code:04X} at column {at + 1}"
+
+
+TableRow = tuple[int, list[str] | None, str | None]  # (first line, values, problem)
+
+
+def read_table(path: str | Path, delimiter: str = ",", *, undecodable: str = "error"
+               ) -> tuple[list[str] | None, list[TableRow]]:
+    """The header (None for an empty file) and records of a CSV/TSV file, in line order, each as
+    `(line where it starts, values, None)` or `(line, None, problem)`: `not valid UTF-8` (with
+    `undecodable="none"`; "error" raises `InputError`), `unterminated quote`, or `bad quoting (...)`
+    (csv's strict mode). A line break inside a quoted field stays one record."""
+    lines = list(numbered_lines(path, undecodable=undecodable))
+    good = [(number, text) for number, text in lines if text is not None]
+    rows: list[TableRow] = [(number, None, "not valid UTF-8") for number, text in lines if text is None]
+    header, i = None, 0
+    while i < len(good):
+        used = 0
+
+        def feed(start: int = i):
+            nonlocal used
+            for number in range(start, len(good)):
+                used += 1
+                yield good[number][1] + "\n"
+
+        first = good[i][0]
+        try:
+            values = next(csv.reader(feed(), delimiter=delimiter, strict=True))
+        except csv.Error as exc:
+            rows.append((first, None, "unterminated quote" if "end of data" in str(exc) else f"bad quoting ({exc})"))
+            i += 1
+            continue
+        if header is None:
+            header = values
+        elif used > 1 and len(values) != len(header):  # a quote left open swallowed the lines after it
+            rows.append((first, None, "unterminated quote"))
+            i += 1
+            continue
+        else:
+            rows.append((first, values, None))
+        i += used
+    return header, sorted(rows, key=lambda row: row[0])

@@ -3,7 +3,10 @@
 It normalises text, resolves and verifies every image (embedding the original bytes),
 drops unusable samples with a counted reason, keeps splits image-disjoint and saves with
 `save_to_disk` plus `build_report.json` into a staging folder that replaces `out` only when
-complete (an interrupted build leaves a previous dataset at `out` intact).
+complete (an interrupted build leaves a previous dataset at `out` intact). It writes only where
+nothing is lost: `out` must be missing, empty, or a dataset written here (`DATASET`: its
+`dataset_dict.json` and `build_report.json`), and a dataset is replaced only with `overwrite`
+(`--overwrite`); the check runs before any work and again just before the replacement.
 """
 from __future__ import annotations
 
@@ -20,10 +23,12 @@ from datasets.arrow_writer import ArrowWriter
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .build_report import BuildReport
+from .build_report import REPORT_FILE, BuildReport
+from .errors import Artefact, marker_files, output_dir
 from .schema import COLUMNS, OPTIONAL_FEATURES, SPLITS, features_for, normalize_text
 
 ImageLike = Image.Image | bytes | str | Path | Callable[[], Any]
+DATASET = Artefact("a dataset built by python -m data_prep", marker_files("dataset_dict.json", REPORT_FILE))
 
 def publish(tmp: Path, final: Path) -> None:
     """Rename the complete directory `tmp` to `final` (atomic); when another process published
@@ -135,19 +140,27 @@ def _assign_splits(splits: Mapping[str, Iterable[dict]], report: BuildReport,
     return cleaned
 
 
+def dataset_output(out: str | Path, overwrite: bool = False) -> Path:
+    """`out` checked as a dataset's location (`errors.output_dir`): missing, empty, or a dataset of
+    ours that `overwrite` allows to replace; nothing else is ever deleted."""
+    return output_dir(out, "--out", artefact=DATASET, replace=overwrite)
+
+
 def write_dataset(
     splits: Mapping[str, Iterable[dict]], out: str | Path, report: BuildReport, *, show_progress: bool = True,
-    keep_english_only: bool = False, extra_files: Mapping[str, str] | None = None,
+    keep_english_only: bool = False, extra_files: Mapping[str, str] | None = None, overwrite: bool = False,
 ) -> datasets.DatasetDict:
     """Encode, verify and save `splits` to `out` as a `DatasetDict`; write the build report.
     Records may carry the optional columns of `schema.OPTIONAL_FEATURES` (all records or none);
     with `keep_english_only`, records with English captions and no source caption are kept (a
     teacher pool), counted in the report. `extra_files` (name -> text) are written beside the
-    dataset in the same atomic replacement (e.g. a world's `concepts.json`)."""
-    out = Path(out)
+    dataset in the same atomic replacement (e.g. a world's `concepts.json`). `overwrite`: replace
+    a dataset already at `out` (anything else there is refused)."""
+    out = dataset_output(out, overwrite)
     cleaned = _assign_splits(splits, report, keep_english_only)
     features = _features_of(cleaned)
     tmp = Path(tempfile.mkdtemp(prefix="groundmt-build-"))
+    staging = None
     try:
         parts = {}
         for split in (s for s in SPLITS if s in cleaned):
@@ -166,10 +179,8 @@ def write_dataset(
             writer.finalize()
             parts[split] = datasets.Dataset.from_file(str(path))
         dsd = datasets.DatasetDict(parts)
-        staging = out.with_name(f".{out.name}.building")
-        if staging.exists():
-            shutil.rmtree(staging)
-        staging.parent.mkdir(parents=True, exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.building-"))
         # an empty split saved with the default 0 shards cannot be loaded back: force one shard
         bars_were_on = datasets.utils.is_progress_bar_enabled()
         if not show_progress:
@@ -182,9 +193,12 @@ def write_dataset(
         report.save(staging)
         for name, text in (extra_files or {}).items():
             (staging / name).write_text(text, encoding="utf-8")
-        _replace_dir(staging, out)
+        _replace_dir(staging, dataset_output(out, overwrite))  # what is at `out` may have changed meanwhile
+        staging = None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if staging is not None:  # an interrupted or failed build leaves no half-written folder behind
+            shutil.rmtree(staging, ignore_errors=True)
     return datasets.load_from_disk(str(out))
 
 
@@ -201,10 +215,10 @@ def _features_of(cleaned: Mapping[str, list[dict]]) -> datasets.Features:
 def _replace_dir(new: Path, out: Path) -> None:
     """Put the finished dataset `new` at `out`: a previous dataset there stays intact until the new
     one is complete (an interrupted or failed build leaves it as it was)."""
-    old = out.with_name(f".{out.name}.previous")
-    if old.exists():
-        shutil.rmtree(old)
+    old = None
     if out.exists():
+        old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.previous-")) / out.name
         out.rename(old)
     new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old.parent, ignore_errors=True)

@@ -19,9 +19,10 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
-from data_prep.errors import (InputError, Parser, input_file, non_negative_int, output_file, positive_int,
+from data_prep.errors import (Artefact, InputError, Parser, input_file, non_negative_int, output_file, positive_int,
                               run_command, torch_device)
 from data_prep.text_files import read_lines, read_list
 from eval.ablation import add_ablation_arguments, run_ablation
@@ -76,26 +77,47 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", default="ViT-B-32", help="open_clip model name for retrieval")
     p.add_argument("--clip-pretrained", metavar="PATH", help="CLIP weights (local file) for retrieval")
     p.add_argument("--bootstrap", type=non_negative_int, default=1000, help="bootstrap resamples (0: none)")
-    p.add_argument("--seed", type=int, default=12345, help="bootstrap seed (sacreBLEU's default)")
+    p.add_argument("--seed", type=non_negative_int, default=12345, help="bootstrap seed (sacreBLEU's default)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="sentences per batch (default: 64)")
     p.add_argument("--device", type=torch_device, help="cpu / cuda (default: cuda when available)")
-    p.add_argument("--out", required=True, help="where to write the JSON scores")
+    p.add_argument("--out", required=True, help="where to write the JSON scores (a score file written here is "
+                                                "replaced; any other existing file only with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that is not a score file")
+
+
+def is_score_file(path: Path) -> bool:
+    """A JSON file written by `eval score` (its top-level keys), which a new score may replace."""
+    from eval.score import SCORE_KEYS
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and SCORE_KEYS <= data.keys()
+
+
+SCORES = Artefact("a score file written by python -m eval score", is_score_file)
 
 
 def run_score(args: argparse.Namespace) -> int:
     from eval.references import streams_to_lists
+    from data_prep.memory import require_memory
     from eval.score import METRICS, score
+    from eval.stats import bootstrap_bytes
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     unknown = sorted(set(metrics) - set(METRICS))
     if unknown or not metrics:
         raise InputError(f"--metrics: unknown or no metric(s) {unknown}; choose from {','.join(METRICS)}")
-    out = output_file(args.out, "--out")
     named = [("--hyp", args.hyp), *(("--ref", r) for r in args.ref),
              *((option, path) for option, path in (("--src", args.src), ("--compare", args.compare)) if path)]
+    inputs = {option: [path for o, path in named if o == option] for option, _ in named} | {"--images": args.images}
+    out = output_file(args.out, "--out", inputs=inputs, artefact=SCORES, overwrite=args.overwrite)
     lines = {path: read_sentences(path, option) for option, path in named}
     _check_aligned(named, lines)
     hyps = lines[args.hyp]
+    require_memory(bootstrap_bytes(args.bootstrap, len(hyps)), f"--bootstrap {args.bootstrap} on {len(hyps)} "
+                   "sentences", "use fewer resamples (1000, the default, is sacreBLEU's)")
     extra = {"sources": args.src, "baseline_hyps": args.compare}
     extra = {key: lines[path] for key, path in extra.items() if path is not None}
     images = clip = None
@@ -118,9 +140,9 @@ def run_score(args: argparse.Namespace) -> int:
     result["files"] = {"hyp": args.hyp, "ref": args.ref, "src": args.src, "compare": args.compare,
                        "images": args.images}
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out)  # never a half-written score file
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=out.parent, prefix=f".{out.name}.", delete=False) as f:
+        f.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    os.replace(f.name, out)  # never a half-written score file
     for name, m in result["metrics"].items():
         print(f"{name}: {_summary(name, m)}")
     print(f"wrote {out}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,54 +65,86 @@ def frequency_bin(count: int) -> str:
     return str(low) if low == 1 else f"{low}-{2 * low - 1}"
 
 
-def _bin_order(label: str) -> int:
+def bin_order(label: str) -> int:
+    """Sort key of a `frequency_bin` label: its lower bound."""
     return int(label.split("-")[0])
 
 
 def concept_accuracy(hyps: Sequence[str], sources: Sequence[str], concepts: Sequence[Sequence[str]],
-                     matcher: ConceptMatcher, seen: set[str],
+                     matcher: ConceptMatcher, seen: Set[str],
                      train_frequency: Mapping[str, int]) -> tuple[dict, dict[str, Statistic]]:
     """Unseen- and seen-concept accuracy of `hyps` (aligned with `sources` and their concept ids).
 
     Returns the summary for `scores.json` — per kind mentions, correct, accuracy and the copy
     rate; accuracy by training frequency (`train_frequency`: training source captions naming each
-    concept); per-sentence unseen/seen/correct ids — and per-sentence statistics
-    (`concepts.unseen`, `concepts.seen`) for bootstrap intervals and paired tests."""
+    concept), over all mentions and over the unseen ones; per-sentence unseen/seen/correct ids —
+    and per-sentence statistics (`concepts.unseen`, `concepts.seen`; `sentence_statistic`) for
+    bootstrap intervals and paired tests."""
     if not (len(hyps) == len(sources) == len(concepts)):
         raise ValueError(f"{len(hyps)} translations, {len(sources)} sources, {len(concepts)} concept lists")
     unknown = sorted({c for cs in concepts for c in cs} - set(matcher.forms))
     if unknown:
         raise ValueError(f"concept ids missing from the inventory: {unknown[:5]}")
-    rows = {kind: np.zeros((len(hyps), 2)) for kind in KINDS}
-    copy = dict.fromkeys(KINDS, 0)
-    bins: dict[str, list[int]] = {}
+    counts = {kind: [0, 0, 0] for kind in KINDS}  # correct, mentions, copied
+    bins: dict[str, dict[str, int]] = {}
     sentences = []
-    for i, (hyp, source, ids) in enumerate(zip(hyps, sources, concepts)):
+    for hyp, source, ids in zip(hyps, sources, concepts):
         entry = {kind: [] for kind in KINDS} | {"correct": []}
         for concept in dict.fromkeys(ids):  # a concept named twice counts once
             kind = "seen" if concept in seen else "unseen"
             hit = matcher.named(concept, hyp)
-            rows[kind][i] += (hit, 1)
-            copy[kind] += matcher.named(concept, source)
+            counts[kind][0] += hit
+            counts[kind][1] += 1
+            counts[kind][2] += matcher.named(concept, source)
             entry[kind].append(concept)
             if hit:
                 entry["correct"].append(concept)
-            tally = bins.setdefault(frequency_bin(train_frequency.get(concept, 0)), [0, 0])
-            tally[0] += hit
-            tally[1] += 1
+            tally = bins.setdefault(frequency_bin(train_frequency.get(concept, 0)),
+                                    dict.fromkeys(("mentions", "correct", "unseen_mentions", "unseen_correct"), 0))
+            tally["mentions"] += 1
+            tally["correct"] += hit
+            tally["unseen_mentions"] += kind == "unseen"
+            tally["unseen_correct"] += hit and kind == "unseen"
         sentences.append(entry)
     summary = {}
     for kind in KINDS:
-        correct, mentions = rows[kind].sum(0)
-        summary[kind] = {"mentions": int(mentions), "correct": int(correct),
+        correct, mentions, copied = counts[kind]
+        summary[kind] = {"mentions": mentions, "correct": correct,
                          "accuracy": correct / mentions if mentions else None,
-                         "copy": copy[kind] / mentions if mentions else None}
-    summary["by_frequency"] = [{"train_captions": label, "mentions": m, "correct": c, "accuracy": c / m}
-                               for label, (c, m) in sorted(bins.items(), key=lambda kv: _bin_order(kv[0]))]
+                         "copy": copied / mentions if mentions else None}
+    summary["by_frequency"] = [{"train_captions": label, **tally, "accuracy": tally["correct"] / tally["mentions"],
+                                "unseen_accuracy": (tally["unseen_correct"] / tally["unseen_mentions"]
+                                                    if tally["unseen_mentions"] else None)}
+                               for label, tally in sorted(bins.items(), key=lambda kv: bin_order(kv[0]))]
     summary["sentences"] = sentences
-    statistics = {f"concepts.{kind}": Statistic(rows[kind], _ratio_or_zero)
-                  for kind in KINDS if rows[kind][:, 1].sum() > 0}
+    statistics = {f"concepts.{kind}": s for kind in KINDS if (s := sentence_statistic(sentences, kind)) is not None}
     return summary, statistics
+
+
+def sentence_statistic(sentences: Sequence[Mapping[str, Sequence[str]]], kind: str) -> Statistic | None:
+    """`[correct, mentions]` rows of one kind from per-sentence entries (`{"unseen", "seen",
+    "correct"}`, as `concept_accuracy` and scores.json hold them): the statistic the intervals and
+    paired tests resample; None when no sentence mentions a concept of that kind."""
+    rows = np.array([[len(set(e[kind]) & set(e["correct"])), len(e[kind])] for e in sentences], dtype=np.float64)
+    if not len(rows) or rows[:, 1].sum() == 0:
+        return None
+    return Statistic(rows, _ratio_or_zero)
+
+
+def with_kinds_of(sentences: Sequence[Mapping[str, Sequence[str]]],
+                  reference: Sequence[Mapping[str, Sequence[str]]]) -> list[dict]:
+    """`sentences` with the unseen/seen split of `reference` (the same sentences, scored in a run
+    whose training showed other translations): the concepts stay, their kind comes from `reference`."""
+    if len(sentences) != len(reference):
+        raise ValueError(f"{len(sentences)} sentences, {len(reference)} in the reference")
+    out = []
+    for entry, ref in zip(sentences, reference):
+        named = [*entry["unseen"], *entry["seen"]]
+        if set(named) != {*ref["unseen"], *ref["seen"]}:
+            raise ValueError("the sentences name other concepts than the reference's: not the same test sentences")
+        out.append({"unseen": [c for c in named if c in ref["unseen"]], "seen": [c for c in named if c in ref["seen"]],
+                    "correct": list(entry["correct"])})
+    return out
 
 
 def _ratio_or_zero(summed: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""Embedding health (DESIGN §7): numbers that show a collapsing embedding early.
+"""Embedding health (docs/design.md §7): numbers that show a collapsing embedding early.
 
 The failure to catch (seed 000, "total collapse"): every image → one anchor, effective dim
 23.6/128, top-20 singular values explain 99.2%, mean off-diagonal self-similarity 0.969.

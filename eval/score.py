@@ -4,19 +4,114 @@ against a baseline system's hypotheses on the same resamples.
 
 Scales: BLEU and chrF 0–100 (sacreBLEU); BERTScore, LiSAScore, retrieval recalls and
 grounding cosines as fractions. All metrics share one set of resampling indices, so their
-intervals describe the same resampled corpora.
+intervals describe the same resampled corpora. `ScoreFile` declares what a score file (the JSON
+of `python -m eval score`, a run's `eval/scores.json`) holds for the code that reads it back
+(`eval report`; `models.typed_json`).
 """
 from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
 from importlib import metadata
+from typing import Annotated, Any, NotRequired, Required
+
+from pydantic import Field, FiniteFloat
+from typing_extensions import TypedDict
 
 from eval import mt_metrics, stats
+from eval.concept_scores import ConceptSection, SentenceConcepts
 from eval.references import References, reference_lists
 
 METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
 DEFAULT_METRICS = ("bleu", "chrf", "bertscore", "lisascore")
+SCORE_KEYS = frozenset({"n_sentences", "metrics", "sentences", "versions"})  # every score file has them
+
+
+class Interval(TypedDict, total=False):
+    low: float | None
+    high: float | None
+    mean: float
+
+
+class CorpusMetric(TypedDict, total=False):
+    """bleu, chrf: a corpus score with its signature."""
+
+    score: Required[float]
+    signature: str
+    ci: Interval
+
+
+class EmbeddingMetric(TypedDict, total=False):
+    """bertscore, lisascore: corpus P/R/F."""
+
+    corpus: Required[dict[str, float]]
+    ci: dict[str, Interval]
+
+
+class InBatch(TypedDict, total=False):
+    a2b: float
+    b2a: float
+    a2b_hits: list[float]
+    b2a_hits: list[float]
+
+
+class RetrievalSide(TypedDict, total=False):
+    t2i: dict[str, float]
+    i2t: dict[str, float]
+    grounding: float
+    in_batch: InBatch
+
+
+class RetrievalMetric(TypedDict, total=False):
+    translation: Required[RetrievalSide]
+    oracle: RetrievalSide
+    ci: dict[str, Any]
+
+
+class Metrics(TypedDict, total=False):
+    bleu: CorpusMetric
+    chrf: CorpusMetric
+    bertscore: EmbeddingMetric
+    lisascore: EmbeddingMetric
+    retrieval: RetrievalMetric
+
+
+SENTENCE_SCORES = ("bleu", "chrf", "bertscore.P", "bertscore.R", "bertscore.F", "lisascore.P", "lisascore.R",
+                   "lisascore.F", "grounding")
+NonEmpty = Field(min_length=1)  # a list the metrics cannot score when empty (no sentence, no reference)
+Sentence = TypedDict("Sentence", {"hypothesis": str, "references": Annotated[list[str], NonEmpty],
+                                  "source": NotRequired[str | None],
+                                  "image_id": NotRequired[str | None],
+                                  "concepts": NotRequired[SentenceConcepts],
+                                  **dict.fromkeys(SENTENCE_SCORES, NotRequired[FiniteFloat | None])})
+
+
+class System(TypedDict, total=False):
+    """Another system scored on the same sentences ("untrained", "baseline")."""
+
+    n_sentences: int
+    metrics: Required[Metrics]
+    hypotheses: list[str]
+
+
+class ScoreFile(TypedDict, total=False):
+    """A score file, as `score` returns it plus what train.py adds (run_id, split, untrained, ...)."""
+
+    n_sentences: Required[int]
+    target_lang: str
+    metrics: Required[Metrics]
+    bootstrap: dict[str, Any] | None
+    paired: dict[str, dict[str, float | int | None]]
+    baseline: System
+    sentences: Required[Annotated[list[Sentence], NonEmpty]]
+    versions: dict[str, str]
+    run_id: str | None
+    split: str | None
+    clip_weights: str | None
+    untrained: System
+    grounded: dict[str, Any]
+    probe: dict[str, Any]
+    concepts: ConceptSection  # unseen/seen concept accuracy, for a dataset whose captions carry concept ids
 
 
 def versions() -> dict[str, str]:

@@ -28,7 +28,7 @@ class Statistic:
     aggregate: Callable[[np.ndarray], float]
 
     @classmethod
-    def mean(cls, values) -> "Statistic":
+    def mean(cls, values) -> Statistic:
         """The corpus score is the mean of per-item values."""
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size == 0:
@@ -49,6 +49,12 @@ class Statistic:
 
 def _ratio(summed: np.ndarray) -> float:
     return float(summed[0] / summed[1])
+
+
+def bootstrap_bytes(n_samples: int, n_items: int) -> int:
+    """Memory the bootstrap of `n_items` items takes: the int64 resampling indices `[n_samples,
+    n_items]` (what dominates), plus a few float64 score arrays per statistic."""
+    return 8 * n_samples * (n_items + 64)
 
 
 def resample_indices(n_items: int, n_samples: int = DEFAULT_SAMPLES,
@@ -83,7 +89,9 @@ def paired_bootstrap(system: Statistic, baseline: Statistic, *, n_samples: int =
     """Paired bootstrap test (Koehn 2004, as `sacrebleu --paired-bs`): both systems are scored
     on the same resamples; the p-value is that of the observed |difference| under the
     resampled differences shifted to mean zero (sacreBLEU's `_paired_bs_test`, with its +1
-    correction). Also gives a 95% interval of `system − baseline`."""
+    correction). Also gives a 95% interval of `system − baseline`. Two systems that no resample
+    tells apart (every resampled difference and the observed one exactly 0: the same outputs, or
+    both 0 of every concept) get p = 1, where sacreBLEU's formula would give 1/(n+1)."""
     if len(system.stats) != len(baseline.stats):
         raise ValueError(f"paired test needs the same items: {len(system.stats)} vs "
                          f"{len(baseline.stats)}")
@@ -93,11 +101,18 @@ def paired_bootstrap(system: Statistic, baseline: Statistic, *, n_samples: int =
     observed = abs(system.score - baseline.score)
     sample_diffs = np.abs(sys_scores - base_scores)
     centred = sample_diffs - sample_diffs.mean()
-    p_value = (np.sum(centred > observed) + 1) / (len(idxs) + 1)
+    p_value = _p_value(centred, observed, sample_diffs)
     low, high = percentile_interval(sys_scores - base_scores)
     return {"system": system.score, "baseline": baseline.score,
             "delta": system.score - baseline.score, "delta_low": low, "delta_high": high,
             "p_value": float(p_value), "n_samples": int(len(idxs)), "seed": seed}
+
+
+def _p_value(centred: np.ndarray, observed: float, differences: np.ndarray) -> float:
+    """sacreBLEU's p-value (with its +1 correction); 1 when nothing differs in any resample."""
+    if observed == 0 and not np.any(differences):
+        return 1.0
+    return (np.sum(centred > observed) + 1) / (len(centred) + 1)
 
 
 def stratified_paired_bootstrap(pairs: list[tuple[Statistic, Statistic]], *, n_samples: int = DEFAULT_SAMPLES,
@@ -122,7 +137,7 @@ def stratified_paired_bootstrap(pairs: list[tuple[Statistic, Statistic]], *, n_s
     deltas /= len(pairs)
     observed /= len(pairs)
     centred = np.abs(deltas) - np.abs(deltas).mean()
-    p_value = (np.sum(centred > abs(observed)) + 1) / (n_samples + 1)
+    p_value = _p_value(centred, abs(observed), deltas)
     low, high = percentile_interval(deltas)
     return {"delta": observed, "delta_low": low, "delta_high": high, "p_value": float(p_value),
             "strata": len(pairs), "n_samples": n_samples, "seed": seed}

@@ -19,9 +19,11 @@ import datasets
 import torch
 import torch.nn.functional as F
 
+from eval.concept_scores import COLUMN, TrainingConcepts, concept_section, summary_line
 from eval.probe import probe
 from eval.retrieval import in_batch_recall_at_1
 from eval.score import score
+from eval.stats import DEFAULT_SEED
 from models.clip_batches import encode_in_batches
 
 METRICS = ("bleu", "chrf", "bertscore", "lisascore", "retrieval")
@@ -32,7 +34,7 @@ def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torc
     length = system.context_length - 1
 
     def states(part: Sequence[str]) -> torch.Tensor:
-        hidden = system.decode_sources(part).hidden
+        hidden = system.splice_decode_sources(part).hidden
         return F.pad(hidden, (0, 0, 0, length - hidden.shape[1]))
 
     return encode_in_batches(states, sources, batch_size=batch_size)
@@ -40,15 +42,18 @@ def decoder_states(system, sources: Sequence[str], batch_size: int = 64) -> torc
 
 def test_sentences(ds, rows: Sequence[int]) -> list[dict]:
     """One entry per (usable row, non-empty source caption): image_id, row, source, references
-    (the caption's human translation; every English caption of the image when it has none)."""
+    (the caption's human translation; every English caption of the image when it has none), and
+    `concepts` (the ids it names) when the dataset has them."""
+    columns = ["image_id", "source", "parallel", "english", *([COLUMN] if COLUMN in ds.column_names else [])]
     out = []
-    for row, item in zip(rows, ds.select(rows).select_columns(["image_id", "source", "parallel", "english"])):
+    for row, item in zip(rows, ds.select(rows).select_columns(columns)):
         english = [e for e in item["english"] if e.strip()]
-        for source, parallel in zip(item["source"], item["parallel"]):
+        named = item.get(COLUMN) or [None] * len(item["source"])
+        for source, parallel, ids in zip(item["source"], item["parallel"], named):
             if source.strip():
                 out.append({"image_id": item["image_id"], "row": row, "source": source,
                             "references": [parallel] if parallel.strip() else english,
-                            "has_translation": bool(parallel.strip())})
+                            "has_translation": bool(parallel.strip()), **({"concepts": ids} if ids is not None else {})})
     return out
 
 
@@ -61,7 +66,7 @@ def grounded_retrieval(system, image_emb: torch.Tensor, sources: list[str]) -> d
 
 def run_probes(system, dsd, scans, test: list[dict], protocols: Sequence[str] = ("heldout",),
                epochs: int = 3) -> dict[str, dict]:
-    """The test-time linear LM head on frozen decoder states, per protocol (DESIGN §5): `heldout`
+    """The test-time linear LM head on frozen decoder states, per protocol (docs/design.md §5): `heldout`
     fits on the validation split's human-translated captions and scores `test`; `online` trains
     on the test pass itself (prequential). Test states are computed once for all protocols."""
     valid = [s for s in test_sentences(dsd["validation"], scans["validation"].usable) if s["has_translation"]] \
@@ -94,8 +99,10 @@ def run_probe(system, dsd, scans, test: list[dict]) -> dict:
 
 
 def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, probe: bool = True, bootstrap: int = 1000,
-                    show_progress: bool = True, clip_weights: str | None = None) -> str:
-    """Evaluate on the test split, write `RUN/eval/`, return a one-paragraph summary."""
+                    show_progress: bool = True, clip_weights: str | None = None,
+                    concepts: TrainingConcepts | None = None) -> str:
+    """Evaluate on the test split, write `RUN/eval/`, return a one-paragraph summary. `concepts`:
+    what concept accuracy needs from training (None: the dataset's captions carry no concept ids)."""
     system.eval()
     ds = dsd["test"]
     sentences = test_sentences(ds, scans["test"].usable)
@@ -123,6 +130,12 @@ def evaluate_system(system, dsd, scans, preprocess, run, *, untrained=None, prob
     for row, s in zip(main["sentences"], sentences):
         row["image_id"] = s["image_id"]
     result = {**main, **result}
+    if concepts is not None:
+        result["concepts"], named = concept_section(hyps, sources, [s["concepts"] for s in sentences], concepts,
+                                                    untrained_hyps=untrained_hyps, bootstrap=bootstrap,
+                                                    seed=(main["bootstrap"] or {}).get("seed", DEFAULT_SEED))
+        for row, ids in zip(result["sentences"], named):
+            row["concepts"] = ids
     first = {}  # each test image with its first caption
     for s in sentences:
         first.setdefault(s["row"], s["source"])
@@ -161,6 +174,8 @@ def summarize(result: dict) -> str:
                              ("BERTScore F", lambda x: x["bertscore"]["corpus"]["F"]),
                              ("LiSAScore F", lambda x: x["lisascore"]["corpus"]["F"])):
             lines.append(f"  {label}: {value(m):.3f}" + (f" (untrained {value(base):.3f})" if base else ""))
+    if "concepts" in result:
+        lines.append(summary_line(result["concepts"]))
     if "ce" in result.get("probe", {}):
         p = result["probe"]
         lines.append(f"  probe head CE {p['ce']:.3f} nats (uniform {p['uniform_ce']:.3f}), token accuracy "

@@ -16,12 +16,12 @@ def _list() -> int:
     from models.decoding import DECODING_MODES
     from models.eot import EOT_MODES
     from models.ndim_loss import LABELS
-    from models.similarities import NAMES
+    from models.similarities import CHOICES as SIMILARITIES
     from models.splice import SPLICES
     from models.tiny_configs import MARIAN_PRESETS, register_tiny_clip_configs
 
     rows = {
-        "similarities (--similarity)": NAMES,
+        "similarities (--similarity)": SIMILARITIES,
         "label schemes (--labels)": LABELS,
         "splices (--splice)": SPLICES,
         "EOT finders (--eot-finder)": EOT_MODES,

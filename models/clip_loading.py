@@ -3,7 +3,7 @@
 Weights come from a local open_clip checkpoint file (a state dict saved with `torch.save`, bare
 or under "state_dict", or any format `open_clip.load_checkpoint` reads). No machine here reaches
 a model hub, so a pretrained *tag* or an `hf-hub:` name fails at once under `HF_HUB_OFFLINE=1`
-with a message naming the local-path option instead of waiting on the network (DESIGN §8).
+with a message naming the local-path option instead of waiting on the network (docs/design.md §8).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from huggingface_hub import is_offline_mode
 from models.tiny_configs import register_tiny_clip_configs
 
 CLIP_PRETRAINED_OPTION = "--clip-pretrained PATH"
+CHECKPOINT_NAME = "open_clip_model.pt"  # the file name of a saved CLIP (a run's model/clip/, a cached teacher)
 
 
 def load_clip(

@@ -1,4 +1,4 @@
-"""Decode a Marian student into CLIP input embeddings, in one of three modes (DESIGN §4.2).
+"""Decode a Marian student into CLIP input embeddings, in one of three modes (docs/design.md §4.2).
 
 - `teacher-forced`: the decoder reads the target shifted right (`labels`, the student's ids of an
   English caption: for a scratch student `clip_ids[:, 1:]`, open_clip's tokens without SOT); one
@@ -84,7 +84,7 @@ def _weighted_nll(hidden: Tensor, weight: Tensor, bias: Tensor | None, labels: T
     return (nll.sum(1) * row_weights).sum()
 
 
-def decode(
+def splice_decode(
     student: MarianMTModel,
     splice: Splice,
     tower: DistributionTextTower,

@@ -1,4 +1,4 @@
-"""EOT finders: where the CLIP text tower pools when the input is not token ids (DESIGN §4.1).
+"""EOT finders: where the CLIP text tower pools when the input is not token ids (docs/design.md §4.1).
 
 open_clip pools the final-layer state at the `<|endoftext|>` position, found as `text.argmax(-1)`
 because EOT (49407) is the largest id. A student's output has no ids to take an argmax of, so:

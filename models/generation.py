@@ -32,9 +32,9 @@ def _generate(model, source_tokenizer, sources: Sequence[str], *, batch_size: in
 
 
 @torch.no_grad()
-def translate(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, num_beams: int = 1,
-              batch_size: int = 32, device: str | None = None, **generate_kwargs) -> list[str]:
-    """Translate `sources` with `model.generate` (greedy when num_beams=1, else beam search)."""
+def generate_texts(model, source_tokenizer, sources: Sequence[str], decode: Decode, *, num_beams: int = 1,
+                   batch_size: int = 32, device: str | None = None, **generate_kwargs) -> list[str]:
+    """`sources` as text through `model.generate` (greedy when num_beams=1, else beam search)."""
     if num_beams < 1:
         raise ValueError(f"num_beams must be >= 1, got {num_beams}")
     out: list[str] = []

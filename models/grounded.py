@@ -1,4 +1,4 @@
-"""The grounded system: CLIP towers + Marian student + splice, as one module (DESIGN §4).
+"""The grounded system: CLIP towers + Marian student + splice, as one module (docs/design.md §4).
 
 `GroundedSystem.forward` is one training step's differentiable part: the student translates the
 source captions (free-running by default), the splice turns its output into CLIP input
@@ -17,27 +17,56 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
+from pydantic import FiniteFloat, PositiveInt
 from torch import Tensor, nn
 from transformers import MarianMTModel, PreTrainedTokenizerBase
+from typing_extensions import TypedDict
 
 from models.clip_batches import ImageLike, encode_images, encode_in_batches, encode_texts, open_rgb
-from models.clip_loading import load_clip
-from models.decoding import Decoded, decode
+from models.clip_loading import CHECKPOINT_NAME, load_clip
+from models.axes import Axes
+from models.decoding import DECODING_MODES, Decoded, splice_decode
+from models.eot import EOT_MODES
 from models.export import export_student, import_student
-from models.generation import nbest, translate
-from models.splice import Splice
+from models.generation import generate_texts, nbest
+from models.inputs import GroundingInputs, TargetInputs
+from models.splice import SPLICES, TOKEN_KINDS, Splice
 from models.student import load_marian_tokenizer
 from models.target_vocab import TargetVocab, labels_for, load_target_vocab
-from models.teacher import CHECKPOINT_NAME
 from models.text_tower import DistributionTextTower
+from models.typed_json import read_json
 
 SYSTEM_FILE = "system.json"
+
+
+class SystemSpec(TypedDict):
+    """`system.json`: what `save` writes and `load` needs besides the weights (checked on reading
+    by `models.typed_json`)."""
+
+    clip: str
+    splice: Literal[SPLICES]
+    feedback_kind: Literal[TOKEN_KINDS]
+    tau: FiniteFloat
+    eot_finder: Literal[EOT_MODES]
+    decoding: Literal[DECODING_MODES]
+    max_length: PositiveInt
+
+
+@dataclass(frozen=True)
+class SystemOutput:
+    """`axes`: the n-dim loss' axes (None without grounding inputs); `token_ce`: the token
+    cross-entropy (None without targets)."""
+
+    axes: Axes | None
+    token_ce: Tensor | None
 
 
 class GroundedSystem(nn.Module):
@@ -74,39 +103,39 @@ class GroundedSystem(nn.Module):
         return next(self.parameters()).device
 
     # -- the differentiable path ---------------------------------------------------------------
-    def forward(self, sources: dict[str, Tensor] | None = None,
-                targets: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+    def forward(self, sources: GroundingInputs | None = None, targets: TargetInputs | None = None, *,
+                tau: float | None = None) -> SystemOutput:
         """One training step's differentiable part, in one call (so a DDP-wrapped system syncs
         every gradient once, the CLIP towers' included when they train).
 
-        `sources` — the grounded part, B images with M source captions each: `source_ids`,
-        `source_mask` [B*M, L] (image-major; `labels` when decoding is teacher-forced), the images
-        as `images` [B,3,H,W] or frozen features `image_features` [B,F], and optionally the English
-        captions as `english_ids` [B,K,L] or `english_features` [B,K,F] → `features` [B*M,F] and
-        hard `tokens` [B*M,S] of the student's translations read by CLIP, and `axes`, the n-dim
-        loss' axes in their one order: image, English 1..K, student 1..M (each [B,F]).
-        `targets` (`source_ids`, `source_mask`, `labels` [N,S-1], `weight` [N], `counted` [N]):
-        captions with a (human or pseudo) translation → `token_ce`, the teacher-forced token
-        cross-entropy, each row weighted, over the target tokens of the `counted` rows."""
-        out = {}
+        `sources` (`models.inputs`): the student translates the source captions, the splice turns
+        its output into CLIP input embeddings and the text tower encodes them; with the images' and
+        English captions' features (encoded here, or given by frozen towers) and the experts' they
+        are the `Axes` of the n-dim loss. `targets`: the teacher-forced token cross-entropy of the
+        captions that have a translation (of the tokens they teach: `scored`), each row weighted,
+        over the target tokens of the `counted` rows. `tau`: the splice's temperature from this step on."""
+        if tau is not None:
+            self.splice.tau = tau
+        axes = token_ce = None
         if sources is not None:
-            decoded = self.decode(sources["source_ids"], sources["source_mask"], sources.get("labels"))
+            decoded = self.splice_decode(sources.source_ids, sources.source_mask, sources.labels)
             student = self.encode_decoded(decoded)
-            image = sources["image_features"] if "image_features" in sources else self.encode_images(sources["images"])
-            english = sources.get("english_features")
-            if english is None and "english_ids" in sources:
-                english = self.encode_english(sources["english_ids"])
-            out.update(features=student, tokens=decoded.tokens,
-                       axes=[image, *(() if english is None else english.unbind(1)),
-                             *student.view(image.shape[0], -1, student.shape[-1]).unbind(1)])
+            image = sources.image_features if sources.image_features is not None else self.encode_images(sources.images)
+            english = sources.english_features
+            if english is None and sources.english_ids is not None:
+                english = self.encode_english(sources.english_ids)
+            experts = sources.expert_features
+            axes = Axes(image=image, english=() if english is None else tuple(english.unbind(1)),
+                        experts=() if experts is None else tuple(experts.unbind(1)),
+                        student=tuple(student.view(image.shape[0], -1, student.shape[-1]).unbind(1)))
         if targets is not None:
-            forced = decode(self.student, Splice("argmax"), self.tower, targets["source_ids"], targets["source_mask"],
-                            mode="teacher-forced", labels=targets["labels"], embedding=self.vocab.weight)
-            out["token_ce"] = forced.token_cross_entropy(row_weights=targets.get("weight"),
-                                                         counted=targets.get("counted"))
-        return out
+            forced = splice_decode(self.student, Splice("argmax"), self.tower, targets.source_ids, targets.source_mask,
+                                   mode="teacher-forced", labels=targets.labels, embedding=self.vocab.weight)
+            token_ce = forced.token_cross_entropy(targets.scored, row_weights=targets.weight,
+                                                  counted=targets.counted)
+        return SystemOutput(axes, token_ce)
 
-    def decode(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> Decoded:
+    def splice_decode(self, source_ids: Tensor, source_mask: Tensor, labels: Tensor | None = None) -> Decoded:
         """The student's translations as CLIP input embeddings, in the training-time decoding mode
         (`labels`: the targets of teacher-forced decoding) or, in eval mode, free-running with the
         deterministic splice."""
@@ -114,8 +143,8 @@ class GroundedSystem(nn.Module):
         mode = self.decoding if self.training else "free-running" if self.decoding == "teacher-forced" else self.decoding
         if mode == "teacher-forced" and labels is None:
             raise ValueError("teacher-forced decoding needs labels (the English captions of the sources)")
-        return decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode, labels=labels,
-                      embedding=self.vocab.weight, max_length=self.max_length)
+        return splice_decode(self.student, splice, self.tower, source_ids, source_mask, mode=mode, labels=labels,
+                             embedding=self.vocab.weight, max_length=self.max_length)
 
     def encode_decoded(self, decoded: Decoded) -> Tensor:
         return self.tower.encode_embeddings(decoded.embeddings, eot=self.eot_finder, **decoded.eot_evidence())
@@ -129,15 +158,15 @@ class GroundedSystem(nn.Module):
 
     # -- many inputs at once (no gradient) -------------------------------------------------------
     @torch.no_grad()
-    def decode_sources(self, sources: Sequence[str]) -> Decoded:
-        """`decode` of source sentences (one batch; in the current mode, without gradient)."""
+    def splice_decode_sources(self, sources: Sequence[str]) -> Decoded:
+        """`splice_decode` of source sentences (one batch; in the current mode, without gradient)."""
         enc = {k: v.to(self.device) for k, v in self.tokenize_source(sources).items()}
-        return self.decode(enc["source_ids"], enc["source_mask"])
+        return self.splice_decode(enc["source_ids"], enc["source_mask"])
 
     def student_features(self, sources: Sequence[str], batch_size: int = 64) -> Tensor:
         """`[N, F]` CLIP features of the student's translations of `sources` through the splice (the
         path training optimises; in eval mode the splice is deterministic)."""
-        return encode_in_batches(lambda part: self.encode_decoded(self.decode_sources(part)), sources,
+        return encode_in_batches(lambda part: self.encode_decoded(self.splice_decode_sources(part)), sources,
                                  batch_size=batch_size, width=self.feature_width)
 
     def image_features(self, images: Sequence[ImageLike], batch_size: int = 64, *,
@@ -170,8 +199,8 @@ class GroundedSystem(nn.Module):
     @torch.no_grad()
     def translate(self, sources: Sequence[str], *, num_beams: int = 1, batch_size: int = 32) -> list[str]:
         """Readable translations through `generate()` (greedy or beam search), specials stripped."""
-        return translate(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
-                         batch_size=batch_size)
+        return generate_texts(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
+                              batch_size=batch_size)
 
     @torch.no_grad()
     def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:
@@ -217,7 +246,7 @@ class GroundedSystem(nn.Module):
         if not (directory / SYSTEM_FILE).is_file():
             raise FileNotFoundError(f"{directory} holds no saved system ({SYSTEM_FILE}); pass a run directory "
                                     "written by `accelerate launch train.py --out RUN` (its model/ folder)")
-        spec = json.loads((directory / SYSTEM_FILE).read_text())
+        spec = read_json(directory / SYSTEM_FILE, SystemSpec)
         clip, _, clip_tokenizer = load_clip(spec["clip"], pretrained=directory / "clip" / CHECKPOINT_NAME)
         vocab = load_target_vocab(directory, clip_tokenizer).bind(DistributionTextTower(clip).token_embedding)
         student = import_student(directory / "student", vocab)

@@ -1,6 +1,6 @@
 """The image as a judge of translations: choose and filter candidate translations by CLIP.
 
-Two uses of one rule (DESIGN §11: the image as a *filter* helped where the image as a *gradient*
+Two uses of one rule (docs/design.md §11: the image as a *filter* helped where the image as a *gradient*
 hurt):
 - grounded self-training (train.py `--self-train-rounds`): the student's n-best translations of
   the training captions that have no human translation are re-scored with their image, and the

@@ -1,4 +1,4 @@
-"""The n-dimensional contrastive loss of DESIGN §4.3 (thesis chapter 5).
+"""The n-dimensional contrastive loss of docs/design.md §4.3 (thesis chapter 5).
 
 n feature tensors X_k [B, F] (image, English caption, student translation, …) and an n-way
 similarity s define a logit cube L[i_1, …, i_n] = exp(logit_scale)·s(X_1[i_1], …, X_n[i_n]).
@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.anchor import ANCHORS, anchor_loss, mean_cosine
 from models.cube import DEFAULT_CHUNK_BYTES, evaluate_grid, format_bytes, require_fits
 from models.distributed import all_reduce_sum, gather_with_grad, world
 from models.regions import DEFAULT_EXPONENT, Partition, partition_name, partitions, region_grid, region_table
@@ -84,9 +83,6 @@ class NDimContrastiveLoss(nn.Module):
         learn_region_weights: learn log-weights, softmax-normalised over regions with targets.
         mask_regions: partitions removed from every softmax (−inf) and from the targets.
         region_exponent: m of the region id Σ count^m (6; must be injective at this n).
-        anchor, anchor_weight, student_axis, english_axis, image_axis: optional anchor term
-            between the student and English axes (`models.anchor`); cosines are logged whenever
-            the axes are given.
         chunk_bytes: working memory per chunk of cube evaluation.
         max_cube_bytes: refuse dense schemes whose cube would need more (error names the figure).
         compute_stats: fill `out.stats` (one host sync per call).
@@ -112,11 +108,6 @@ class NDimContrastiveLoss(nn.Module):
         learn_region_weights: bool = False,
         mask_regions: Sequence[Partition | str] = (),
         region_exponent: int = DEFAULT_EXPONENT,
-        anchor: str | None = None,
-        anchor_weight: float = 1.0,
-        student_axis: int | None = None,
-        english_axis: int | None = None,
-        image_axis: int | None = None,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
         max_cube_bytes: int = DEFAULT_MAX_CUBE_BYTES,
         compute_stats: bool = True,
@@ -158,12 +149,6 @@ class NDimContrastiveLoss(nn.Module):
 
         self._init_regions(region_targets, region_weights, learn_region_weights, mask_regions, region_exponent)
 
-        if anchor is not None and anchor not in ANCHORS:
-            raise ValueError(f"unknown anchor {anchor!r}; choose one of {ANCHORS} or None")
-        if anchor is not None and (student_axis is None or english_axis is None):
-            raise ValueError("an anchor needs student_axis and english_axis")
-        self.anchor, self.anchor_weight = anchor, float(anchor_weight)
-        self.student_axis, self.english_axis, self.image_axis = student_axis, english_axis, image_axis
         self.chunk_bytes, self.max_cube_bytes = int(chunk_bytes), int(max_cube_bytes)
         self.compute_stats = compute_stats
         self._region_cache: dict[tuple, torch.Tensor] = {}
@@ -211,9 +196,9 @@ class NDimContrastiveLoss(nn.Module):
 
     # ------------------------------------------------------------------------------------------
     def forward(self, features: Sequence[torch.Tensor]) -> NDimLossOutput:
-        """The loss of one batch; always computed with autocast off (under bf16 autocast its
-        matmuls would run in bf16: with region labels the loss came out 9.06 instead of 1.77, and
-        the gram similarity has no bf16 determinant)."""
+        """The loss of one batch; always computed with autocast off: under bf16 autocast its
+        matmuls would run in bf16, too coarse for the loss (docs/scaling.md), and the gram
+        similarity has no bf16 determinant."""
         if not isinstance(features, torch.Tensor) and features:
             with torch.autocast(features[0].device.type, enabled=False):
                 return self._forward(features)
@@ -235,20 +220,12 @@ class NDimContrastiveLoss(nn.Module):
         else:
             loss = self._dense(X, rows, scale, stats)
         terms = {"contrastive": loss}
-        total = loss
-        if self.anchor is not None:
-            terms["anchor"] = anchor_loss(features[self.student_axis], features[self.english_axis], self.anchor)
-            total = total + self.anchor_weight * terms["anchor"]
-        if self.student_axis is not None:
-            for name, axis in (("english", self.english_axis), ("image", self.image_axis)):
-                if axis is not None:
-                    stats[f"cos/student_{name}"] = mean_cosine(features[self.student_axis], features[axis])
         out_stats: dict[str, float] = {}
         if self.compute_stats:
             keys = list(stats)
             values = torch.stack([stats[k].float().reshape(()) for k in keys]).tolist()
             out_stats = dict(zip(keys, values))
-        return NDimLossOutput(total, terms, out_stats)
+        return NDimLossOutput(loss, terms, out_stats)
 
     def _stack(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
         if isinstance(features, torch.Tensor) or len(features) < 2:
@@ -260,10 +237,6 @@ class NDimContrastiveLoss(nn.Module):
             raise ValueError(f"features must be floating point, got {[f.dtype for f in features]}")
         if self.n_axes is not None and len(features) != self.n_axes:
             raise ValueError(f"this loss was built for n_axes={self.n_axes}, got {len(features)} axes")
-        for name in ("student_axis", "english_axis", "image_axis"):
-            axis = getattr(self, name)
-            if axis is not None and not 0 <= axis < len(features):
-                raise ValueError(f"{name}={axis} is out of range for {len(features)} axes")
         dtype = functools.reduce(torch.promote_types, [f.dtype for f in features], torch.float32)  # bf16 -> fp32
         return torch.stack([f.to(dtype) for f in features])
 
@@ -339,7 +312,7 @@ class NDimContrastiveLoss(nn.Module):
         pieces = []
         for restricted, axes in slabs:
             index_sets = [rows if axis == restricted else full for axis in range(n)]
-            self._check_budget(tuple(len(s) for s in index_sets), X)
+            self.check_budget(tuple(len(s) for s in index_sets), X.element_size())
             s = evaluate_grid(self.similarity, X, index_sets, self.chunk_bytes)
             region = self._region_index(table, index_sets, restricted)
             if self.labels == "sigmoid":
@@ -456,17 +429,18 @@ class NDimContrastiveLoss(nn.Module):
             self._region_cache[key] = region_grid(table, index_sets)
         return self._region_cache[key]
 
-    def _check_budget(self, shape, X) -> None:
+    def check_budget(self, shape: tuple[int, ...], element_size: int = 4) -> None:
+        """`CubeMemoryError` when a dense scheme's cube of `shape` would need more than `max_cube_bytes`."""
         tuples = math.prod(shape)
         n = len(shape)
         # cube-sized tensors alive at once; measured peak / (4·B^n) at n=6: 8-13 (stats on),
         # 2n more for regions with learnable weights and masks (docs/ndim_loss.md)
         cubes = 16 + (2 * n if self.labels == "regions" else 0)
-        nbytes = tuples * cubes * X.element_size()
+        nbytes = tuples * cubes * element_size
         require_fits(
             nbytes, self.max_cube_bytes,
             f"labels={self.labels!r} on a {'×'.join(map(str, shape))} cube ({tuples:.3g} tuples, "
-            f"{format_bytes(tuples * X.element_size())} per cube-sized tensor, ~{cubes} alive)",
+            f"{format_bytes(tuples * element_size)} per cube-sized tensor, ~{cubes} alive)",
             "use labels='diagonal' (n·B² fibre values), a smaller batch or n, or raise max_cube_bytes")
 
     @torch.no_grad()

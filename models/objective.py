@@ -1,46 +1,63 @@
-"""The grounded objective of stage 1: the n-dim contrastive loss over the axes, plus two optional
-terms on the student's CLIP features — a bank of learnable anchors on the hypersphere
-(`models.anchor_bank`, seed 000's alignment bank) and the thesis' LSA loss on the student ↔ image
-logits (`models.assignment.lsa_loss`, §6.7). One module, so that accelerate prepares (and a DDP run
-syncs) every parameter of the objective together, and checkpoints hold it whole."""
+"""The grounding terms of stage 1, on the n-dim loss' axes: the n-dim contrastive loss itself, and
+three optional terms on the student's CLIP features — the English anchor (`models.english_anchor`: the
+student pulled towards its image's English caption), a bank of learnable anchors on the
+hypersphere (`models.anchor_bank`) and the thesis' LSA loss on the student ↔ image logits
+(`models.assignment.lsa_loss`). One module, so that accelerate prepares (and a DDP run syncs) every
+parameter of the objective together, and checkpoints hold it whole. It returns the terms
+unweighted: how they add up is the training task's (`training.task`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.english_anchor import anchor_loss, mean_cosine
 from models.anchor_bank import AnchorBank
 from models.assignment.lsa_loss import lsa_loss
-from models.ndim_loss import NDimContrastiveLoss, NDimLossOutput
+from models.axes import Axes
+from models.ndim_loss import NDimContrastiveLoss
 
 
-class GroundedObjective(nn.Module):
-    """`ndim(axes)` + `bank_weight` × anchor-bank term + `lsa_weight` × LSA loss.
+@dataclass
+class ObjectiveTerms:
+    """`terms`: each term of the batch (scalar tensors; `contrastive` always, the optional ones
+    when configured); `stats`: floats for the log (logit scale, logits, region shares, cosines)."""
 
-    `student_axis`, `image_axis`: indices in the axes; `bank`: an AnchorBank or None; the LSA
-    logits are the n-dim loss' own logit scale × cosine between student and image rows."""
+    terms: dict[str, Tensor]
+    stats: dict[str, float]
 
-    def __init__(self, ndim: NDimContrastiveLoss, *, student_axis: int, image_axis: int = 0,
-                 bank: AnchorBank | None = None, bank_weight: float = 0.0, lsa_weight: float = 0.0) -> None:
+
+class ContrastiveObjective(nn.Module):
+    """`ndim` over every axis; `english_anchor` ('cosine', 'mse' or None) between the first student
+    and the first English axis; `bank` (an AnchorBank or None) on the first student axis; `lsa`:
+    whether to compute the LSA loss on the logits of the first student axis against the image, at
+    the n-dim loss' own logit scale."""
+
+    def __init__(self, ndim: NDimContrastiveLoss, *, english_anchor: str | None = None,
+                 bank: AnchorBank | None = None, lsa: bool = False) -> None:
         super().__init__()
-        self.ndim, self.bank = ndim, bank
-        self.student_axis, self.image_axis = student_axis, image_axis
-        self.bank_weight, self.lsa_weight = float(bank_weight), float(lsa_weight)
+        self.ndim, self.english_anchor, self.bank, self.lsa = ndim, english_anchor, bank, lsa
 
-    def forward(self, axes: Sequence[Tensor]) -> NDimLossOutput:
-        out = self.ndim(axes)
-        student, image = axes[self.student_axis].float(), axes[self.image_axis].float()
+    def forward(self, axes: Axes) -> ObjectiveTerms:
+        out = self.ndim(axes.ordered())
+        terms, stats = {"contrastive": out.loss}, dict(out.stats)
+        student, image = axes.student[0], axes.image
+        with torch.autocast(image.device.type, enabled=False):  # as the n-dim loss: in fp32
+            if self.english_anchor is not None:
+                terms["english_anchor"] = anchor_loss(student, axes.english[0], self.english_anchor)
+            stats["cos/student_image"] = float(mean_cosine(student, image))
+            if axes.english:
+                stats["cos/student_english"] = float(mean_cosine(student, axes.english[0]))
         if self.bank is not None:
-            out.terms["anchor_bank"] = self.bank(student)
-            out.loss = out.loss + self.bank_weight * out.terms["anchor_bank"]
-        if self.lsa_weight:
+            terms["anchor_bank"] = self.bank(student.float())
+        if self.lsa:
             scale = self.ndim.logit_scale.clamp(max=self.ndim.logit_scale_max).exp()
-            logits = scale * F.normalize(student, dim=-1, eps=1e-6) @ F.normalize(image, dim=-1, eps=1e-6).T
-            out.terms["lsa"] = lsa_loss(logits)
-            out.loss = out.loss + self.lsa_weight * out.terms["lsa"]
-        return out
+            logits = scale * F.normalize(student.float(), dim=-1, eps=1e-6) @ F.normalize(image.float(), dim=-1,
+                                                                                         eps=1e-6).T
+            terms["lsa"] = lsa_loss(logits)
+        return ObjectiveTerms(terms, stats)
 
     @torch.no_grad()
     def anchors(self) -> Tensor | None:

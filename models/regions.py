@@ -1,4 +1,4 @@
-"""Regions of the n-dimensional logit cube (DESIGN §4.3, thesis §5.4).
+"""Regions of the n-dimensional logit cube (docs/design.md §4.3, thesis §5.4).
 
 A tuple (i_1, …, i_n) of batch indices belongs to the region given by its *coincidence
 pattern*: how many positions share each index value. (3, 7, 3) has counts {3: 2, 7: 1}, i.e.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, cache
 
 import torch
 
@@ -30,7 +30,7 @@ DEFAULT_EXPONENT = 6
 Partition = tuple[int, ...]
 
 
-@lru_cache(maxsize=None)
+@cache
 def partitions(n: int) -> tuple[Partition, ...]:
     """All integer partitions of n, parts descending, from (n,) down to (1, …, 1)."""
     if n < 0:

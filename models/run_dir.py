@@ -1,14 +1,20 @@
 """A run directory: where a training run keeps its config, metrics, checkpoints and model.
 
 ```
-RUN/config.json        resolved configuration
+RUN/config.json        resolved configuration (its presence makes the folder a run)
 RUN/metrics.jsonl      one JSON object per logged step
 RUN/checkpoints/step_00000400/   complete accelerate states (written to .tmp-*, then renamed)
 RUN/model/             the exported system that `translate` and `eval` load
 RUN/targets/round_NN.jsonl   pseudo-parallel targets of grounded self-training round NN
 RUN/eval/              scores and per-sentence outputs
 RUN/report.html
+RUN/complete.json      written last: the run is finished at its step (a resume leaves it as it is)
+RUN/.groundmt.lock     held by the run's main process while it runs (data_prep.locks)
 ```
+What the readers of a run expect in its `config.json` (`RunConfig`: the keys `translate` and
+`eval` read), in a checkpoint's manifest (`Manifest`, with the run's language and vocabularies)
+and in `complete.json` (`Completion`) is declared here and checked with `models.typed_json` (one
+line naming the file and the field when it does not hold).
 """
 from __future__ import annotations
 
@@ -18,10 +24,50 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired
+
+from pydantic import NonNegativeInt
+from typing_extensions import TypedDict
+
+from models.typed_json import problem, read_json
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 MANIFEST = "train_state.json"
+# Files only train.py writes at the top of a run folder: a folder holding any of them is (part of) a run.
+RUN_FILES = ("config.json", "metrics.jsonl", "train.log", "checkpoints", "complete.json")
+
+
+class RunConfig(TypedDict, total=False):
+    """The keys of `config.json` that `translate` and `eval` read (train.py writes many more)."""
+
+    run_id: str
+    lang: str
+    data_path: str | None
+    eval_split: str
+    freeze: str
+    clip_weights: str | None
+    clip_pretrained: str | None
+
+
+class ManifestFile(TypedDict):
+    bytes: NonNegativeInt
+    sha256: str
+
+
+class Manifest(TypedDict):
+    """A checkpoint's `train_state.json`: its step, every file's size and SHA-256, and what the
+    weights belong to (`run`: the language and digests of the source and target vocabularies;
+    absent in checkpoints written before it was recorded)."""
+
+    step: NonNegativeInt
+    files: dict[str, ManifestFile]
+    run: NotRequired[dict[str, str]]
+
+
+class Completion(TypedDict):
+    """`complete.json`: the step at which the run finished (export, evaluation, report done)."""
+
+    steps: NonNegativeInt
 
 
 def _sha256(path: Path) -> str:
@@ -48,7 +94,12 @@ def checkpoint_problem(path: Path) -> str | None:
         manifest = json.loads((path / MANIFEST).read_text())
     except (OSError, ValueError):
         return f"{path / MANIFEST} is missing or unreadable"
-    for name, meta in manifest.get("files", {}).items():
+    why = problem(manifest, Manifest)
+    if why is not None:
+        return f"{path / MANIFEST}: {why}"
+    for name, meta in manifest["files"].items():
+        if os.path.isabs(name) or ".." in Path(name).parts:
+            return f"{path / MANIFEST} names a file outside the checkpoint: {name}"
         file = path / name
         if not file.is_file():
             return f"{file} is missing"
@@ -56,7 +107,7 @@ def checkpoint_problem(path: Path) -> str | None:
             return f"{file} has {file.stat().st_size} bytes, {meta['bytes']} were written"
         if _sha256(file) != meta["sha256"]:
             return f"{file} does not hold what was written (SHA-256 differs)"
-    return None if manifest.get("files") else f"{path / MANIFEST} lists no files"
+    return None if manifest["files"] else f"{path / MANIFEST} lists no files"
 
 
 class RunDir:
@@ -71,6 +122,7 @@ class RunDir:
         self.eval = self.root / "eval"
         self.report = self.root / "report.html"
         self.targets_dir = self.root / "targets"
+        self.complete = self.root / "complete.json"
 
     def targets(self, round_index: int) -> Path:
         """Pseudo-parallel targets of a grounded self-training round (JSONL, `data_prep.targets`)."""
@@ -82,13 +134,26 @@ class RunDir:
 
     # -- config -------------------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:
-        self.config.write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+        write_durably(self.config, json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
 
     def read_config(self) -> dict[str, Any]:
+        """config.json, checked against `RunConfig` (a `ReadBackError` naming the field when it does not hold)."""
         if not self.config.is_file():
             raise FileNotFoundError(f"{self.root} is not a run directory (no config.json); train one with "
                                     "`accelerate launch train.py --out RUN`")
-        return json.loads(self.config.read_text())
+        return read_json(self.config, RunConfig)
+
+    def run_files(self) -> list[str]:
+        """The files of `RUN_FILES` that the folder holds (none: not a run, nor the remains of one)."""
+        return [name for name in RUN_FILES if (self.root / name).exists()]
+
+    # -- completion ---------------------------------------------------------------------
+    def mark_complete(self, steps: int) -> None:
+        write_durably(self.complete, json.dumps({"steps": steps}) + "\n")
+
+    def completed_steps(self) -> int | None:
+        """The step the run finished at (None while it is not finished)."""
+        return read_json(self.complete, Completion)["steps"] if self.complete.is_file() else None
 
     # -- checkpoints --------------------------------------------------------------------
     def checkpoint_dir(self, step: int) -> Path:
@@ -114,16 +179,18 @@ class RunDir:
                 return step, path
         return None
 
-    def commit_checkpoint(self, step: int, keep: int = 2) -> Path:
+    def commit_checkpoint(self, step: int, keep: int = 2, identity: dict[str, str] | None = None) -> Path:
         """Write the staged checkpoint's manifest (file sizes and hashes, flushed to disk with the
-        files), rename it into place and prune older complete ones, keeping `keep`."""
+        files, and `identity`: what its weights belong to), rename it into place and prune older
+        complete ones, keeping `keep`."""
         staging, final = self.staging_dir(step), self.checkpoint_dir(step)
         files = {}
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             with path.open("rb") as f:
                 os.fsync(f.fileno())
             files[str(path.relative_to(staging))] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        write_durably(staging / MANIFEST, json.dumps({"step": step, "files": files}, indent=1) + "\n")
+        manifest = {"step": step, "files": files, **({"run": identity} if identity else {})}
+        write_durably(staging / MANIFEST, json.dumps(manifest, indent=1) + "\n")
         if final.exists():
             shutil.rmtree(final)
         staging.rename(final)
@@ -133,6 +200,11 @@ class RunDir:
         for stale in self.checkpoints.glob(".tmp-step_*"):
             shutil.rmtree(stale, ignore_errors=True)
         return final
+
+    @staticmethod
+    def checkpoint_identity(path: Path) -> dict[str, str] | None:
+        """What a complete checkpoint's weights belong to, as its manifest records it (None: not recorded)."""
+        return json.loads((path / MANIFEST).read_text()).get("run")
 
     # -- metrics ------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -152,7 +224,8 @@ class RunDir:
             except json.JSONDecodeError:  # a line cut by SIGKILL
                 dropped += 1
                 continue
-            if rec.get("step", -1) > after_step:
+            step = rec.get("step") if isinstance(rec, dict) else None
+            if not isinstance(step, int) or step > after_step:  # after it, or not a record of ours
                 dropped += 1
             else:
                 kept.append(line)

@@ -1,6 +1,6 @@
 """n-way similarities s(v_1, …, v_n): the thesis registry v0..v16 plus `gram` and `pairwise`.
 
-Thesis chapter 5 numbering is kept for reproduction (DESIGN §4.3). Several numbers are the same
+Thesis chapter 5 numbering is kept for reproduction (docs/design.md §4.3). Several numbers are the same
 function written differently; they are registered as aliases (`ALIASES`) with the identity in
 the docstring, so nobody sweeps duplicates. Notation for one tuple: S = Σ_k v_k,
 Q = Σ_k ‖v_k‖², N = ‖S‖², P = Σ_{k<l} v_k·v_l (so N = Q + 2P), v̄ = S/n; per feature f,
@@ -278,7 +278,7 @@ def _gram(G: torch.Tensor) -> torch.Tensor:
     """gram — negated volume −sqrt(det G), G_kl = v_k·v_l (the parallelotope spanned by the tuple).
 
     Maximal (0) for any linearly dependent tuple: identical vectors, but also antipodes, zeros,
-    and any n > F tuple — the degenerate optima DESIGN §4.3 warns about. Computed as
+    and any n > F tuple — the degenerate optima docs/design.md §4.3 warns about. Computed as
     t^(n/2)·sqrt(det(G/t)), t = mean ‖v_k‖², so the LU never sees denormal entries.
     """
     scale = torch.diagonal(G, dim1=-2, dim2=-1).mean(-1).clamp_min(EPS)  # LU on O(1) entries:
@@ -392,9 +392,25 @@ NAMES: tuple[str, ...] = tuple(sorted(
 FAILING: tuple[str, ...] = ("v3", "v15", "v16")
 
 
+# Descriptive names of the thesis-numbered entries (what the training options and docs use; the
+# numbers stay accepted).
+DESCRIPTIVE: dict[str, str] = {
+    "product": "v0", "feature-spread": "v1", "feature-spread-l2": "v2", "ones-mean-cosine": "v3",
+    "one-minus-sst": "v4", "one-minus-root-sst": "v5", "sum-norm": "v7", "mean-norm": "v9",
+    "leave-one-out": "v11", "mean-projection": "v14", "deviation-ratio": "v15", "mean-minus-hypotenuse": "v16",
+}
+CHOICES: tuple[str, ...] = (*DESCRIPTIVE, "gram", "pairwise", *(n for n in NAMES if n.startswith("v")))
+
+
 def get_similarity(name: str) -> Similarity:
-    """Registry lookup by thesis number or name; aliases resolve to the function they equal."""
-    key = ALIASES.get(name, name)
+    """Registry lookup by descriptive name, thesis number or alias; aliases resolve to the function they equal."""
+    key = ALIASES.get(name, DESCRIPTIVE.get(name, name))
     if key not in SIMILARITIES:
-        raise ValueError(f"unknown similarity {name!r}; choose one of {', '.join(NAMES)}")
+        raise ValueError(f"unknown similarity {name!r}; choose one of {', '.join(CHOICES)}")
     return SIMILARITIES[key]
+
+
+def descriptive_name(name: str) -> str:
+    """The descriptive name of a similarity given by any of its names ('v13' → 'one-minus-sst')."""
+    key = get_similarity(name).name
+    return next((d for d, number in DESCRIPTIVE.items() if number == key), key)

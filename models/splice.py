@@ -1,4 +1,4 @@
-"""Splices: how the student's decoder output reaches the CLIP text tower (DESIGN §4.2).
+"""Splices: how the student's decoder output reaches the CLIP text tower (docs/design.md §4.2).
 
 | kind     | tensor into CLIP                                   | gradient          |
 |----------|----------------------------------------------------|-------------------|
@@ -172,7 +172,7 @@ class Splice(nn.Module):
     `forward` rather than owned, so the student, the bridge and CLIP keep their parameters; only the
     `linear` splice has weights of its own (`self.linear`). In free-running decoding the chosen
     tokens are fed back to the decoder: token splices feed back their own distribution, `linear`
-    feeds back `feedback_kind` tokens (straight-through Gumbel by default, DESIGN §4.2)."""
+    feeds back `feedback_kind` tokens (straight-through Gumbel by default, docs/design.md §4.2)."""
 
     def __init__(self, kind: str, *, tau: float = 1.0, feedback_kind: str = "gumbel", chunk_size: int | None = None,
                  in_features: int | None = None, out_features: int | None = None):

@@ -1,4 +1,4 @@
-"""The MarianMT student in its two flavours, and the vocabulary bridge into CLIP space (DESIGN §4.2).
+"""The MarianMT student in its two flavours, and the vocabulary bridge into CLIP space (docs/design.md §4.2).
 
 (a) From scratch: source vocabulary = a SentencePiece model of the source captions; decoder
     vocabulary = CLIP's BPE (49408), so every output token *is* a CLIP token. Decoding starts
@@ -97,7 +97,7 @@ def enable_activation_checkpointing(student: MarianMTModel, decoding: str) -> st
 
 def quiet_marian_tokenizer(*args: str, **kwargs) -> MarianTokenizer:
     """A `MarianTokenizer` (from its files, or `from_pretrained(**kwargs)` without args) without its
-    sacremoses advice: raw captions stay unaltered (DESIGN §3), so Moses punctuation normalisation is
+    sacremoses advice: raw captions stay unaltered (docs/design.md §3), so Moses punctuation normalisation is
     deliberately not installed."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")

@@ -1,4 +1,4 @@
-"""The student's target vocabulary: one protocol, three implementations (DESIGN §4.2).
+"""The student's target vocabulary: one protocol, three implementations (docs/design.md §4.2).
 
 A `TargetVocab` owns everything that depends on what the student's decoder ids mean:
 - `weight` `[V, W]`: the CLIP input embedding of each target id (the matrix E the splice multiplies);

@@ -1,4 +1,4 @@
-"""The CLIP text tower as a function of token distributions or input embeddings (DESIGN §4.1).
+"""The CLIP text tower as a function of token distributions or input embeddings (docs/design.md §4.1).
 
 open_clip's `encode_text(ids)` is `token_embedding(ids)` + positional embedding → causal
 transformer → `ln_final` → pool at EOT → `text_projection`. An embedding lookup passes no gradient

@@ -13,7 +13,7 @@ import open_clip
 CONFIG_DIR = Path(__file__).with_name("tiny_configs")
 TINY_CLIP_MODELS = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 
-# Sizes for a from-scratch student (DESIGN §4.2: the thesis used d_model 512, ffn 2048, 16 heads,
+# Sizes for a from-scratch student (docs/design.md §4.2: the thesis used d_model 512, ffn 2048, 16 heads,
 # 3–6 layers, swish). "thesis" reproduces that; the others are small enough for CPU.
 MARIAN_PRESETS: dict[str, dict] = {
     "micro": dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,

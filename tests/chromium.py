@@ -1,6 +1,6 @@
 """`screenshot(page, png, width, height)`: a headless-Chromium screenshot of a local HTML file as a
 grey-level pixel array; skips the calling test with a message when Chromium is not installed
-(.ci/run installs it with apt when it runs as root)."""
+(.ci/run installs it, or fails; under CI=true the skip itself is a failure, tests/conftest.py)."""
 from __future__ import annotations
 
 import shutil

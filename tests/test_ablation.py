@@ -1,17 +1,19 @@
 """`python -m eval ablation`: the grid runs end to end on tiny settings, resumes without training
 again, aggregates means with t-intervals over seeds and paired differences to `ce` (a stratified
-bootstrap that reduces to sacreBLEU's paired bootstrap for one stratum), and renders its page."""
+bootstrap that reduces to sacreBLEU's paired bootstrap for one stratum), with unseen/seen concept
+accuracy where the captions carry concept ids, and renders its page."""
 from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
 from eval.__main__ import main as eval_main
-from eval.ablation import mean_ci
+from eval.ablation import CONCEPT_METRICS, METRICS, mean_ci
 from eval.stats import Statistic, paired_bootstrap, stratified_paired_bootstrap
 
 
@@ -49,25 +51,55 @@ TINY = ("--clip groundmt-micro --student-preset micro --synthetic-images 60 --te
         "--self-train-start 0.5 --self-train-nbest 2 --self-train-group 4")
 
 
+def concept_accuracy_of(out, name: str, kind: str, split: str) -> float | None:
+    """The recount: the share of `kind` mentions (by the split of run `split`) that run `name` got right."""
+    def sentences(run):
+        return [s["concepts"] for s in json.loads((out / "runs" / run / "eval" / "scores.json").read_text())["sentences"]]
+
+    correct = mentions = 0
+    for ours, theirs in zip(sentences(name), sentences(split)):
+        correct += len(set(ours["correct"]) & set(theirs[kind]))
+        mentions += len(theirs[kind])
+    return correct / mentions if mentions else None
+
+
 @pytest.mark.slow
-def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
+def test_the_grid_runs_resumes_and_renders(tmp_path, cache, concept_world):
+    """On the tiny long-tail world (captions with concept ids): every cell carries unseen- and
+    seen-concept accuracy beside chrF; then the same grid with the concept ids removed from its score
+    files (a dataset without them) has no concept column and no error."""
     out = tmp_path / "ablation"
-    argv = ["ablation", "--out", str(out), "--fractions", "0,0.3", "--systems", "ce,ground", "--seeds", "2",
-            "--steps", "4", "--jobs", "2", "--train-args", f"{TINY} --cache-dir {cache}"]
+    argv = ["ablation", "--out", str(out), "--data-dir", str(concept_world), "--fractions", "0,0.1", "--systems",
+            "ce,contrastive", "--seeds", "2", "--steps", "4", "--jobs", "2", "--train-args", f"{TINY} --cache-dir {cache}"]
     assert eval_main(argv) == 0
     result = json.loads((out / "ablation.json").read_text())
     assert not result["failed"] and not result["missing"]
     cells = {(r["system"], r["fraction"]): r for r in result["table"]}
-    assert set(cells) == {(s, p) for s in ("ce", "ground") for p in (0.0, 0.3)}
-    ground_0, ground_3 = cells[("ground", 0.0)], cells[("ground", 0.3)]
-    assert ground_0["metrics"] == ground_3["metrics"]  # trained once per seed: it reads no translation
+    assert set(cells) == {(s, p) for s in ("ce", "contrastive") for p in (0.0, 0.1)}
+    ground_0, ground_1 = cells[("contrastive", 0.0)], cells[("contrastive", 0.1)]
+    for metric in METRICS:  # trained once per seed: it reads no translation
+        assert ground_0["metrics"][metric] == ground_1["metrics"][metric]
+    concept_columns = 0
     for row in result["table"]:
-        assert row["seeds"] == [0, 1] and set(row["metrics"]) == {"chrF", "BLEU", "BERTScore F", "LiSAScore F", "R@1"}
+        assert row["seeds"] == [0, 1] and set(METRICS) <= set(row["metrics"])
         assert row["metrics"]["chrF"]["low"] <= row["metrics"]["chrF"]["mean"] <= row["metrics"]["chrF"]["high"]
         assert ("vs_ce" in row) == (row["system"] != "ce")
+        p = f"{row['fraction']:g}"
+        for name, kind in CONCEPT_METRICS.items():
+            # counted with the split of ce at this P and seed, also for contrastive (which saw no translation)
+            want = [a for seed in (0, 1) if (a := concept_accuracy_of(
+                out, f"{row['system']}-p{'any' if row['system'] == 'contrastive' else p}-s{seed}", kind,
+                f"ce-p{p}-s{seed}")) is not None]
+            assert (name in row["metrics"]) == bool(want), (row["system"], p, name)
+            if want:
+                concept_columns += 1
+                assert row["metrics"][name]["mean"] == pytest.approx(np.mean(want)) and row["metrics"][name]["n"] == len(want)
+                assert (name in row.get("vs_ce", {})) == (row["system"] != "ce")
+    assert "seen concepts" not in cells[("ce", 0.0)]["metrics"]  # nothing translated at P = 0: every concept unseen
+    assert "unseen concepts" in cells[("ce", 0.0)]["metrics"] and concept_columns >= 5
     ce_0 = json.loads((out / "runs" / "ce-p0-s0" / "config.json").read_text())
     assert ce_0["steps"] == 0  # at P = 0 nothing trains ce: its cell is the untrained student
-    for name in ("ce-p0.3-s1", "ground-pany-s0"):
+    for name in ("ce-p0.1-s1", "contrastive-pany-s0"):
         config = json.loads((out / "runs" / name / "config.json").read_text())
         assert config["steps"] == 4 and config["seed"] == int(name[-1])
 
@@ -77,9 +109,23 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, capsys):
 
     page = tmp_path / "page" / "ablation.html"
     assert eval_main(["report", str(out), "--out", str(page)]) == 0
-    html = page.read_text()
-    assert "Ablation over the parallel fraction" in html and html.count("<img") == 5
-    assert "| 0.3 | ground |" in page.with_suffix(".md").read_text()
+    html, md = page.read_text(), page.with_suffix(".md").read_text()
+    assert "Ablation over the parallel fraction" in html and html.count("<img") == 7  # 5 metrics, unseen, seen
+    assert "<th>unseen concepts</th>" in html and "| unseen concepts | Δ unseen concepts |" in md
+    assert "| 0.1 | contrastive |" in md
+
+    plain = tmp_path / "plain"  # the same grid as if its dataset had no concept ids
+    shutil.copytree(out, plain)
+    for path in (plain / "runs").glob("*/eval/scores.json"):
+        scores = json.loads(path.read_text())
+        scores.pop("concepts")
+        for sentence in scores["sentences"]:
+            sentence.pop("concepts")
+        path.write_text(json.dumps(scores))
+    assert eval_main([argv[0], "--out", str(plain), *argv[3:]]) == 0  # nothing to train: it aggregates
+    assert all(set(row["metrics"]) == set(METRICS) for row in json.loads((plain / "ablation.json").read_text())["table"])
+    assert eval_main(["report", str(plain), "--out", str(tmp_path / "plain.html")]) == 0
+    assert (tmp_path / "plain.html").read_text().count("<img") == 5 and "concepts" not in (tmp_path / "plain.md").read_text()
 
 
 @pytest.mark.benchmark

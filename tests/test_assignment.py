@@ -1,4 +1,5 @@
 """Assignment toolkit against its oracles: SciPy's `linear_sum_assignment` and brute force."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -10,7 +11,7 @@ from scipy.optimize import linear_sum_assignment
 
 from models.assignment import METHODS, assignment_metrics, dual_certificate, sinkhorn_plan, solve
 from models.assignment.precision_study import PRECISIONS, precision_study, quantize, sample_scores
-from models.assignment.problem import prepare
+from models.assignment.problem import Assignment, prepare
 
 APPROXIMATE = ["greedy_regret", "stepped_argmax", "sinkhorn", "auction"]
 FAST = settings(max_examples=60, deadline=None)
@@ -268,14 +269,19 @@ def test_bad_input_is_rejected_clearly(kwargs, error, match):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_methods_run_on_cuda():
+    """Every method on CUDA scores: its own result (not a CPU rerun) is valid, and the exact ones
+    reach the optimum that SciPy finds."""
     scores = torch.rand(16, 9, 11, device="cuda")
-    exact = solve(scores.cpu())
+    oracle = scores.cpu().double()
+    optimum = torch.from_numpy(np.array([linear_sum_assignment(block, maximize=True) for block in oracle.numpy()]))
+    best = oracle[torch.arange(16)[:, None], optimum[:, 0], optimum[:, 1]].sum(1)
     for method in METHODS:
         result = solve(scores, method=method)
-        assert result.row_to_col.device.type == "cuda"
-        assert_valid(solve(scores.cpu(), method=method), scores.cpu().double(), None, None, None, full=True)
+        assert all(t.device.type == "cuda" for t in (result.row_to_col, result.mask, result.objective)), method
+        on_cpu = Assignment(*(None if t is None else t.cpu() for t in dataclasses.astuple(result)))
+        assert_valid(on_cpu, oracle, None, None, None, full=True)
         if method in ("exact", "hybrid"):
-            torch.testing.assert_close(result.objective.cpu(), exact.objective)
+            torch.testing.assert_close(on_cpu.objective.double(), best, rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------------- soft plan

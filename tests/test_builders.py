@@ -442,6 +442,33 @@ def test_imagefolder_paths_outside_the_folder_are_counted_skips_never_opened(tmp
     assert not any("secret" in p or "passwd" in p for p in opened), opened
 
 
+
+def test_imagefolder_rows_of_the_wrong_type_or_broken_quotes_are_counted_drops(tmp_path):
+    """A caption given as a number or an object, a lone surrogate, and a CSV quote never closed drop
+    their own row with a counted reason; every other row, the ones after the broken quote included,
+    is built."""
+    root = tmp_path / "folder"
+    (root / "train").mkdir(parents=True)
+    (root / "test").mkdir()
+    for name in ("a", "b", "c", "d"):
+        Image.new("RGB", (8, 8), "red").save(root / "train" / f"{name}.png")
+        Image.new("RGB", (8, 8), "blue").save(root / "test" / f"{name}.png")
+    rows = [{"file_name": "a.png", "source": "una casa", "english": "a house"},
+            {"file_name": "b.png", "source": 5, "english": "five"},
+            {"file_name": "c.png", "source": ["un gato", {"es": "x"}], "english": "a cat"},
+            {"file_name": "d.png", "source": "un \ud800 perro", "english": "a dog"}]
+    (root / "train" / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "test" / "metadata.csv").write_text('file_name,source,english\na.png,"una casa,a house\n'
+                                                'b.png,un perro,a dog\nc.png,un gato,a cat\n')
+    dsd = build_imagefolder(tmp_path / "out", root, "es", show_progress=False)
+    assert dsd["train"]["image_id"] == ["a"] and dsd["test"]["image_id"] == ["b", "c"]
+    report = json.loads((tmp_path / "out" / "build_report.json").read_text())
+    assert report["dropped"]["input"] == {
+        'field "source": expected a string or a JSON array, found a JSON number': 1,
+        'field "source[1]": expected a string, found a JSON object': 1,
+        "text that is not valid Unicode (a lone surrogate)": 1, "unterminated quote": 1}
+
+
 # --- wrong layouts, help, helpers --------------------------------------------------------------------------
 EMPTY_DIR_CALLS = {
     "coco-cn": (lambda d, o: build_coco_cn(o, d), ["coco-cn_train.txt", "coco-cn_val.txt", "coco-cn_test.txt",

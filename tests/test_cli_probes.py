@@ -32,14 +32,15 @@ from torch_threads import one_thread  # noqa: F401
 
 import data_prep.__main__ as data_prep_cli
 import eval.__main__ as eval_cli
-import train
+import training
 import translate.__main__ as translate_cli
 from data_prep.builders.files import OUTSIDE
 from data_prep.errors import InputError, run_command
+from data_prep.locks import LOCK_FILE
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
-MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main, "train": train.main}
+MAINS = {"translate": translate_cli.main, "eval": eval_cli.main, "data_prep": data_prep_cli.main, "train": training.main}
 COMMANDS = {"train": "accelerate launch train.py"}  # how the table shows a tool's command line
 TABLE_BEGIN, TABLE_END = "<!-- cli-probes:begin -->", "<!-- cli-probes:end -->"
 RESULTS: list[dict] = []
@@ -270,7 +271,175 @@ def copy_run(env: Env) -> None:
 
 def run_untouched(env: Env) -> None:
     after = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
-    assert after == env.before  # not a byte written: config.json, run_id, metrics, checkpoints as they were
+    # not a byte written: config.json, run_id, metrics, checkpoints as they were (the lock names its last owner)
+    assert {p: b for p, b in after.items() if p.name != LOCK_FILE} == \
+        {p: b for p, b in env.before.items() if p.name != LOCK_FILE}
+
+
+def damaged_copy(change: Callable[[dict], None] | None = None, text: Callable[[str], str] | None = None):
+    """The session run copied, its config.json changed by `change` (a dict edit) or `text`."""
+    def setup(env: Env) -> None:
+        config = env.run / "config.json"
+        shutil.copytree(env.run, env.tmp / "copy")
+        target = env.tmp / "copy" / "config.json"
+        if text is not None:
+            target.write_text(text(config.read_text()))
+        elif change is not None:
+            values = json.loads(config.read_text())
+            change(values)
+            target.write_text(json.dumps(values))
+        else:
+            target.unlink()
+        env.before = {p: p.read_bytes() for p in (env.tmp / "copy").rglob("*") if p.is_file()}
+    return setup
+
+
+def resume_copy(env: Env, *extra: str) -> list[str]:
+    return ["--out", str(env.tmp / "copy"), "--resume", *extra]
+
+
+def train_new(env: Env, *extra: str) -> list[str]:
+    return ["--out", str(env.tmp / "run"), "--cache-dir", str(env.tmp / "cache"), *extra]
+
+
+NO_DATA = forbid("training.runs:open_data", "the data was built")
+
+
+# -- issue 23: outputs, locks, non-finite weights, typed read-backs, limits ----------------------------
+NOTES = "my notes\n"
+
+
+def notes_in(name: str) -> Callable[[Env], None]:
+    """A folder `name` holding a file of the user (which nothing may delete)."""
+    def setup(env: Env) -> None:
+        env.file(f"{name}/notes.txt", NOTES)
+    return setup
+
+
+def only_notes(name: str) -> Callable[[Env], None]:
+    def check(env: Env) -> None:
+        assert sorted(p.name for p in (env.tmp / name).iterdir()) == ["notes.txt"], list((env.tmp / name).iterdir())
+        assert (env.tmp / name / "notes.txt").read_text() == NOTES
+    return check
+
+
+def photos(env: Env, rows: list[dict] | None = None, name: str = "metadata.jsonl", raw: bytes | None = None) -> Path:
+    """An image folder with three images and a metadata file (`rows`, or `raw` bytes)."""
+    folder = env.tmp / "photos"
+    folder.mkdir(exist_ok=True)
+    for image, color in (("a.png", "red"), ("b.png", "blue"), ("c.png", "green")):
+        Image.new("RGB", (16, 16), color).save(folder / image)
+    rows = rows or [{"file_name": "a.png", "source": "una casa", "english": "a house"}]
+    (folder / name).write_bytes(raw if raw is not None else "".join(json.dumps(r) + "\n" for r in rows).encode())
+    return folder
+
+
+def photos_build(env: Env, *extra: str, out: Path | None = None, **kw) -> list[str]:
+    return ["imagefolder", "--lang", "es", "--data-dir", str(photos(env, **kw)), "--quiet", "--out",
+            str(out or env.tmp / "ds"), *extra]
+
+
+def photos_intact(env: Env) -> None:
+    assert sorted(p.name for p in (env.tmp / "photos").iterdir()) == ["a.png", "b.png", "c.png", "metadata.jsonl"]
+
+
+def edited_run(env: Env, edit: Callable[[Path], None], source: Path | None = None) -> Path:
+    """A copy of a run (the session run without its checkpoints, or `source`) changed by `edit`."""
+    copy = env.tmp / "run"
+    if not copy.exists():
+        shutil.copytree(source or env.run, copy, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
+    edit(copy)
+    return copy
+
+
+def json_edit(relative: str, change: Callable[[dict], None]) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        path = run / relative
+        data = json.loads(path.read_text())
+        change(data)
+        path.write_text(json.dumps(data))
+    return edit
+
+
+def truncate(relative: str, keep: int = 40) -> Callable[[Path], None]:
+    def edit(run: Path) -> None:
+        path = run / relative
+        path.write_bytes(path.read_bytes()[:keep])
+    return edit
+
+
+def nan_weights(run: Path) -> None:
+    """Every weight of the student's first 2-d tensor NaN: what a diverged run exports."""
+    from safetensors.torch import load_file, save_file
+
+    path = run / "model" / "student" / "model.safetensors"
+    weights = load_file(path)
+    name = next(k for k, v in weights.items() if v.dim() == 2)
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, path, metadata={"format": "pt"})
+
+
+def scored_run(env: Env) -> Path:
+    """A run with eval/scores.json and eval/hyp.txt (the session run with a small score file)."""
+    def add_scores(run: Path) -> None:
+        (run / "eval").mkdir(exist_ok=True)
+        hyps, refs = ["a red circle", "two blue squares"], [["a red circle"], ["two blue squares"]]
+        (run / "eval" / "hyp.txt").write_text("".join(h + "\n" for h in hyps))
+        m = {"score": 50.0, "signature": "x"}
+        corpus = {"corpus": {"P": 0.5, "R": 0.5, "F": 0.5}}
+        scores = {"n_sentences": 2, "target_lang": "en", "versions": {}, "bootstrap": None,
+                  "metrics": {"bleu": m, "chrf": m, "bertscore": corpus, "lisascore": corpus,
+                              "retrieval": {"translation": {"in_batch": {"b2a": 0.5, "b2a_hits": [1.0, 0.0]}}}},
+                  "sentences": [{"hypothesis": h, "references": r, "bleu": 50.0, "chrf": 50.0, "bertscore.F": 0.5,
+                                 "lisascore.F": 0.5} for h, r in zip(hyps, refs)]}
+        (run / "eval" / "scores.json").write_text(json.dumps(scores))
+    return edited_run(env, add_scores)
+
+
+def ablation_cell(env: Env, change: Callable[[dict], None]) -> list[str]:
+    """An ablation folder whose one cell (ce, P = 0, seed 0) is already scored, with `change` applied
+    to that run's scores.json (no training runs: a scored cell is not trained again)."""
+    run = scored_run(env)
+    json_edit("eval/scores.json", change)(run)
+    cell = env.tmp / "ablation" / "runs" / "ce-p0-s0"
+    cell.parent.mkdir(parents=True)
+    run.rename(cell)
+    env.file("ablation/plan.json", json.dumps({"argv": [], "runs": ["ce-p0-s0"]}))
+    return ["ablation", "--out", str(env.tmp / "ablation"), "--systems", "ce", "--fractions", "0", "--seeds", "1"]
+
+
+def hold_lock(name: str, command: str) -> Callable[[Env], None]:
+    """Another owner holds the advisory lock of folder `name` (a second open file: flock treats it as
+    another process)."""
+    def setup(env: Env) -> None:
+        from data_prep.locks import FolderLock
+
+        env.lock = FolderLock(env.tmp / name, command).acquire()
+    return setup
+
+
+def release_lock(check: Callable[[Env], None] | None = None) -> Callable[[Env], None]:
+    def kept(env: Env) -> None:
+        env.lock.release()
+        if check is not None:
+            check(env)
+    return kept
+
+
+def captions_raw(env: Env, content: bytes, name: str = "captions.jsonl") -> list[str]:
+    images = env.images(["a.png"])
+    return ["corpus", "--run", str(env.run), "--images", str(images), "--captions", str(env.file(name, content)),
+            "--out", str(env.tmp / "corpus"), "--quiet"]
+
+
+def only_files(env: Env, name: str, names: list[str]) -> None:
+    assert sorted(p.name for p in (env.tmp / name).iterdir()) == sorted(names)
+
+
+def notes_run(run: Path) -> None:
+    """The run's analysis/ folder holds a file of the user."""
+    (run / "analysis").mkdir()
+    (run / "analysis" / "notes.txt").write_text(NOTES)
 
 
 PROBES = [
@@ -311,7 +480,7 @@ PROBES = [
           lambda e: ["text", "--run", str(e.damaged_run("clip/open_clip_model.pt")), "hola"], 2,
           r"clip/open_clip_model.pt: damaged model file \(PytorchStreamReader failed"),
     Probe("text: Ctrl-C while translating (an earlier --out is kept)", "translate",
-          lambda e: text(e, "--out", str(e.tmp / "out.en"), "una casa"), 130, r"^interrupted$",
+          lambda e: text(e, "--out", str(e.tmp / "out.en"), "--overwrite", "una casa"), 130, r"^interrupted$",
           setup=lambda e: e.file("out.en", "earlier\n"), patch=interrupt("translate.translator:Translator.translate"),
           kept=unchanged("out.en", "earlier\n")),
     Probe("text: --rerank-beta -1", "translate", lambda e: text(e, "--rerank", "clip", "--rerank-beta", "-1", "hola"),
@@ -350,6 +519,48 @@ PROBES = [
     Probe("text: --num-beams 2 --rerank-size 3", "translate",
           lambda e: text(e, "hola", "--rerank", "clip", "--num-beams", "2", "--rerank-size", "3"), 2,
           r"got --num-beams 2 and --rerank-size 3; give one of them, or equal values",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
+    # translate text: outputs, non-finite weights, typed read-backs, limits (issue 23)
+    Probe("text: --out is the --file", "translate",
+          lambda e: text(e, "--file", str(e.file("in.es", "una casa\n")), "--out", str(e.tmp / "in.es")), 2,
+          r"--out .*in.es is the input --file .*in.es: writing it would destroy the input",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=unchanged("in.es", "una casa\n")),
+    Probe("text: --out is a file it did not write", "translate",
+          lambda e: text(e, "--out", str(e.file("notes.txt", NOTES)), "una casa"), 2,
+          r"--out .*notes.txt already exists and was not written by this command: pass --overwrite",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=unchanged("notes.txt", NOTES)),
+    Probe("text: a run whose weights are NaN (a diverged run)", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, lambda r: nan_weights(r))), "una casa"], 2,
+          r"the model's weights are not finite \(student\..*: \d+ of \d+ values are NaN or infinite\): the run "
+          r"diverged"),
+    Probe("text: system.json \"tau\": \"abc\"", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, json_edit("model/system.json", lambda d: d.update(tau="abc")))),
+                     "una casa"], 2, r"model/system.json: field \"tau\": expected a number, found a JSON string"),
+    Probe("text: system.json without \"clip\"", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, json_edit("model/system.json", lambda d: d.pop("clip")))),
+                     "una casa"], 2, r"model/system.json: field \"clip\" is missing"),
+    Probe("text: system.json truncated", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, truncate("model/system.json"))), "una casa"], 2,
+          r"model/system.json: not valid JSON .*truncated or damaged"),
+    Probe("text: config.json truncated", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, truncate("config.json", 60))), "una casa"], 2,
+          r"run/config.json: not valid JSON .*truncated or damaged"),
+    Probe("text: config.json \"run_id\": 7", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, json_edit("config.json", lambda d: d.update(run_id=7)))),
+                     "una casa"], 2, r"config.json: field \"run_id\": expected a string, found a JSON number"),
+    Probe("text: a run without model/student/config.json", "translate",
+          lambda e: ["text", "--run", str(edited_run(e, lambda r: (r / "model/student/config.json").unlink())),
+                     "una casa"], 2, r"model is incomplete: student/config.json missing"),
+    Probe("text: --num-beams 10000 --batch-size 10000 on 10000 lines (estimated before loading)", "translate",
+          lambda e: text(e, "--num-beams", "10000", "--batch-size", "10000", "--file",
+                         str(e.file("in.es", "una casa roja\n" * 10000))), 2,
+          r"10000 beam\(s\) x 10000 sentence\(s\) per batch needs about .* of memory, more than the .* available",
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
+    Probe("text: a sentence argument with a byte that is not UTF-8", "translate",
+          lambda e: text(e, "una casa", os.fsdecode(b"cami\xf3n rojo")), 2,
+          r"sentence argument 2 is not valid UTF-8 \(byte 0xf3 at column 5\)",
           patch=forbid("translate.translator:Translator.from_run", "the model was loaded")),
     # translate corpus
     Probe("corpus: --batch-size -1", "translate", lambda e: corpus(e, "--batch-size", "-1"), 2,
@@ -393,6 +604,37 @@ PROBES = [
           lambda e: corpus(e, "--batch-size", "4"), 130,
           r"^interrupted: 8 records are safe in .*corpus.jsonl; rerun the same command to resume$",
           patch=interrupt("translate.corpus:translate_batch", after=2), kept=check_partial_corpus),
+    # translate corpus: outputs, lock, typed read-backs, caption types (issue 23)
+    Probe("corpus: --out is a folder holding other files", "translate", corpus, 2,
+          r"--out .*corpus is not empty and does not hold a corpus written by python -m translate corpus",
+          setup=notes_in("corpus"), patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=only_notes("corpus")),
+    Probe("corpus: --out in use by another process", "translate", corpus, 2,
+          r"corpus is in use by process \d+ \(python -m translate corpus\); wait until it ends",
+          setup=hold_lock("corpus", "python -m translate corpus"),
+          patch=forbid("translate.translator:Translator.from_run", "the model was loaded"),
+          kept=release_lock(lambda e: only_files(e, "corpus", [".groundmt.lock"]))),
+    Probe("corpus: progress.json \"records\": \"many\"", "translate", corpus, 2,
+          r"corpus/progress.json: field \"records\": expected an integer, found a JSON string; pass --restart",
+          setup=lambda e: (e.file("corpus/corpus.jsonl", '{"id": "a#0"}\n'),
+                           e.file("corpus/progress.json", json.dumps({"fingerprint": {}, "records": "many",
+                                                                      "bytes": 14}))),
+          kept=unchanged("corpus/corpus.jsonl", '{"id": "a#0"}\n')),
+    Probe("corpus: config.json \"lang\": [\"es\"]", "translate",
+          lambda e: ["corpus", "--run", str(edited_run(e, json_edit("config.json", lambda d: d.update(lang=["es"])))),
+                     "--data-dir", str(e.data), "--out", str(e.tmp / "corpus"), "--quiet"], 2,
+          r"config.json: field \"lang\": expected a string, found a JSON array", kept=absent("corpus")),
+    Probe("corpus: captions given as a JSON list and a number", "translate",
+          lambda e: captions_raw(e, b'{"file_name": "a.png", "caption": ["una", "casa"]}\n'
+                                    b'{"file_name": "a.png", "caption": 5}\n'), 2,
+          r"all 2 lines skipped: \{'field \"caption\": expected a string, found a JSON array': 1, 'field \"caption\": "
+          r"expected a string, found a JSON number': 1\}"),
+    Probe("corpus: a caption with a lone surrogate (JSON escape)", "translate",
+          lambda e: captions_raw(e, b'{"file_name": "a.png", "caption": "una \\ud800 casa"}\n'), 2,
+          r"all 1 lines skipped: \{'text that is not valid Unicode \(a lone surrogate\)': 1\}"),
+    Probe("corpus: a CSV with an unterminated quote (the next row is still read)", "translate",
+          lambda e: captions_raw(e, b'file_name,caption\na.png,"una casa\nmissing.png,un perro\n', "captions.csv"),
+          2, r"all 2 lines skipped: \{'unterminated quote': 1, 'missing image': 1\}"),
     # eval
     Probe("eval score: --hyp with a line that is not UTF-8", "eval",
           lambda e: hyp_ref(e, b"a red circle\ncaf\xe9 au lait\n", "a red circle\ncoffee\n"), 2,
@@ -422,7 +664,8 @@ PROBES = [
           r"the retrieval metric needs --images"),
     Probe("eval score: --device cuda on a machine without CUDA", "eval",
           lambda e: hyp_ref(e, THREE, THREE, "--device", "cuda"), 2, r"CUDA is not available", needs_no_cuda=True),
-    Probe("eval score: Ctrl-C while scoring (an earlier --out is kept)", "eval", lambda e: hyp_ref(e, THREE, THREE),
+    Probe("eval score: Ctrl-C while scoring (an earlier --out is kept)", "eval",
+          lambda e: hyp_ref(e, THREE, THREE, "--overwrite"),
           130, r"^interrupted$", setup=lambda e: e.file("s.json", "{}\n"), patch=interrupt("eval.score:score"),
           kept=unchanged("s.json", "{}\n")),
     Probe("eval report: a folder that is not a run", "eval",
@@ -434,6 +677,79 @@ PROBES = [
           r"run directory .*nowhere does not exist"),
     Probe("eval report: --out is not .html", "eval", lambda e: ["report", str(e.run), "--out", str(e.tmp / "r.pdf")],
           2, r"--out .*r.pdf should be an .html file"),
+    # eval: outputs, lock, typed read-backs, limits, ablation options (issue 23)
+    Probe("eval score: --out is the --ref file", "eval",
+          lambda e: hyp_ref(e, THREE, THREE)[:-2] + ["--out", str(e.tmp / "ref.txt")], 2,
+          r"--out .*ref.txt is the input --ref .*ref.txt: writing it would destroy the input",
+          patch=forbid("eval.score:score", "scoring ran"), kept=unchanged("ref.txt", THREE)),
+    Probe("eval score: --out is a symbolic link to the --ref file", "eval",
+          lambda e: hyp_ref(e, THREE, THREE)[:-2] + ["--out", str(e.tmp / "link.json")], 2,
+          r"--out .*link.json is the input --ref .*ref.txt",
+          setup=lambda e: (e.tmp / "link.json").symlink_to(e.tmp / "ref.txt"),
+          patch=forbid("eval.score:score", "scoring ran"), kept=unchanged("ref.txt", THREE)),
+    Probe("eval score: --out is a file it did not write", "eval", lambda e: hyp_ref(e, THREE, THREE), 2,
+          r"--out .*s.json already exists and is not a score file written by python -m eval score: pass --overwrite",
+          setup=lambda e: e.file("s.json", '{"mine": 1}\n'), patch=forbid("eval.score:score", "scoring ran"),
+          kept=unchanged("s.json", '{"mine": 1}\n')),
+    Probe("eval score: --bootstrap 1000000000000", "eval", lambda e: hyp_ref(e, THREE, THREE, bootstrap="1000000000000"),
+          2, r"--bootstrap 1000000000000 on 3 sentences needs about .* TiB of memory, more than the .* available",
+          patch=forbid("eval.score:score", "scoring ran")),
+    Probe("eval report: --out is an HTML file of the user", "eval",
+          lambda e: ["report", str(e.run), "--out", str(e.file("mine.html", "<p>mine</p>\n"))], 2,
+          r"--out .*mine.html already exists and is not a report written by python -m eval report: pass --overwrite",
+          kept=unchanged("mine.html", "<p>mine</p>\n")),
+    Probe("eval report: --out RUN/eval/scores.html (its .json would replace scores.json)", "eval",
+          lambda e: ["report", str(scored_run(e)), "--out", str(e.tmp / "run" / "eval" / "scores.html"), "--overwrite"],
+          2, r"--out .*run/eval/scores.json is the input .*run/eval/scores.json: writing it would destroy the input; "
+             r"choose another --out \(the report writes scores.json beside scores.html\)",
+          kept=absent("run/eval/scores.html")),
+    Probe("eval report: config.json \"data_path\": 5", "eval",
+          lambda e: ["report", str(edited_run(e, json_edit("config.json", lambda d: d.update(data_path=5)))), "--out",
+                     str(e.tmp / "r.html")], 2, r"config.json: field \"data_path\": expected a string, found a "
+                                               r"JSON number", kept=absent("r.html")),
+    Probe("eval report: config.json truncated", "eval",
+          lambda e: ["report", str(edited_run(e, truncate("config.json", 60))), "--out", str(e.tmp / "r.html")], 2,
+          r"config.json: not valid JSON .*truncated or damaged", kept=absent("r.html")),
+    Probe("eval report: scores.json \"metrics.bleu.score\": \"high\"", "eval",
+          lambda e: ["report", str(e.tmp / "run"), "--out", str(e.tmp / "r.html")], 2,
+          r"eval/scores.json: field \"metrics.bleu.score\": expected a number, found a JSON string",
+          setup=lambda e: json_edit("eval/scores.json", lambda d: d["metrics"]["bleu"].update(score="high"))(
+              scored_run(e)), kept=absent("r.html")),
+    Probe("eval analyze: the analysis folder holds other files", "eval", lambda e: ["analyze", str(edited_run(e, notes_run))],
+          2, r"the analysis folder .*run/analysis is not empty and does not hold an analysis written by",
+          kept=lambda e: only_notes("run/analysis")(e)),
+    Probe("eval analyze: a run whose weights are NaN", "eval",
+          lambda e: ["analyze", str(edited_run(e, lambda r: nan_weights(r))), "--out", str(e.tmp / "a")], 2,
+          r"the model's weights are not finite"),
+    Probe("eval ablation: --out is a folder holding other files", "eval",
+          lambda e: ["ablation", "--out", str(e.tmp / "ablation"), "--seeds", "1"], 2,
+          r"--out .*ablation is not empty and does not hold an ablation folder", setup=notes_in("ablation"),
+          patch=forbid("eval.ablation:run_grid", "training started"), kept=only_notes("ablation")),
+    Probe("eval ablation: --out in use by another process", "eval",
+          lambda e: ["ablation", "--out", str(e.tmp / "ablation"), "--seeds", "1"], 2,
+          r"ablation is in use by process \d+ \(python -m eval ablation\)",
+          setup=hold_lock("ablation", "python -m eval ablation"),
+          patch=forbid("eval.ablation:run_grid", "training started"), kept=release_lock()),
+    Probe("eval ablation: a run's scores.json \"metrics.chrf.score\": \"x\"", "eval",
+          lambda e: ablation_cell(e, lambda d: d["metrics"]["chrf"].update(score="x")), 2,
+          r"ce-p0-s0/eval/scores.json: field \"metrics.chrf.score\": expected a number, found a JSON string"),
+    Probe("eval ablation: --seeds 0", "eval", lambda e: ["ablation", "--out", str(e.tmp / "a"), "--seeds", "0"], 2,
+          r"argument --seeds: must be a positive integer, got 0", kept=absent("a")),
+    Probe("eval ablation: --jobs 0", "eval", lambda e: ["ablation", "--out", str(e.tmp / "a"), "--jobs", "0"], 2,
+          r"argument --jobs: must be a positive integer, got 0", kept=absent("a")),
+    Probe("eval ablation: --fractions abc", "eval", lambda e: ["ablation", "--out", str(e.tmp / "a"), "--fractions",
+                                                               "abc"], 2,
+          r"argument --fractions: must be a number in \[0, 1\], got 'abc'", kept=absent("a")),
+    Probe("eval ablation: --fractions 0,1.5", "eval",
+          lambda e: ["ablation", "--out", str(e.tmp / "a"), "--fractions", "0,1.5"], 2,
+          r"argument --fractions: must be a number in \[0, 1\], got 1.5", kept=absent("a")),
+    Probe("eval ablation: --seeds 100000000000000", "eval",
+          lambda e: ["ablation", "--out", str(e.tmp / "a"), "--seeds", "100000000000000"], 2,
+          r"the grid would train 2400000000000000 runs \(--systems x --fractions x --seeds\); at most 10000",
+          kept=absent("a")),
+    Probe("eval ablation: --systems ce,bogus", "eval",
+          lambda e: ["ablation", "--out", str(e.tmp / "a"), "--systems", "ce,bogus"], 2,
+          r"--systems: unknown system\(s\) \['bogus'\]", kept=absent("a")),
     # data_prep
     Probe("data_prep imagefolder: metadata.jsonl holding a JSON array", "data_prep",
           lambda e: imagefolder(e, "metadata.jsonl", json.dumps([{"file_name": "a.png", "source": "x",
@@ -457,9 +773,51 @@ PROBES = [
           r"--out .*plain is a file, expected a folder", setup=lambda e: e.file("plain", "keep\n"),
           kept=unchanged("plain", "keep\n")),
     Probe("data_prep synthetic: Ctrl-C during a rebuild (the earlier dataset is kept)", "data_prep",
-          lambda e: ["synthetic", "--images", "8", "--image-size", "16", "--seed", "1", "--quiet", "--out",
-                     str(e.tmp / "ds")], 130, r"^interrupted$", setup=built_dataset,
+          lambda e: ["synthetic", "--images", "8", "--image-size", "16", "--seed", "1", "--quiet", "--overwrite",
+                     "--out", str(e.tmp / "ds")], 130, r"^interrupted$", setup=built_dataset,
           patch=interrupt("datasets.arrow_writer:ArrowWriter.write", after=3), kept=dataset_intact),
+    # data_prep: outputs, typed rows, limits (issue 23)
+    Probe("data_prep synthetic: --out is a folder holding other files", "data_prep",
+          lambda e: ["synthetic", "--images", "8", "--quiet", "--out", str(e.tmp / "notes")], 2,
+          r"--out .*notes is not empty and does not hold a dataset built by python -m data_prep: choose a new or "
+          r"empty folder", setup=notes_in("notes"), kept=only_notes("notes")),
+    Probe("data_prep synthetic: --overwrite on a folder holding other files", "data_prep",
+          lambda e: ["synthetic", "--images", "8", "--quiet", "--overwrite", "--out", str(e.tmp / "notes")], 2,
+          r"is not empty and does not hold a dataset", setup=notes_in("notes"), kept=only_notes("notes")),
+    Probe("data_prep synthetic: --out holds a dataset, no --overwrite", "data_prep",
+          lambda e: ["synthetic", "--images", "8", "--image-size", "16", "--seed", "1", "--quiet", "--out",
+                     str(e.tmp / "ds")], 2, r"already holds a dataset built by python -m data_prep: pass --overwrite",
+          setup=built_dataset, kept=dataset_intact),
+    Probe("data_prep imagefolder: --out is a folder holding other files", "data_prep",
+          lambda e: photos_build(e, out=e.tmp / "notes"), 2, r"--out .*notes is not empty and does not hold a dataset",
+          setup=notes_in("notes"), kept=only_notes("notes")),
+    Probe("data_prep imagefolder: --out is the --data-dir", "data_prep",
+          lambda e: photos_build(e, out=e.tmp / "photos"), 2,
+          r"--out .*photos is the input --data-dir .*photos: writing it would destroy the input", kept=photos_intact),
+    Probe("data_prep imagefolder: --out holds the --data-dir", "data_prep", lambda e: photos_build(e, out=e.tmp), 2,
+          r"--out .* holds the input --data-dir .*photos", kept=photos_intact),
+    Probe("data_prep imagefolder: source given as a number and as an object", "data_prep",
+          lambda e: photos_build(e, rows=[{"file_name": "a.png", "source": 5, "english": "a house"},
+                                          {"file_name": "b.png", "source": {"es": "un perro"}, "english": "a dog"}]), 2,
+          r"rows dropped: \{'field \"source\": expected a string or a JSON array, found a JSON number': 1, "
+          r"'field \"source\": expected a string or a JSON array, found a JSON object': 1\}"),
+    Probe("data_prep imagefolder: a caption with a lone surrogate (JSON escape)", "data_prep",
+          lambda e: photos_build(e, raw=b'{"file_name": "a.png", "source": "una \\ud800", "english": "a house"}\n'), 2,
+          r"rows dropped: \{'text that is not valid Unicode \(a lone surrogate\)': 1\}"),
+    Probe("data_prep imagefolder: metadata.csv with an unterminated quote (the next row is still read)", "data_prep",
+          lambda e: photos_build(e, name="metadata.csv",
+                                 raw=b'file_name,source,english\na.png,"una casa,a house\n../b.png,un perro,a dog\n'),
+          2, r"rows dropped: \{'unterminated quote': 1, 'path outside the image folder': 1\}"),
+    Probe("data_prep synthetic: --image-size 100000", "data_prep",
+          lambda e: ["synthetic", "--image-size", "100000", "--out", str(e.tmp / "ds")], 2,
+          r"--image-size 100000 \(each image is drawn at 4 times that side, then downsized\) needs about .* GiB of "
+          r"memory, more than the .* available", kept=absent("ds")),
+    Probe("data_prep synthetic: --images 1000000000000", "data_prep",
+          lambda e: ["synthetic", "--images", "1000000000000", "--out", str(e.tmp / "ds")], 2,
+          r"--images 1000000000000 with --captions-per-image 2 needs about .* PiB of memory", kept=absent("ds")),
+    Probe("data_prep synthetic: --images 2", "data_prep", lambda e: ["synthetic", "--images", "2", "--out",
+                                                                     str(e.tmp / "ds")], 2,
+          r"--images must be at least 3 \(one per split\), got 2", kept=absent("ds")),
     # -- train.py: every option checked before anything is written; --resume keeps the run as it was --
     Probe("train: YAML steps: 2.7", "train", lambda e: config_run(e, "steps: 2.7\n"), 2,
           r"argument --steps: invalid int value: '2\.7'", kept=absent("run")),
@@ -497,6 +855,72 @@ PROBES = [
     Probe("train: --resume with another --lang", "train", lambda e: ["--out", str(e.tmp / "copy"), "--resume",
                                                                       "--lang", "zh"], 2,
           r"these options differ: --lang zh \(the run has es\)", setup=copy_run, kept=run_untouched),
+    # -- issue 23, the training side: the run folder, resume, read-backs, limits (all before the data) --
+    Probe("train: --out in use by another process", "train", lambda e: resume_copy(e), 2,
+          r"copy is in use by process \d+ \(accelerate launch train\.py\); wait until it ends",
+          setup=lambda e: (copy_run(e), hold_lock("copy", "accelerate launch train.py")(e)), patch=NO_DATA,
+          kept=release_lock(run_untouched)),
+    Probe("train: --out is a folder holding other files", "train", lambda e: train_new(e), 2,
+          r"--out .*run is not empty and does not hold a run written by train\.py: choose a new or empty folder "
+          r"\(nothing in .*run was changed\)", setup=notes_in("run"), patch=NO_DATA, kept=only_notes("run")),
+    Probe("train: --out is a file", "train", lambda e: train_new(e), 2, r"--out .*run is a file, expected a folder",
+          setup=lambda e: e.file("run", NOTES), patch=NO_DATA),
+    Probe("train: --resume on a missing --out", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--resume: .*run holds no run to resume \(it does not exist\); a new run needs no flag: leave out --resume",
+          patch=NO_DATA, kept=absent("run")),
+    Probe("train: --resume on an empty --out", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--resume: .*run holds no run to resume \(it is empty\)", setup=lambda e: (e.tmp / "run").mkdir(),
+          patch=NO_DATA),
+    Probe("train: --resume on a folder holding other files", "train", lambda e: train_new(e, "--resume"), 2,
+          r"--out .*run is not empty and does not hold a run written by train\.py", setup=notes_in("run"),
+          patch=NO_DATA, kept=only_notes("run")),
+    Probe("train: --resume on checkpoints without config.json", "train", lambda e: resume_copy(e), 2,
+          r"copy holds the remains of a run \(.*checkpoints.*\) but no config\.json, so its options are unknown .*: "
+          r"put its config\.json back to --resume it", setup=damaged_copy(), patch=NO_DATA, kept=run_untouched),
+    Probe("train: --resume --steps 100 on a run finished at 200", "train", lambda e: resume_copy(e, "--steps", "100"),
+          2, r"--resume --steps 100: .*copy has trained 200 steps already and a run is never shortened",
+          setup=copy_run, patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json "steps": "many"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "steps": expected an integer, found a JSON string',
+          setup=damaged_copy(lambda c: c.update(steps="many")), patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json without "lang"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "lang" is missing', setup=damaged_copy(lambda c: c.pop("lang")), patch=NO_DATA,
+          kept=run_untouched),
+    Probe("train: --resume with config.json truncated", "train", lambda e: resume_copy(e), 2,
+          r"copy/config\.json: not valid JSON \(.*\); it is truncated or damaged",
+          setup=damaged_copy(text=lambda t: t[:60]), patch=NO_DATA, kept=run_untouched),
+    Probe('train: --resume with config.json "similarity": "bogus"', "train", lambda e: resume_copy(e), 2,
+          r'copy/config\.json: field "similarity": expected one of .*, found \'bogus\'',
+          setup=damaged_copy(lambda c: c.update(similarity="bogus")), patch=NO_DATA, kept=run_untouched),
+    Probe("train: --max-target-length 100 (the micro CLIP reads 16)", "train",
+          lambda e: train_new(e, "--clip", "groundmt-micro", "--max-target-length", "100"), 2,
+          r"--max-target-length 100: CLIP groundmt-micro reads at most 16 positions", patch=NO_DATA,
+          kept=absent("run")),
+    Probe("train: --threads 1000000", "train", lambda e: train_new(e, "--threads", "1000000"), 2,
+          r"--threads 1000000: this machine has \d+ CPU cores", kept=absent("run")),
+    Probe("train: --seed -1", "train", lambda e: train_new(e, "--seed", "-1"), 2, r"--seed must be at least 0, got -1",
+          kept=absent("run")),
+    Probe("train: --max-target-length 1", "train", lambda e: train_new(e, "--max-target-length", "1"), 2,
+          r"--max-target-length must be 0 \(decided from the data\) or at least 3, got 1", kept=absent("run")),
+    Probe("train: --contrastive-weight 1 --batch-size 1000000000 --target-vocab full", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--batch-size", "1000000000", "--target-vocab", "full"), 2,
+          r"one training step \(--batch-size 1000000000 x --m-source 2 translations through the splice.*\) needs "
+          r"about .* of memory, more than the .* available", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --self-train-nbest 1000000000", "train",
+          lambda e: train_new(e, "--self-train-rounds", "1", "--self-train-nbest", "1000000000"), 2,
+          r"self-training's beam search \(--self-train-nbest 1000000000 beams x 64 captions\) needs about",
+          patch=NO_DATA, kept=absent("run")),
+    Probe("train: --anchor-bank 1000000000000", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--anchor-bank", "1000000000000"), 2,
+          r"--anchor-bank 1000000000000 \(x \d+ dimensions\) needs about", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --eval-bootstrap 1000000000000000", "train",
+          lambda e: train_new(e, "--eval-bootstrap", "1000000000000000"), 2,
+          r"--eval-bootstrap 1000000000000000 on 1 test sentence\(s\) needs about", patch=NO_DATA, kept=absent("run")),
+    Probe("train: --labels exact with 9 axes of 32", "train",
+          lambda e: train_new(e, "--contrastive-weight", "1", "--labels", "exact", "--k-english", "4", "--m-source",
+                              "4"), 2,
+          r"--labels exact with --batch-size 32 and 9 axes: labels='exact' on a 32×32×32×32×32×32×32×32×32 cube",
+          patch=NO_DATA, kept=absent("run")),
 ]
 
 
@@ -558,6 +982,10 @@ def test_probe(probe: Probe, run, data, tmp_path, monkeypatch, capfd):
 
 
 def _quote(arg: str) -> str:
+    """`arg` as a shell would need it; bytes that are not UTF-8 (kept by Python as surrogates) as `$'\\xf3'`."""
+    if any("\udc80" <= ch <= "\udcff" for ch in arg):
+        raw = arg.encode("utf-8", "surrogateescape")
+        return "$'" + "".join(chr(b) if 32 <= b < 127 and chr(b) not in "'\\" else f"\\x{b:02x}" for b in raw) + "'"
     return arg if re.fullmatch(r"[\w./:=,+-]+", arg) else json.dumps(arg, ensure_ascii=False)
 
 

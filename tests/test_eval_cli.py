@@ -71,21 +71,50 @@ def test_cli_all_text_metrics_with_paired_test(files, capsys):
     assert result["versions"]["sacrebleu"] and result["versions"]["bert-score"]
 
 
-def test_cli_retrieval_with_tiny_clip(tmp_path):
-    colours = ["red", "blue", "green", "yellow", "purple", "orange"]
+def test_cli_retrieval_equals_retrieval_from_independently_encoded_features(tmp_path):
+    """`eval score --metrics retrieval` with a tiny random CLIP given as a weights file: R@1 and R@5
+    both ways, the mean grounding and in-batch R@1 (one batch: fewer than 32 items) of the
+    translations and of the references equal what open_clip's own encoders give here, from the
+    same file, scored by hand. The figures are arbitrary (the CLIP is untrained) but exact."""
+    import open_clip
+    import torch
+    import torch.nn.functional as F
+
+    colours = ["red", "blue", "green", "yellow", "purple", "orange", "black", "white"]
     img_dir = tmp_path / "images"
     img_dir.mkdir()
     for i, c in enumerate(colours):
         Image.new("RGB", (32, 32), c).save(img_dir / f"{i:03d}.png")
-    hyp = write(tmp_path / "h.txt", [f"a {c} square" for c in colours])
-    ref = write(tmp_path / "r.txt", [f"a {c} picture" for c in colours])
+    texts = {"translation": [f"a {c} square" for c in colours], "oracle": [f"a {c} picture" for c in colours]}
+    hyp, ref = write(tmp_path / "h.txt", texts["translation"]), write(tmp_path / "r.txt", texts["oracle"])
+    torch.manual_seed(0)
+    clip, _, preprocess = open_clip.create_model_and_transforms("groundmt-micro")
+    weights = tmp_path / "clip.pt"
+    torch.save({"state_dict": clip.state_dict()}, weights)
     out = tmp_path / "r.json"
     assert main(["score", "--hyp", hyp, "--ref", ref, "--images", str(img_dir), "--clip", "groundmt-micro",
-                 "--metrics", "retrieval", "--bootstrap", "50", "--out", str(out)]) == 0
+                 "--clip-pretrained", str(weights), "--metrics", "retrieval", "--bootstrap", "50",
+                 "--out", str(out)]) == 0
     r = json.loads(out.read_text())["metrics"]["retrieval"]
-    assert set(r) == {"translation", "oracle", "ci"}
-    assert 0 <= r["translation"]["t2i"]["R@1"] <= 1 and r["translation"]["in_batch"]["chance"] == 1 / 6
-    assert "t2i.R@1" in r["ci"] and "grounding" in r["ci"]
+    assert set(r) == {"translation", "oracle", "ci"} and "t2i.R@1" in r["ci"] and "grounding" in r["ci"]
+
+    clip.eval()
+    tokenizer = open_clip.get_tokenizer("groundmt-micro")
+    with torch.no_grad():
+        images = torch.stack([preprocess(Image.open(img_dir / f"{i:03d}.png").convert("RGB")) for i in range(8)])
+        image = F.normalize(clip.encode_image(images), dim=-1)
+        for row, lines in texts.items():
+            sim = (F.normalize(clip.encode_text(tokenizer(lines)), dim=-1) @ image.T).double()  # [text, image]
+            own = sim.diagonal()
+            t2i, i2t = (sim > own[:, None]).sum(1), (sim.T > own[:, None]).sum(1)  # competitors ranked higher
+            got = r[row]
+            for k in (1, 5):
+                assert got["t2i"][f"R@{k}"] == pytest.approx(float((t2i < k).double().mean())), (row, k)
+                assert got["i2t"][f"R@{k}"] == pytest.approx(float((i2t < k).double().mean())), (row, k)
+            assert got["grounding"] == pytest.approx(float(own.mean()), abs=1e-6)
+            assert got["in_batch"]["b2a"] == pytest.approx(float((t2i < 1).double().mean()))
+            assert got["in_batch"]["a2b"] == pytest.approx(float((i2t < 1).double().mean()))
+            assert got["in_batch"]["chance"] == 1 / 8
 
 
 def test_cli_errors_are_clear(files, tmp_path):

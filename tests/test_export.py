@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import random
-import warnings
 
 import open_clip
 import pytest
 import torch
 from torch_threads import one_thread  # noqa: F401
-from transformers import AutoTokenizer, MarianConfig, MarianMTModel
+from transformers import MarianConfig, MarianMTModel
 
-import train
+import training
 from data_prep.load import load_dataset_dir
 from data_prep.schema import normalize_text
 from data_prep.source_tokenizer import train_source_tokenizer
@@ -24,6 +23,7 @@ from models.export import import_student, with_source_offset
 from models.student import CLIP_VOCAB_SIZE, build_scratch_student
 from models.target_vocab import ClipShortlist, ClipVocab
 from models.tiny_configs import marian_preset
+from plain_transformers import transformers_translations
 from tiny_run import tiny
 from translate.__main__ import main
 
@@ -114,20 +114,6 @@ def _test_sentences(test_split) -> list[str]:
     return sentences
 
 
-def _transformers_translations(directory, sentences: list[str], num_beams: int, batch_size: int = 32) -> list[str]:
-    """Plain transformers, as its (v4) translation pipeline did: tokenize, generate, decode without specials."""
-    with warnings.catch_warnings():  # a Marian tokenizer recommends sacremoses, which the project leaves out
-        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    model = MarianMTModel.from_pretrained(str(directory)).eval()
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(sentences), batch_size):
-            enc = tokenizer(sentences[s:s + batch_size], return_tensors="pt", padding=True, truncation=True)
-            out += tokenizer.batch_decode(model.generate(**enc, num_beams=num_beams), skip_special_tokens=True)
-    return out
-
-
 TRAINED = ("--steps", "100", "--lr", "1e-2", "--ce-batch-size", "32", "--parallel-fraction", "1", "--grounding-weight", "0", "--checkpoint-every", "100", "--no-evaluate")
 
 
@@ -149,11 +135,11 @@ def trained_runs(cache, tmp_path_factory) -> dict:
     source says."""
     root = tmp_path_factory.mktemp("export-runs")
     runs = {"shortlist": root / "scratch", "bridge": root / "bridged"}
-    assert train.main(tiny(cache, runs["shortlist"], *TRAINED)) == 0
+    assert training.main(tiny(cache, runs["shortlist"], *TRAINED)) == 0
     data = load_dataset_dir(json.loads((runs["shortlist"] / "config.json").read_text())["data_path"])["train"]
     student = opus_style_student(root / "opus-style", [t for column in ("source", "english") for row in data[column]
                                                        for t in row])
-    assert train.main(tiny(cache, runs["bridge"], *TRAINED, "--student", str(student))) == 0
+    assert training.main(tiny(cache, runs["bridge"], *TRAINED, "--student", str(student))) == 0
     return runs
 
 
@@ -172,7 +158,7 @@ def test_export_translates_exactly_as_translate_text(kind, trained_runs, test_sp
         assert main(["text", "--run", str(run_dir), "--file", str(tmp_path / "test.src"),
                      "--num-beams", str(num_beams)]) == 0
         printed = capsys.readouterr().out.splitlines()
-        assert printed == _transformers_translations(out, sentences, num_beams)
+        assert printed == transformers_translations(out, sentences, num_beams)
     assert len(set(printed)) > len(sentences) // 2  # the sentences' translations differ: the test sees the source
     assert main(["export", "--run", str(run_dir), "--out", str(out)]) == 2  # never into a non-empty folder
     assert "is not empty" in capsys.readouterr().err

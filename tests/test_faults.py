@@ -1,24 +1,25 @@
 """Fault injection (issue 13): a run killed with SIGKILL in stage 0, stage 1, the evaluation or the
-report, a newest checkpoint truncated after it was written, and a disk that fills up during a
-checkpoint — each then resumed with `--resume` — ends exactly as the uninterrupted run: the same
-logged losses (nothing lost or duplicated), the same CLIP teacher, the same final student
-weights, the same test scores. benchmarks/fault_soak.py kills at many more random points."""
+report, a newest checkpoint truncated after it was written, and a write refused by the OS during a
+checkpoint (as on a full disk) — each then resumed with `--resume` — ends exactly as the
+uninterrupted run: the same logged losses (nothing lost or duplicated), the same CLIP teacher, the
+same final student weights, the same test scores. Each fault strikes at a named point where the run
+is held (tests/paused_run.py), not when a poll happens to notice it. benchmarks/fault_soak.py kills
+at many more random points."""
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import resource
 import signal
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from paused_run import Paused, start_paused
 from tiny_run import tiny
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +33,12 @@ def env() -> dict:
 
 
 def argv(cache: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), *tiny(cache, out, *ARGS, *extra)]
+    return [str(ROOT / "train.py"), *tiny(cache, out, *ARGS, *extra)]
 
 
 def run_to_end(cache: Path, out: Path, *extra: str, **kw) -> subprocess.CompletedProcess:
-    done = subprocess.run(argv(cache, out, *extra), env=env(), cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, **kw)
+    done = subprocess.run([sys.executable, *argv(cache, out, *extra)], env=env(), cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, **kw)
     return done
 
 
@@ -73,31 +74,24 @@ def reference(tmp_path_factory) -> dict:
     return outcome(root / "cache", root / "run")
 
 
-def kill_when(cache: Path, out: Path, ready, timeout: float = 600) -> None:
-    """Start a run and SIGKILL it as soon as `ready()` is true (it must not have finished before)."""
-    proc = subprocess.Popen(argv(cache, out), env=env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None and not ready():
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before the kill point"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+def paused_run(cache: Path, out: Path, event: str, pattern: str, nth: int = 1, **popen_kw) -> Paused:
+    """A run held just before its `nth` `event` on a path matching `pattern` (tests/paused_run.py)."""
+    kw = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} | popen_kw
+    return start_paused(argv(cache, out), event, pattern, nth, env=env(), cwd=ROOT, **kw)
 
 
-def metrics_step(run: Path) -> int:
-    try:
-        lines = (run / "metrics.jsonl").read_text().splitlines()
-    except FileNotFoundError:
-        return 0
-    return max((json.loads(line).get("step", 0) for line in lines[:-1]), default=0)  # the last may be half-written
+def kill_at(cache: Path, out: Path, event: str, pattern: str, nth: int = 1) -> None:
+    """SIGKILL a run held at its pause point, and wait for it to be gone."""
+    paused = paused_run(cache, out, event, pattern, nth)
+    paused.proc.send_signal(signal.SIGKILL)
+    assert paused.proc.wait() == -signal.SIGKILL
 
 
-KILL_POINTS = {
-    "stage 0 (teacher)": lambda cache, run: any((cache / "teachers").glob("*.partial/teacher_state.pt")),
-    "stage 1": lambda cache, run: metrics_step(run) >= 6,
-    "evaluation": lambda cache, run: (run / "model" / "system.json").is_file(),
-    "report": lambda cache, run: (run / "eval" / "scores.json").is_file(),
+KILL_POINTS = {  # (event, path pattern relative to the cache or the run, occurrence)
+    "stage 0 (teacher)": ("os.rename", "{cache}/teachers/*.partial/teacher_state.pt", 2),  # the step-4 state saved
+    "stage 1": ("open", "{run}/metrics.jsonl", 7),  # 6 records logged, the step-4 checkpoint committed
+    "evaluation": ("open", "{run}/eval/scores.json", 1),  # the model exported and scored, the scores not written
+    "report": ("open", "{run}/report.html", 1),  # the scores written, the report not
 }
 
 
@@ -105,7 +99,8 @@ KILL_POINTS = {
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_sigkill_then_resume_equals_the_uninterrupted_run(point, reference, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
-    kill_when(cache, run, lambda: KILL_POINTS[point](cache, run))
+    event, pattern, nth = KILL_POINTS[point]
+    kill_at(cache, run, event, pattern.format(cache=cache, run=run), nth)
     done = run_to_end(cache, run, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same(outcome(cache, run), reference)
@@ -114,7 +109,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(point, reference, tmp_
 @pytest.mark.slow
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(reference, tmp_path):
     cache, run = tmp_path / "cache", tmp_path / "run"
-    kill_when(cache, run, lambda: (run / "checkpoints" / "step_00000008").is_dir())
+    kill_at(cache, run, "os.rename", str(run / "checkpoints" / "step_00000012"))  # step 8 committed, 12 staged
     newest = run / "checkpoints" / "step_00000008" / "model.safetensors"
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
     done = run_to_end(cache, run, "--resume")
@@ -124,37 +119,26 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(reference,
     assert_same(outcome(cache, run), reference)
 
 
-@contextmanager
-def small_filesystem(path: Path, size: int):
-    """A tmpfs of `size` bytes at `path` (needs the privilege to mount, as root has in CI; skipped
-    otherwise)."""
-    path.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()})")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
-
-
 @pytest.mark.slow
-def test_a_full_disk_during_a_checkpoint_leaves_the_previous_one_usable(reference, tmp_path):
-    """The run directory sits on a filesystem with room for one checkpoint and a half: the second
-    checkpoint fills it. The run stops with one line naming the path, the first checkpoint stays
-    complete, and the run — moved to a disk with room — resumes to the reference's end."""
-    cache = tmp_path / "cache"
-    probe = run_to_end(cache, tmp_path / "probe", "--steps", "4", "--no-evaluate")  # the size of one checkpoint
+def test_a_write_refused_during_a_checkpoint_leaves_the_previous_one_usable(reference, tmp_path):
+    """The OS refuses a write in the middle of the step-8 checkpoint, as a full disk would: the run is
+    held once its step-4 checkpoint is committed, its file-size limit (RLIMIT_FSIZE) is lowered under
+    the size of the checkpoint's model file (every log stays far below it), and it goes on. The run
+    stops with one line naming the path, the first checkpoint stays complete, and — the limit gone,
+    as when the disk has room again — it resumes in place to the reference's end."""
+    cache, run = tmp_path / "cache", tmp_path / "run"
+    probe = run_to_end(cache, tmp_path / "probe", "--steps", "4", "--no-evaluate")  # the size of a checkpoint file
     assert probe.returncode == 0, probe.stderr[-3000:]
-    checkpoint = sum(p.stat().st_size for p in (tmp_path / "probe" / "checkpoints").rglob("*") if p.is_file())
-    with small_filesystem(tmp_path / "small", checkpoint * 3 // 2 + 2**20) as small:
-        full = run_to_end(cache, small / "run")
-        assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
-        error = full.stderr.strip().splitlines()[-1]
-        assert error.startswith("error: ") and "No space left on device" in error and "step_00000008" in error
-        assert [p.name for p in (small / "run" / "checkpoints").glob("step_*")] == ["step_00000004"]
-        moved = tmp_path / "run"
-        shutil.copytree(small / "run", moved)
-    done = run_to_end(cache, moved, "--resume")
+    limit = max(p.stat().st_size for p in (tmp_path / "probe" / "checkpoints").rglob("*") if p.is_file()) // 2
+    paused = paused_run(cache, run, "open", str(run / "metrics.jsonl"), 5, stderr=subprocess.PIPE)
+    resource.prlimit(paused.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    paused.release()
+    stderr = paused.proc.stderr.read().decode()
+    assert paused.proc.wait(timeout=900) == 2 and "Traceback" not in stderr, stderr[-3000:]
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "File too large" in error and "step_00000008" in error, error
+    assert [p.name for p in (run / "checkpoints").glob("step_*")] == ["step_00000004"]
+    assert max(p.stat().st_size for p in run.rglob("*") if p.is_file() and "checkpoints" not in p.parts) < limit
+    done = run_to_end(cache, run, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert_same(outcome(cache, moved), reference)
+    assert_same(outcome(cache, run), reference)

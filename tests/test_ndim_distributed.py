@@ -6,7 +6,7 @@ loss; a rank's raw feature gradient is world_size × the single-process gradient
 single-process ones.
 """
 import os
-import socket
+from datetime import timedelta
 
 import pytest
 import torch
@@ -51,25 +51,23 @@ def run_configs(feats, rank=0):
 
 
 def _worker(rank, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    store = dist.TCPStore("127.0.0.1", port, WORLD, is_master=False, timeout=timedelta(minutes=5))
+    dist.init_process_group("gloo", store=store, rank=rank, world_size=WORLD)
     try:
         torch.save(run_configs(all_features(), rank), os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def per_rank(tmp_path_factory):
+    """The two ranks meet at a TCP store this process serves on a port the OS assigns when it binds
+    (port 0), held until they are done: no port is guessed free and then lost to another process."""
     out_dir = str(tmp_path_factory.mktemp("ranks"))
-    mp.start_processes(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True, start_method="spawn")
+    store = dist.TCPStore("127.0.0.1", 0, WORLD, is_master=True, wait_for_workers=False)
+    mp.start_processes(_worker, args=(store.port, out_dir), nprocs=WORLD, join=True, start_method="spawn")
+    del store
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
 
 

@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from open_clip.loss import ClipLoss, SigLipLoss
 
-from models.anchor import anchor_loss
+from models.english_anchor import anchor_loss
+from models.axes import Axes
 from models.cube import CubeMemoryError
 from models.ndim_loss import LABELS, NDimContrastiveLoss
+from models.objective import ContrastiveObjective
 from models.regions import partition_name, tuple_partition
 from models.similarities import NAMES, SIMILARITIES, get_similarity
 
@@ -320,14 +322,14 @@ def test_axis_weights_weight_the_per_axis_losses():
 
 
 @pytest.mark.parametrize("kind", ["cosine", "mse"])
-def test_anchor_term_and_logged_cosines(kind):
+def test_english_anchor_term_and_logged_cosines(kind):
     feats = features(3, 5, seed=70, dtype=torch.float32)
-    loss_fn = NDimContrastiveLoss("v4", anchor=kind, anchor_weight=0.5, image_axis=0, english_axis=1, student_axis=2)
-    out = loss_fn(feats)
+    objective = ContrastiveObjective(NDimContrastiveLoss("v4"), english_anchor=kind)
+    out = objective(Axes(image=feats[0], english=(feats[1],), experts=(), student=(feats[2],)))
     student, english = feats[2], feats[1]
     expected = (1 - F.cosine_similarity(student, english)).mean() if kind == "cosine" else (student - english).square().mean()
-    torch.testing.assert_close(out.terms["anchor"], expected)
-    torch.testing.assert_close(out.loss, out.terms["contrastive"] + 0.5 * expected)
+    torch.testing.assert_close(out.terms["english_anchor"], expected)
+    torch.testing.assert_close(out.terms["contrastive"], NDimContrastiveLoss("v4")(feats).loss)
     assert math.isclose(out.stats["cos/student_english"], F.cosine_similarity(student, english).mean().item(), rel_tol=1e-5)
     assert "cos/student_image" in out.stats
     anchor_loss(student, english, kind).backward()
@@ -369,7 +371,5 @@ def test_bad_inputs_get_clear_errors():
         NDimContrastiveLoss(labels="regions", n_axes=3, mask_regions=["2+2"])
     with pytest.raises(ValueError, match="need labels='regions'"):
         NDimContrastiveLoss(mask_regions=["2+1"])
-    with pytest.raises(ValueError, match="anchor needs student_axis"):
-        NDimContrastiveLoss(anchor="cosine")
     with pytest.raises(ValueError, match="built for n_axes=3"):
         NDimContrastiveLoss(labels="regions", n_axes=3)([torch.randn(4, 3)] * 2)

@@ -8,7 +8,7 @@ from transformers import MarianConfig, MarianMTModel
 
 from data_prep.source_tokenizer import train_source_tokenizer
 from eval.probe import probe
-from models.generation import translate
+from models.generation import generate_texts
 from models.tiny_configs import marian_preset
 
 V, D, S = 40, 32, 10
@@ -118,7 +118,7 @@ def student(tmp_path_factory):
 
 def test_greedy_translation_equals_generate_sentence_by_sentence(student):
     model, tok = student
-    ours = translate(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
+    ours = generate_texts(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
                      max_new_tokens=8, batch_size=3)
     expected = []
     with torch.no_grad():
@@ -132,7 +132,7 @@ def test_greedy_translation_equals_generate_sentence_by_sentence(student):
 
 def test_beam_translation_equals_generate(student):
     model, tok = student
-    ours = translate(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
+    ours = generate_texts(model, tok, SOURCES, lambda rows: tok.batch_decode(rows, skip_special_tokens=True),
                      num_beams=3, max_new_tokens=8)
     with torch.no_grad():
         ids = model.generate(**tok(SOURCES, return_tensors="pt", padding=True), num_beams=3,

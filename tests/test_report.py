@@ -149,6 +149,9 @@ def test_html_self_contained_table_one_row_per_run_with_cis(report):
     assert sum(a.startswith("image ") for a in alts) == 12  # every example has its test image
     assert {"loss", "logit", "cos", "health/*/effective_rank", "region/*/proportion", "r1"} <= set(rep["curves"])
     assert set(rep["curves"]["region/*/proportion"]) == {"run-a"}  # run B never logged regions
+    # a dataset without concept ids: no concept column, section or figure (tests/test_concept_eval.py has them)
+    assert rep["concepts"] == {} and not any(k.startswith("concepts.") for k in rep["columns"])
+    assert "concepts-table" not in out.read_text() and "Concepts:" not in out.with_suffix(".md").read_text()
 
 
 def test_table_values_are_the_scores_and_markdown_agrees(report, runs):
@@ -173,7 +176,7 @@ def test_table_values_are_the_scores_and_markdown_agrees(report, runs):
 
 
 def test_paired_test_matches_eval_score_on_aligned_sentences(report, runs):
-    _, rep = report
+    out, rep = report
     tests = rep["paired_vs_baseline"]["run-b"]["tests"]
     oracle = score(runs["hyps_b_aligned"], [r["references"] for r in runs["rows"]], ["bleu", "chrf"],
                    baseline_hyps=runs["hyps_a"], bootstrap=N_BOOT)["paired"]
@@ -181,6 +184,7 @@ def test_paired_test_matches_eval_score_on_aligned_sentences(report, runs):
         assert tests[key]["p_value"] == pytest.approx(oracle[key]["p_value"])
         assert tests[key]["delta"] == pytest.approx(oracle[key]["delta"])
     assert "reason" in tests["retrieval.t2i.R@1"] and "reason" in tests["retrieval.grounding"]
+    assert "t2i R@1" in out.with_suffix(".md").read_text().split("- n/a: run-b (")[1]  # its "n/a" cells explained
     assert {c["key"] for c in rep["configs"] if c["differs"]} == {"lr", "run_id"}
 
 

@@ -14,13 +14,15 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-import train
+import training
+from training.config import parse_config
 from models.clip_loading import load_clip
-from models.decoding import decode
+from models.decoding import splice_decode
 from models.ndim_loss import NDimContrastiveLoss
 from models.splice import Splice, project_tokens
 from models.student import build_scratch_student, enable_activation_checkpointing
 from models.text_tower import DistributionTextTower
+from two_processes import accelerate_launch
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "accelerate"
@@ -33,11 +35,11 @@ def cache(tmp_path_factory) -> Path:
 
 def tiny(cache: Path, out: Path, *extra: str) -> list[str]:
     """Micro models on a 60-image world, no stage 0 (a seeded random CLIP), no evaluation, no token-CE-only
-    baseline run; the n-dim loss on (`--grounding-weight 1`), no pivot or self-training, as tests/tiny_run.py."""
+    baseline run; the n-dim loss on (`--contrastive-weight 1`), no pivot or self-training, as tests/tiny_run.py."""
     return ["--clip", "groundmt-micro", "--student-preset", "micro", "--synthetic-images", "60", "--teacher-steps", "0",
             "--steps", "4", "--batch-size", "8", "--k-english", "1", "--m-source", "1", "--log-every", "1",
             "--eval-every", "1000", "--checkpoint-every", "1000", "--no-evaluate", "--no-compare-ce", "--quiet",
-            "--threads", "1", "--grounding-weight", "1", "--no-pivot", "--self-train-rounds", "0",
+            "--threads", "1", "--contrastive-weight", "1", "--no-pivot", "--self-train-rounds", "0",
             "--cache-dir", str(cache), "--out", str(out), *extra]
 
 
@@ -54,18 +56,22 @@ def losses(run: Path, key: str = "loss") -> dict[int, float]:
 # --- presets -------------------------------------------------------------------------------------------
 
 def test_thesis_preset_values_and_precedence(tmp_path):
-    cfg = train.parse_config(["--preset", "thesis"])
-    assert (cfg.clip, cfg.student_preset, cfg.target_vocab, cfg.batch_size, cfg.mixed_precision, cfg.teacher_steps) \
-        == ("ViT-B-32", "thesis", "full", 256, "bf16", 0)
-    assert train.parse_config([]).clip == "groundmt-tiny" and train.parse_config([]).preset == "embedded"
+    def values(cfg):
+        return (cfg.run.preset, cfg.teacher.clip, cfg.optim.batch_size, cfg.optim.mixed_precision,
+                cfg.student.target_vocab)
+
+    cfg = parse_config(["--preset", "thesis"])
+    assert (cfg.teacher.clip, cfg.student.student_preset, cfg.student.target_vocab, cfg.optim.batch_size,
+            cfg.optim.mixed_precision, cfg.teacher.teacher_steps) == ("ViT-B-32", "thesis", "full", 256, "bf16", 0)
+    assert parse_config([]).teacher.clip == "groundmt-tiny" and parse_config([]).run.preset == "embedded"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"preset": "thesis", "batch-size": 64}))
-    cfg = train.parse_config(["--config", str(config)])  # preset from the file, the file over the preset
-    assert (cfg.preset, cfg.clip, cfg.batch_size) == ("thesis", "ViT-B-32", 64)
-    cfg = train.parse_config(["--config", str(config), "--batch-size", "8", "--mixed-precision", "no"])
-    assert (cfg.batch_size, cfg.mixed_precision, cfg.target_vocab) == (8, "no", "full")  # the command line wins
-    cfg = train.parse_config(["--config", str(config), "--preset", "embedded"])  # CLI preset over the file's
-    assert (cfg.preset, cfg.clip, cfg.batch_size) == ("embedded", "groundmt-tiny", 64)
+    # preset from the file, the file over the preset
+    assert values(parse_config(["--config", str(config)]))[:3] == ("thesis", "ViT-B-32", 64)
+    cfg = parse_config(["--config", str(config), "--batch-size", "8", "--mixed-precision", "no"])
+    assert values(cfg)[2:] == (8, "no", "full")  # the command line wins
+    cfg = parse_config(["--config", str(config), "--preset", "embedded"])  # CLI preset over the file's
+    assert values(cfg)[:3] == ("embedded", "groundmt-tiny", 64)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -75,14 +81,14 @@ def test_thesis_preset_values_and_precedence(tmp_path):
 ])
 def test_bad_scale_options_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as err:
-        train.parse_config(argv)
+        parse_config(argv)
     assert err.value.code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused only without CUDA")
 def test_fp16_without_cuda_is_refused(capsys):
     with pytest.raises(SystemExit) as err:
-        train.parse_config(["--mixed-precision", "fp16"])
+        parse_config(["--mixed-precision", "fp16"])
     assert err.value.code == 2 and "fp16 needs CUDA" in capsys.readouterr().err
 
 
@@ -131,7 +137,7 @@ def test_bf16_training_keeps_the_loss_in_fp32(cache, tmp_path):
     bf16 autocast this first loss was 286.5 instead of 4.27."""
     args = ["--labels", "regions", "--steps", "1", "--dropout", "0", "--k-english", "2", "--m-source", "2",
             "--batch-size", "16"]
-    assert train.main(tiny(cache, tmp_path / "fp32", *args)) == 0
+    assert training.main(tiny(cache, tmp_path / "fp32", *args)) == 0
     # accelerate's state is a per-process singleton: another precision needs another process
     done = subprocess.run([sys.executable, str(ROOT / "train.py"),
                            *tiny(cache, tmp_path / "bf16", *args, "--mixed-precision", "bf16")],
@@ -146,7 +152,7 @@ def test_bf16_training_keeps_the_loss_in_fp32(cache, tmp_path):
 
 def test_grad_accum_steps_the_optimizer_once_per_step(cache, tmp_path):
     run = tmp_path / "run"
-    assert train.main(tiny(cache, run, "--grad-accum", "3", "--steps", "2", "--activation-checkpointing",
+    assert training.main(tiny(cache, run, "--grad-accum", "3", "--steps", "2", "--activation-checkpointing",
                            "--decoding", "parallel-bos")) == 0
     assert sorted(losses(run)) == [1, 2]
     state = torch.load(next((run / "checkpoints").glob("step_*")) / "optimizer.bin", weights_only=False)
@@ -169,7 +175,7 @@ def test_activation_checkpointing_changes_no_value_or_gradient(mode):
         student = build_scratch_student(100, "micro", max_length=16, dropout=0.0).train()
         if checkpointing:
             enable_activation_checkpointing(student, mode)
-        out = decode(student, Splice("soft"), tower, source, mode=mode, labels=labels if mode == "teacher-forced"
+        out = splice_decode(student, Splice("soft"), tower, source, mode=mode, labels=labels if mode == "teacher-forced"
                      else None, embedding=tower.token_embedding.weight)
         features = tower.encode_embeddings(out.embeddings, eot="ids", **out.eot_evidence())
         features.square().sum().backward()
@@ -218,11 +224,10 @@ def test_two_cpu_processes_from_the_config_file_reproduce_one_process(cache, tmp
     the CLIP towers' too (they run inside the DDP-wrapped system). Deterministic settings (soft splice, no
     dropout, no token CE: a per-rank mean over rows with a translation would weight the ranks unequally)."""
     args = ["--splice", "soft", "--dropout", "0", "--token-ce-weight", "0", "--steps", "4", "--freeze", freeze]
-    assert train.main(tiny(cache, tmp_path / "one", *args)) == 0
-    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(CONFIGS / "ddp_2proc_cpu.yaml"), str(ROOT / "train.py"),
-                           *tiny(cache, tmp_path / "two", *args)], env=env(), cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    assert training.main(tiny(cache, tmp_path / "one", *args)) == 0
+    done = accelerate_launch(["--config_file", str(CONFIGS / "ddp_2proc_cpu.yaml"), str(ROOT / "train.py"),
+                              *tiny(cache, tmp_path / "two", *args)], env=env(), cwd=ROOT, capture_output=True,
+                             text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "two" / "config.json").read_text())["world_size"] == 2
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")

@@ -170,22 +170,22 @@ def test_fibres_and_cube_equal_the_definition(name, n, B):
 
     ref_f, g_ref_f = _grad_of(lambda X: sim.tuples(X[axes, fibre_idx]).view(n, len(rows), B), X, w_fibre)
     for chunk_bytes in (4096, 2**30):          # several chunks, then one
-        out, grad = _grad_of(lambda X: sim.fibres(X, rows, chunk_bytes=chunk_bytes), X, w_fibre)
+        out, grad = _grad_of(lambda X, c=chunk_bytes: sim.fibres(X, rows, chunk_bytes=c), X, w_fibre)
         torch.testing.assert_close(out, ref_f)
         torch.testing.assert_close(grad, g_ref_f)
 
     ref_c, g_ref_c = _grad_of(lambda X: sim.tuples(X[axes, all_idx]).view([B] * n), X, w_cube)
     quarter = sim.bytes_per_tuple(n, 5, 8) * -(-B**n // 4)
     for chunk_bytes in (quarter, 2**30):       # four chunks, then one
-        out, grad = _grad_of(lambda X: evaluate_grid(sim, X, chunk_bytes=chunk_bytes), X, w_cube)
+        out, grad = _grad_of(lambda X, c=chunk_bytes: evaluate_grid(sim, X, chunk_bytes=c), X, w_cube)
         torch.testing.assert_close(out, ref_c)
         torch.testing.assert_close(grad, g_ref_c)
-        out, grad = _grad_of(lambda X: evaluate_tuples(sim, X, all_idx, chunk_bytes).view([B] * n), X, w_cube)
+        out, grad = _grad_of(lambda X, c=chunk_bytes: evaluate_tuples(sim, X, all_idx, c).view([B] * n), X, w_cube)
         torch.testing.assert_close(out, ref_c)
         torch.testing.assert_close(grad, g_ref_c)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def degenerate_tuples(n, dim, count, dtype, seed=0):
     """`count` tuples [count, n, F]: random unit, identical, zeros, antipodes, one-hot,
     half-zero, tiny and large vectors, repeated."""

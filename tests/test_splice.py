@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models.decoding import decode
+import models.splice
+from models.decoding import splice_decode
 from models.splice import Splice, TemperatureSchedule, gumbel_noise, gumbel_softmax_st, project_tokens
 from models.student import build_scratch_student
 from models.text_tower import DistributionTextTower
@@ -114,10 +115,30 @@ def test_token_splices_never_hold_a_full_vocabulary_tensor(head):
     assert max(largest) >= B * S * V
 
 
-def test_automatic_chunks_fit_the_budget(head):
+@pytest.mark.parametrize("budget", [B * V, 2 * B * V + 1, 3 * B * V])
+def test_automatic_chunks_fit_the_budget(head, budget, monkeypatch):
+    """With the chunk size left automatic, no activation autograd saves holds more elements than the
+    budget (`CHUNK_ELEMENTS`, lowered here so that the 5 positions need 5, 3 or 2 chunks): the
+    saved-tensor hooks see every tensor the (non-recomputed, small-vocabulary) path keeps, and the
+    inputs (and views of them) are not activations. The result is the unchunked soft distribution
+    times the embedding."""
     hidden, weight, bias, embedding = head
-    outs, tokens, eot_prob = project_tokens(hidden, weight, bias, (embedding,), kind="soft", eot_id=0)
-    assert outs[0].shape == (B, S, W) and tokens.shape == eot_prob.shape == (B, S)
+    monkeypatch.setattr(models.splice, "CHUNK_ELEMENTS", budget)
+    inputs = {x.untyped_storage().data_ptr() for x in head}
+    activations = []
+
+    def pack(t):
+        if t.untyped_storage().data_ptr() not in inputs:
+            activations.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        outs, tokens, eot_prob = project_tokens(hidden, weight, bias, (embedding,), kind="soft", eot_id=0)
+    outs[0].sum().backward()
+    assert B * V <= max(activations) <= budget  # a chunk's [B, c, V] distribution is kept, and fits
+    logits = F.linear(hidden, weight, bias)
+    torch.testing.assert_close(outs[0], logits.softmax(-1) @ embedding)
+    assert torch.equal(tokens, logits.argmax(-1)) and eot_prob.shape == (B, S)
 
 
 def test_temperature_schedule():
@@ -168,7 +189,7 @@ def test_gradient_reaches_the_student_through_clip(system, kind, mode):
     student.train()
     student.zero_grad(set_to_none=True)
     splice = Splice.for_student(kind, student, tower.token_embedding.weight)
-    decoded = decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6,
+    decoded = splice_decode(student, splice, tower, source, mode=mode, labels=labels, max_length=6,
                      embedding=tower.token_embedding.weight)
     features = tower.encode_embeddings(decoded.embeddings, eot="prob", **decoded.eot_evidence(), normalize=True)
     assert features.shape == (2, 32) and torch.isfinite(features).all()

@@ -11,7 +11,7 @@ from transformers import MarianConfig, MarianMTModel, MarianTokenizer
 
 import torch.nn.functional as F
 
-from models.decoding import decode
+from models.decoding import splice_decode
 from models.splice import Splice
 from models.student import CLIP_EOT_ID, CLIP_SOT_ID, STUDENT_OPTION, build_scratch_student, load_pretrained_student
 from models.target_vocab import BridgedVocab, ClipVocab
@@ -81,7 +81,7 @@ def _greedy_matches_generate(student, tower, source, mask, embedding):
     expected = student.generate(input_ids=source, attention_mask=mask, num_beams=1, do_sample=False,
                                 max_length=MAX_LENGTH)
     with torch.no_grad():
-        got = decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=embedding,
+        got = splice_decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=embedding,
                      max_length=MAX_LENGTH)
     assert torch.equal(got.tokens, expected)
     return got
@@ -143,7 +143,7 @@ def test_teacher_forced_logits_and_loss_equal_transformers(clip):
     student = build_scratch_student(50, "micro").eval()
     source, mask = _source(50, batch=3)
     clip_ids = tokenizer(["a red circle", "two blue squares near the top", "one"])
-    decoded = decode(student, Splice("soft"), tower, source, mask, mode="teacher-forced", labels=clip_ids[:, 1:],
+    decoded = splice_decode(student, Splice("soft"), tower, source, mask, mode="teacher-forced", labels=clip_ids[:, 1:],
                      embedding=tower.token_embedding.weight)
     reference = student(input_ids=source, attention_mask=mask, labels=decoded.labels)
     assert torch.allclose(F.linear(decoded.hidden, *decoded.head), reference.logits, atol=1e-5)
@@ -212,7 +212,7 @@ def test_gradient_reaches_pretrained_student_and_bridge(marian_dir, clip, kind):
     bridge = BridgedVocab.from_tokenizers(tokenizer, clip_tokenizer, tower.token_embedding.weight)
     splice = Splice.for_student(kind, student.train(), bridge.weight)
     source, mask = _source(student.config.vocab_size, batch=3)
-    decoded = decode(student, splice, tower, source, mask, mode="free-running", embedding=bridge.weight, max_length=6)
+    decoded = splice_decode(student, splice, tower, source, mask, mode="free-running", embedding=bridge.weight, max_length=6)
     tower.encode_embeddings(decoded.embeddings, eot="gumbel", **decoded.eot_evidence()).sum().backward()
     assert student.model.encoder.layers[0].fc1.weight.grad.abs().sum() > 0
     if kind == "gumbel":  # the linear splice replaces the bridge by its own map
@@ -224,7 +224,7 @@ def test_pretrained_decoding_needs_the_bridge(marian_dir, clip):
     student, _ = load_pretrained_student(marian_dir)
     source, mask = _source(student.config.vocab_size, batch=2)
     with pytest.raises(ValueError, match="target vocabulary"):
-        decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=tower.token_embedding.weight,
+        splice_decode(student, Splice("argmax"), tower, source, mask, mode="free-running", embedding=tower.token_embedding.weight,
                max_length=4)
 
 

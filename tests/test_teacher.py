@@ -14,7 +14,7 @@ from data_prep.sampling import StepSampler
 from eval.stats import Statistic, paired_bootstrap
 from eval.zero_shot import concept_recognition
 from models.clip_loading import load_clip
-from models.teacher import PictureTable, train_teacher
+from training.stage0 import PictureTable, train_teacher
 
 MICRO = "groundmt-micro-rn"  # a ModifiedResNet: learns this in 250 steps, where the micro ViT does not (docs/teacher.md)
 # eight pictographs (real code points, so they have CLDR names) drawn as coloured shapes

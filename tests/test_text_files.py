@@ -10,7 +10,7 @@ import pytest
 from sacrebleu.utils import smart_open
 
 from data_prep.errors import InputError
-from data_prep.text_files import numbered_lines, read_lines, read_list
+from data_prep.text_files import numbered_lines, read_lines, read_list, read_table, surrogate_problem
 
 SACREBLEU = str(Path(sys.executable).with_name("sacrebleu"))
 # Characters str.splitlines() breaks on but sacreBLEU (and `wc -l`) does not: U+2028, U+2029, NEL,
@@ -87,3 +87,36 @@ def test_eval_score_equals_the_sacrebleu_cli_on_tricky_files(tmp_path):
     assert ours["metrics"]["bleu"]["score"] == pytest.approx(expected["BLEU"], abs=1e-6)
     assert ours["metrics"]["chrf"]["score"] == pytest.approx(expected["chrF2"], abs=1e-6)
     assert ours["sentences"][0]["hypothesis"].startswith("\ufeff")  # kept, as sacreBLEU keeps it
+
+
+def test_read_table_equals_csv_on_well_formed_tables(tmp_path):
+    """A table without broken quotes reads as Python's csv module reads it (a quoted line break
+    included), each record at the line where it starts."""
+    import csv
+    import io
+
+    text = 'file_name,caption\na.png,"una, casa"\nb.png,"dos\nlíneas"\n\nc.png,""""\n'
+    path = tmp_path / "t.csv"
+    path.write_text(text, encoding="utf-8")
+    header, rows = read_table(path)
+    oracle = list(csv.reader(io.StringIO(text)))
+    assert [header] + [values for _, values, _ in rows] == oracle
+    assert [line for line, _, _ in rows] == [2, 3, 5, 6]
+
+
+def test_a_quote_never_closed_is_one_reported_line_and_the_rows_after_it_are_read(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'a,b\n"x,y\n1,2\n\xff,3\n4,5"\n6,7\n"p"q,8\n')
+    header, rows = read_table(path, undecodable="none")
+    assert header == ["a", "b"]
+    assert rows == [(2, None, "unterminated quote"), (3, ["1", "2"], None), (4, None, "not valid UTF-8"),
+                    (5, ["4", '5"'], None), (6, ["6", "7"], None),
+                    (7, None, "bad quoting (',' expected after '\"')")]
+    with pytest.raises(InputError, match=r"t.csv:4: not valid UTF-8"):
+        read_table(path)
+
+
+def test_surrogate_problem_names_the_byte_or_the_code_point():
+    assert surrogate_problem("una casa") is None
+    assert surrogate_problem("cami\udcf3n") == "not valid UTF-8 (byte 0xf3 at column 5)"
+    assert surrogate_problem("a\ud800") == "a lone surrogate U+D800 at column 2"

@@ -44,7 +44,7 @@ def full_corpus(run, data, test_split, tmp_path_factory) -> Path:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return corpus_mod.read_records(path)
+    return corpus_mod.read_jsonl(path)
 
 
 # -- Translator -----------------------------------------------------------------------------------
@@ -225,14 +225,45 @@ def test_bad_captions_give_a_line_report_and_a_corpus_of_the_good_lines(run, tra
     assert summary["flags"] == {"duplicate": 1, "empty": 1, "untranslated": 1}
 
 
+def test_captions_that_are_not_strings_or_not_unicode_are_counted_skips(run, translator, captions_dir, tmp_path):
+    """A caption given as a JSON list, a number or an object, a lone surrogate, and a CSV quote
+    never closed are skipped lines with their reason (the tokenizer never sees them, nothing is
+    translated as a Python repr); the other lines, those after the broken quote included, are
+    translated as `Translator.translate` translates them."""
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text("".join(json.dumps(x) + "\n" for x in (
+        {"file_name": "im0.png", "caption": ["una", "cruz"]}, {"file_name": "im0.png", "caption": 5},
+        {"file_name": "im1.png", "caption": {"es": "x"}}, {"file_name": "im1.png", "caption": "un \ud800 gato"},
+        {"file_name": 7, "caption": "un perro"}, {"file_name": "im2.png", "caption": "dos estrellas"})))
+    out = tmp_path / "out"
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
+                 "--out", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_inputs"] == {'field "caption": expected a string, found a JSON array': 1,
+                                         'field "caption": expected a string, found a JSON number': 1,
+                                         'field "caption": expected a string, found a JSON object': 1,
+                                         "text that is not valid Unicode (a lone surrogate)": 1,
+                                         'field "file_name": expected a string, found a JSON number': 1}
+    records = jsonl(out / "corpus.jsonl")
+    assert [r["source"] for r in records] == ["dos estrellas"]
+    assert [r["translation"] for r in records] == translator.translate(["dos estrellas"])
+    table = tmp_path / "captions.csv"
+    table.write_text('file_name,caption\nim0.png,"una cruz\nim1.png,un círculo\nim2.png,dos estrellas\n',
+                     encoding="utf-8")
+    assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(table),
+                 "--out", str(tmp_path / "csv"), "--quiet"]) == 0
+    assert [r["source"] for r in jsonl(tmp_path / "csv" / "corpus.jsonl")] == ["un círculo", "dos estrellas"]
+    assert json.loads((tmp_path / "csv" / "summary.json").read_text())["skipped_inputs"] == {"unterminated quote": 1}
+
+
 def test_csv_captions_with_mismatched_columns(run, captions_dir, tmp_path):
     captions = tmp_path / "captions.csv"
     captions.write_bytes("file_name,caption,lang\n"
                          "im0.png,\"una <cruz>, \"\"negra\"\" & roja\",es\n"
                          "im1.png,un círculo\n"
-                         "im2.png,tres,es,extra\n".encode("utf-8")
+                         "im2.png,tres,es,extra\n".encode()
                          + "im1.png,cami\xf3n,es\n".encode("latin-1")
-                         + "im2.png,\"dos estrellas\nverdes\",es\n".encode("utf-8"))
+                         + b"im2.png,\"dos estrellas\nverdes\",es\n")
     out = tmp_path / "out"
     assert main(["corpus", "--run", str(run), "--images", str(captions_dir), "--captions", str(captions),
                  "--out", str(out), "--quiet", "--tmx"]) == 0

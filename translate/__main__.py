@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--images-file", type=Path, metavar="LIST",
                         help="with --rerank clip: one image path per input line (relative to LIST's folder)")
     _common(text)
-    text.add_argument("--out", type=Path, help="write the translations here (default: print them)")
+    text.add_argument("--out", type=Path, help="write the translations here (default: print them); never an input "
+                                               "file, and an existing file only with --overwrite")
+    text.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     corpus = sub.add_parser("corpus", help="build a scored parallel corpus from captioned images",
                             epilog=CORPUS_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--images", type=Path, help="image folder (with --captions)")
     corpus.add_argument("--split", default="test", help="split of --data-dir (default: test)")
     corpus.add_argument("--captions", type=Path, help="JSONL/CSV/TSV captions file (with --images)")
-    corpus.add_argument("--out", required=True, type=Path, help="output folder")
+    corpus.add_argument("--out", required=True, type=Path, help="output folder: new, empty, or a corpus of this "
+                                                                "command (resumed, or replaced with --restart)")
     corpus.add_argument("--src-lang", help="source language code for corpus.<src> and TMX (default: the data's "
                                            "lang column, else the run's --lang)")
     corpus.add_argument("--min-grounding", type=cosine, help="flag records whose grounding is below this as "
@@ -125,12 +128,14 @@ def _quiet_loading() -> None:
 def run_text(args: argparse.Namespace) -> int:
     from data_prep.text_files import read_lines
     from translate.outputs import atomic_write
-    from translate.translator import Translator
+    from translate.translator import Translator, check_generation_memory
 
     if args.file is not None and args.texts:
         raise InputError("give sentences as arguments or --file, not both")
     rerank = _text_rerank(args)
-    out = None if args.out is None else output_file(args.out, "--out")  # before any work
+    out = None if args.out is None else output_file(  # before any work
+        args.out, "--out", inputs={"--file": args.file, "--images-file": args.images_file, "--images": args.images},
+        overwrite=args.overwrite)
     images = _text_images(args) if rerank is not None else None  # before stdin is read
     if args.file is not None:
         texts = read_lines(input_file(args.file, "--file"))
@@ -138,8 +143,10 @@ def run_text(args: argparse.Namespace) -> int:
         texts = read_lines(None)
     else:
         texts = args.texts
+        _check_arguments_text(texts)
     if images is not None:
         _check_images(images, texts, args)
+    check_generation_memory(args.run, texts, args.batch_size, args.num_beams if rerank is None else rerank["size"])
     _quiet_loading()
     translator = Translator.from_run(args.run, device=args.device)
     if rerank is None:
@@ -159,6 +166,16 @@ def run_text(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out, text)
     return 0
+
+
+def _check_arguments_text(texts: list[str]) -> None:
+    """Sentences given as arguments must be UTF-8 (Python keeps a byte that is not as a lone surrogate)."""
+    from data_prep.text_files import surrogate_problem
+
+    for number, text in enumerate(texts, start=1):
+        why = surrogate_problem(text)
+        if why is not None:
+            raise InputError(f"sentence argument {number} is {why if why.startswith('not') else 'not valid: ' + why}")
 
 
 def _text_rerank(args: argparse.Namespace) -> dict | None:
@@ -196,46 +213,51 @@ def _check_images(images: list[Path | None], texts: list[str], args: argparse.Na
 
 
 def run_corpus(args: argparse.Namespace) -> int:
+    from data_prep.locks import FolderLock
     from translate import inputs
-    from translate.corpus import INPUT_REPORT, PROGRESS, Filters, build_corpus
+    from translate.corpus import CORPUS_FOLDER, INPUT_REPORT, PROGRESS, Filters, build_corpus, read_progress
     from translate.outputs import atomic_write
-    from translate.translator import Translator, run_config
+    from translate.translator import Translator, check_generation_memory, run_config
 
     if (args.images is None) != (args.captions is None):
         raise InputError("--images and --captions go together")
     rerank = rerank_settings(args.rerank, num_beams=args.num_beams, size=args.rerank_size, beta=args.rerank_beta)
-    out = output_dir(args.out, "--out")  # before any work
+    out = output_dir(args.out, "--out", artefact=CORPUS_FOLDER, replace=True,  # before any work
+                     inputs={"--run": args.run, "--data-dir": args.data_dir, "--images": args.images,
+                             "--captions": args.captions})
     run_lang = run_config(args.run).get("lang")
     if args.data_dir is not None:
         data = inputs.from_dataset(args.data_dir, args.split, args.src_lang)
     else:
         data = inputs.from_captions(args.images, args.captions, args.src_lang or run_lang or "src")
     source = args.captions or f"{args.data_dir} split {args.split!r}"
-    if not data.items:
-        skipped = data.skipped_counts()
-        report = ""
-        if not (out / PROGRESS).exists():  # a previous corpus in OUT keeps its own report
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.report))
-            report = f"; see {out / INPUT_REPORT}"
-        raise InputError(f"nothing to translate: {source} has no usable caption"
-                         + (f" (all {sum(skipped.values())} lines skipped: {skipped}){report}" if skipped else ""))
-    langs = {item.lang for item in data.items}
-    src_lang = args.src_lang or (langs.pop() if len(langs) == 1 else run_lang or "src")
-    _quiet_loading()
-    translator = Translator.from_run(args.run, device=args.device)
-    for entry in data.report:
-        where = f"line {entry['line']}" if "line" in entry else f"row {entry['row']}"
-        print(f"{args.captions or args.data_dir}: {where}: {entry['reason']} ({entry['action']})", file=sys.stderr)
-    try:
-        summary = build_corpus(translator, data, out, src_lang=src_lang, num_beams=args.num_beams,
-                               batch_size=args.batch_size, filters=Filters(args.min_grounding, args.dedupe),
-                               tmx=args.tmx, restart=args.restart, show_progress=not args.quiet, rerank=rerank)
-    except KeyboardInterrupt:
-        marker = out / PROGRESS
-        kept = json.loads(marker.read_text())["records"] if marker.is_file() else 0
-        raise KeyboardInterrupt(f"{kept} records are safe in {out / 'corpus.jsonl'}; rerun the same command to "
-                                "resume") from None
+    with FolderLock(out, "python -m translate corpus"):  # one process at a time writes a corpus: from its first write
+        if not data.items:
+            skipped = data.skipped_counts()
+            report = ""
+            if not (out / PROGRESS).exists():  # a previous corpus in OUT keeps its own report
+                atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data.report))
+                report = f"; see {out / INPUT_REPORT}"
+            raise InputError(f"nothing to translate: {source} has no usable caption"
+                             + (f" (all {sum(skipped.values())} lines skipped: {skipped}){report}" if skipped else ""))
+        langs = {item.lang for item in data.items}
+        src_lang = args.src_lang or (langs.pop() if len(langs) == 1 else run_lang or "src")
+        check_generation_memory(args.run, [item.source for item in data.items], args.batch_size,
+                                args.num_beams if rerank is None else rerank["size"])
+        _quiet_loading()
+        translator = Translator.from_run(args.run, device=args.device)
+        for entry in data.report:
+            where = f"line {entry['line']}" if "line" in entry else f"row {entry['row']}"
+            print(f"{args.captions or args.data_dir}: {where}: {entry['reason']} ({entry['action']})", file=sys.stderr)
+        try:
+            summary = build_corpus(translator, data, out, src_lang=src_lang, num_beams=args.num_beams,
+                                   batch_size=args.batch_size, filters=Filters(args.min_grounding, args.dedupe),
+                                   tmx=args.tmx, restart=args.restart, show_progress=not args.quiet, rerank=rerank)
+        except KeyboardInterrupt:
+            marker = out / PROGRESS
+            kept = read_progress(marker)["records"] if marker.is_file() else 0
+            raise KeyboardInterrupt(f"{kept} records are safe in {out / 'corpus.jsonl'}; rerun the same command to "
+                                    "resume") from None
     skipped = sum(summary["skipped_inputs"].values())
     print(f"{summary['records']} records ({summary['resumed_records']} resumed), {summary['aligned_pairs']} aligned "
           f"pairs, flags {summary['flags'] or 'none'}; {skipped} input lines skipped"
@@ -249,9 +271,7 @@ def run_export(args: argparse.Namespace) -> int:
 
     from translate.translator import Translator
 
-    out = output_dir(args.out, "--out")  # before any work
-    if out.is_dir() and any(out.iterdir()):
-        raise InputError(f"--out {out} is not empty: export into a new or empty folder")
+    out = output_dir(args.out, "--out", inputs={"--run": args.run})  # before any work: a new or empty folder
     _quiet_loading()
     translator = Translator.from_run(args.run, device="cpu")
     out.parent.mkdir(parents=True, exist_ok=True)

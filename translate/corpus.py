@@ -11,18 +11,27 @@ At the end the flags that depend on options (`low_grounding`, `duplicate`) and e
 With `rerank` (`--rerank clip`) each caption's n-best list is re-scored with its own image
 (`Translator.rerank_clip`); the settings join the fingerprint, so a corpus begun with other
 settings (or without reranking) is never continued with these.
+What is read back is checked against its schema (`Progress`, `CorpusRecord`): a marker or a record
+of the wrong shape is one line naming the file (and line) and the field. The folder is recognised
+as a corpus (`CORPUS`) by its progress marker, or when it holds nothing but an input report (left
+by a run that found nothing to translate); `translate corpus` writes into no other non-empty folder.
 """
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any, Required
 
+from pydantic import NonNegativeInt
 from tqdm.auto import tqdm
+from typing_extensions import TypedDict
 
-from data_prep.errors import InputError
+from data_prep.errors import Artefact, InputError
+from data_prep.locks import LOCK_FILE
 from data_prep.text_files import numbered_lines
 from eval.retrieval import grounding_scores
+from models.typed_json import ReadBackError, parse, read_json
 from translate.flags import Filters, finalize, record_flags
 from translate.inputs import Inputs, Item
 from translate.outputs import atomic_write, write_outputs
@@ -31,6 +40,43 @@ from translate.translator import Translator
 CORPUS = "corpus.jsonl"
 PROGRESS = "progress.json"
 INPUT_REPORT = "input_report.jsonl"
+
+
+def is_corpus_folder(folder: Path) -> bool:
+    """A folder `translate corpus` wrote: its progress marker, or only an input report (and a lock)."""
+    return (folder / PROGRESS).is_file() or (
+        (folder / INPUT_REPORT).is_file() and all(p.name in (INPUT_REPORT, LOCK_FILE) for p in folder.iterdir()))
+
+
+CORPUS_FOLDER = Artefact("a corpus written by python -m translate corpus", is_corpus_folder)
+
+
+class Progress(TypedDict):
+    """`progress.json`: the input's fingerprint, and how many records and bytes of corpus.jsonl are safe."""
+
+    fingerprint: dict[str, Any]
+    records: NonNegativeInt
+    bytes: NonNegativeInt
+
+
+class CorpusRecord(TypedDict, total=False):
+    """A record of corpus.jsonl as the finishing steps read it back (`translate_batch` writes it)."""
+
+    id: Required[str]
+    image_id: Required[str]
+    file_name: str | None
+    lang: Required[str]
+    source: Required[str]
+    translation: Required[str]
+    grounding: Required[float | None]
+    source_image_score: Required[float | None]
+    length_ratio: Required[float | None]
+    flags: Required[list[str]]
+    provenance: str
+    run_id: str | None
+    model: str | None
+    nbest_index: int | None
+    aligned_line: int | None
 
 
 class CorpusWriter:
@@ -46,12 +92,15 @@ class CorpusWriter:
         self.done: set[str] = set()
         self.resumed = 0
         if self.marker.is_file():
-            progress = json.loads(self.marker.read_text())
+            progress = read_progress(self.marker)
             if not self.corpus.is_file():
                 raise InputError(f"{self.marker} exists but {self.corpus} does not; pass --restart")
             if progress["fingerprint"] != fingerprint:
                 raise InputError(f"{out} holds a corpus of another run or input "
                                  f"({progress['fingerprint']}); pass --restart to replace it, or another --out")
+            if progress["bytes"] > self.corpus.stat().st_size:
+                raise InputError(f"{self.corpus} is shorter than its progress marker says ({progress['bytes']} "
+                                 "bytes); pass --restart")
             with self.corpus.open("r+b") as f:  # drop whatever was appended after the last marker
                 f.truncate(progress["bytes"])
             self.done = {record["id"] for record in read_records(self.corpus)}
@@ -103,10 +152,27 @@ def _rounded(x: float | None) -> float | None:
     return None if x is None else round(float(x), 6)
 
 
+def read_progress(path: Path) -> dict:
+    """The progress marker, checked against `Progress` (a damaged one is a `ReadBackError`)."""
+    try:
+        return read_json(path, Progress)
+    except ReadBackError as exc:
+        raise ReadBackError(f"{exc}; pass --restart to discard the corpus") from None
+
+
+def read_jsonl(path: Path, schema: Any = dict[str, Any]) -> list[dict]:
+    """The objects of a JSONL file this command wrote, split at "\\n" only: `json.dumps(ensure_ascii=False)`
+    leaves U+2028, NEL and the like unescaped inside a record, where `str.splitlines` would cut it.
+    Each is checked against `schema` (a damaged one is a `ReadBackError` naming `file:line`)."""
+    try:
+        return [parse(line, schema, f"{path}:{number}") for number, line in numbered_lines(path) if line]
+    except ReadBackError as exc:
+        raise ReadBackError(f"{exc}; pass --restart to discard the corpus") from None
+
+
 def read_records(path: Path) -> list[dict]:
-    """The records of a corpus.jsonl, split at "\\n" only: `json.dumps(ensure_ascii=False)` leaves
-    U+2028, NEL and the like unescaped inside a record, where `str.splitlines` would cut it."""
-    return [json.loads(line) for _, line in numbered_lines(path) if line]
+    """The records of a corpus.jsonl, each checked against `CorpusRecord`."""
+    return read_jsonl(path, CorpusRecord)
 
 
 def translate_batch(translator: Translator, inputs: Inputs, items: list[Item], *, num_beams: int, batch_size: int,

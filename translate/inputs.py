@@ -4,16 +4,17 @@ captions file, as `Item`s in input order plus a per-line report of what could no
 Captions files are JSONL, CSV (`.csv`) or TSV (`.tsv`/`.tab`) with `file_name` and `caption`
 (optional `image_id`, `lang`), read with `data_prep.text_files` (lines end at "\\n" only). Every
 line is decoded on its own, so one line in a wrong encoding is reported (`line`, `reason`) instead
-of failing the file. Lines that cannot become a corpus record (undecodable, not JSON, wrong column
-count, no file name, a file name that leaves `--images` (`path outside the image folder`, never
-opened), missing or unreadable image) are *skipped*; an empty caption becomes a record flagged
-`empty` and is reported as *flagged*.
+of failing the file. Lines that cannot become a corpus record (undecodable, not JSON, a value that
+is not a string (`CaptionRow`: a caption given as a JSON list or number), text that is not valid
+Unicode (a lone surrogate), wrong column count, a quote never closed (`unterminated quote`: the
+rows after it are read again, not swallowed), no file name, a file name that leaves `--images`
+(`path outside the image folder`, never opened), missing or unreadable image) are *skipped*; an
+empty caption becomes a record flagged `empty` and is reported as *flagged*.
 Record ids are `<image_id>#<n>` (n = the caption's position among the image's input lines), so
 they are stable across reruns of the same input.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from collections import Counter
@@ -22,14 +23,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
+from typing_extensions import TypedDict
 
 from data_prep.builders.files import OUTSIDE, inside
 from data_prep.errors import InputError
 from data_prep.schema import normalize_text
-from data_prep.text_files import numbered_lines
+from data_prep.text_files import numbered_lines, read_table, surrogate_problem
+from models.typed_json import problem as schema_problem
 
 CAPTION_COLUMNS = ("file_name", "caption")
 OPTIONAL_COLUMNS = ("image_id", "lang")
+NOT_UNICODE = "text that is not valid Unicode (a lone surrogate)"
+
+
+class CaptionRow(TypedDict, total=False):
+    """The types of a captions line's values (a missing `caption` or `file_name` has its own reason)."""
+
+    file_name: str | None
+    caption: str | None
+    image_id: str | None
+    lang: str | None
 
 
 @dataclass(frozen=True)
@@ -155,25 +168,21 @@ def _rows(path: Path) -> Iterator[tuple[int, dict, str | None]]:
             elif "caption" not in row:
                 yield number, {}, "no caption field"
             else:
-                yield number, row, None
+                yield number, row, _row_problem(row)
+
+
+def _row_problem(row: dict) -> str | None:
+    """A value of the wrong type, or text UTF-8 cannot carry (the tokenizer would fail on it)."""
+    why = schema_problem(row, CaptionRow)
+    if why is None and any(isinstance(v, str) and surrogate_problem(v) for v in row.values()):
+        why = NOT_UNICODE
+    return why
 
 
 def _table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict, str | None]]:
-    """CSV/TSV rows checked against the header's column count; undecodable lines are reported
-    and left out before parsing."""
-    bad: list[int] = []
-    last = [0]
-
-    def good_lines() -> Iterator[str]:
-        for number, text in numbered_lines(path, undecodable="none"):
-            if text is None:
-                bad.append(number)
-            else:
-                last[0] = number
-                yield text + "\n"  # a line break inside a quoted field stays one
-
-    reader = csv.reader(good_lines(), delimiter=delimiter)
-    header = next(reader, None)
+    """CSV/TSV rows checked against the header's column count (`data_prep.text_files.read_table`:
+    undecodable lines and quotes never closed are reported, the rows after them read)."""
+    header, records = read_table(path, delimiter, undecodable="none")
     if header is None:
         raise InputError(f"{path} is empty: expected a header with columns {list(CAPTION_COLUMNS)}")
     header = [h.strip() for h in header]
@@ -181,14 +190,12 @@ def _table_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict, str | N
     if missing:
         raise InputError(f"{path}: the header lacks columns {missing}; found {header}, expected "
                          f"{list(CAPTION_COLUMNS)} (+ optional {list(OPTIONAL_COLUMNS)})")
-    for values in reader:
-        while bad:
-            yield bad.pop(0), {}, "not valid UTF-8"
-        if not any(v.strip() for v in values):
+    for number, values, why in records:
+        if why is not None:
+            yield number, {}, why
+        elif not any(v.strip() for v in values):
             continue
-        if len(values) != len(header):
-            yield last[0], {}, f"expected {len(header)} columns, found {len(values)}"
+        elif len(values) != len(header):
+            yield number, {}, f"expected {len(header)} columns, found {len(values)}"
         else:
-            yield last[0], dict(zip(header, values)), None
-    for number in bad:
-        yield number, {}, "not valid UTF-8"
+            yield number, dict(zip(header, values)), None

@@ -1,10 +1,13 @@
 """Inference API over a trained run: translate text, score translations against images.
 
 `Translator.from_run(RUN)` loads `RUN/model` (the exported `GroundedSystem`, docs/architecture.md)
-and the run id from `RUN/config.json`; a missing model, or a damaged file in it (a truncated
-`student/model.safetensors` or `clip/open_clip_model.pt`), is an `InputError` naming the file.
+and the run id from `RUN/config.json` (`load_run_system`, which `eval analyze` uses too); a missing
+model or a file missing from it, a damaged file (a truncated `student/model.safetensors` or
+`clip/open_clip_model.pt`), a `system.json` or `config.json` that does not hold what its schema
+declares, or weights that are not finite (a run that diverged) is an `InputError` (or a
+`ReadBackError`) naming the file: one line, exit 2, never a broken model scored as a success.
 Scores live in the run's own CLIP space:
-- `grounding`: CLIP cosine between an image and a translation (DESIGN §5's grounding score);
+- `grounding`: CLIP cosine between an image and a translation (docs/design.md §5's grounding score);
 - `source_image_scores`: cosine between the image and the student's *differentiable* CLIP
   embedding of the source caption (the path training optimises; eval-mode splice = argmax).
 Test-time grounding (`translate(..., images=, rerank="clip")`, `rerank_clip`): the student's
@@ -19,20 +22,27 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Required
 
 import sentencepiece as spm
 import torch
 from PIL import Image
+from pydantic import PositiveInt
 from safetensors import safe_open
+from typing_extensions import TypedDict
 
 from data_prep.builders.files import LayoutError
 from data_prep.errors import InputError
+from data_prep.memory import require_memory
 from data_prep.schema import normalize_text
 from eval.retrieval import grounding_scores
 from models.clip_batches import ImageLike, open_rgb
 from models.feature_cache import FeatureTable
-from models.grounded import GroundedSystem
+from models.grounded import SYSTEM_FILE, GroundedSystem, SystemSpec
 from models.grounded_selection import rerank as rerank_candidates
+from models.run_dir import RunConfig
+from models.clip_loading import CHECKPOINT_NAME
+from models.typed_json import ReadBackError, read_json
 from translate.reranking import (DEFAULT_RERANK_BETA, DEFAULT_RERANK_SIZE, check_beta, rerank_settings,
                                  resolve_rerank_size)
 
@@ -65,23 +75,10 @@ class Translator:
 
     @classmethod
     def from_run(cls, run: str | Path, device: str | torch.device | None = None) -> Translator:
-        """Load `run/model`; `device=None` picks CUDA when available, else CPU."""
+        """Load `run/model` (`load_run_system`); `device=None` picks CUDA when available, else CPU."""
         run = Path(run)
-        model_dir = run / "model"
-        if not (model_dir / "system.json").is_file():
-            raise LayoutError(f"{run} holds no trained model ({model_dir}/system.json is missing): pass a run "
-                              "directory written by `accelerate launch train.py --out RUN`")
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        run_id = run_config(run).get("run_id")
-        try:
-            system = GroundedSystem.load(model_dir, device=device)
-        except Exception as exc:
-            damaged = damaged_model_file(model_dir)
-            if damaged is None:
-                raise
-            raise InputError(f"{damaged[0]}: damaged model file ({damaged[1]}); export the run's model again or "
-                             f"retrain it ({type(exc).__name__} while loading {model_dir})") from None
-        return cls(system, run_id=run_id or run.resolve().name, model_dir=model_dir.resolve())
+        system, config = load_run_system(run, device)
+        return cls(system, run_id=config.get("run_id") or run.resolve().name, model_dir=(run / "model").resolve())
 
     @property
     def device(self) -> torch.device:
@@ -193,17 +190,105 @@ def _check_aligned(images: Sequence, texts: Sequence[str]) -> None:
 
 
 def run_config(run: str | Path) -> dict:
-    """`RUN/config.json` as a dict ({} when the run has none); `InputError` naming it when unreadable."""
+    """`RUN/config.json` as a dict ({} when the run has none), checked against `RunConfig` (a
+    truncated file or a key of the wrong type is a `ReadBackError` naming it)."""
     path = Path(run) / "config.json"
-    if not path.is_file():
-        return {}
+    return read_json(path, RunConfig) if path.is_file() else {}
+
+
+class StudentShape(TypedDict, total=False):
+    """The sizes of `model/student/config.json` that the memory estimate of a beam search reads."""
+
+    d_model: Required[PositiveInt]
+    decoder_layers: Required[PositiveInt]
+    vocab_size: Required[PositiveInt]
+    decoder_vocab_size: PositiveInt | None
+
+
+SOURCE_LENGTH = 512  # source tokens a Marian tokenizer keeps (model_max_length): the cross-attention cache's bound
+# Files every saved system has (`GroundedSystem.save`); a folder is enough for the tokenizer.
+MODEL_FILES = (SYSTEM_FILE, "target_vocab.json", "student/config.json", "student/model.safetensors",
+               "source_tokenizer", f"clip/{CHECKPOINT_NAME}")
+
+
+def model_files(run: str | Path) -> Path:
+    """`RUN/model`, once every file of `MODEL_FILES` is found there (else an `InputError` naming them)."""
+    run = Path(run)
+    model_dir = run / "model"
+    if not (model_dir / SYSTEM_FILE).is_file():
+        raise LayoutError(f"{run} holds no trained model ({model_dir}/{SYSTEM_FILE} is missing): pass a run "
+                          "directory written by `accelerate launch train.py --out RUN`")
+    missing = [name for name in MODEL_FILES if not (model_dir / name).exists()]
+    if missing:
+        raise InputError(f"{model_dir} is incomplete: {', '.join(missing)} missing; export the run's model again "
+                         "(`accelerate launch train.py --out RUN --resume` on a finished run) or retrain it")
+    return model_dir
+
+
+def load_run_system(run: str | Path, device: str | torch.device | None = None) -> tuple[GroundedSystem, dict]:
+    """`(the GroundedSystem of RUN/model, RUN/config.json)`, checked before and after loading: every
+    file of `MODEL_FILES` there, `system.json` and `config.json` as their schemas declare, no file
+    damaged, every weight finite. Anything else is an `InputError`/`ReadBackError` naming the file."""
+    run = Path(run)
+    model_dir = model_files(run)
+    config = run_config(run)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return config
+        system = GroundedSystem.load(model_dir, device=device)
+    except ReadBackError:
+        raise
+    except Exception as exc:
+        damaged = damaged_model_file(model_dir)
+        if damaged is not None:
+            raise InputError(f"{damaged[0]}: damaged model file ({damaged[1]}); export the run's model again or "
+                             f"retrain it ({type(exc).__name__} while loading {model_dir})") from None
+        if not isinstance(exc, RuntimeError | ValueError | KeyError | TypeError):
+            raise
+        # every file reads, but they do not fit together (e.g. system.json names another CLIP than clip/ holds)
+        raise InputError(f"{model_dir}: its files do not fit together ({type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); export the run's model "
+                         "again or retrain it") from None
+    bad = non_finite_tensors(system)
+    if bad:
+        raise InputError(f"{model_dir}: the model's weights are not finite ({bad[0]}"
+                         + (f", and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
+                         + "): the run diverged, so there is nothing to translate or score with; retrain it")
+    return system, config
+
+
+def non_finite_tensors(module: torch.nn.Module) -> list[str]:
+    """`name: k of n values are NaN or infinite` for every floating tensor of `module`'s state."""
+    found = []
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                found.append(f"{name}: {bad} of {tensor.numel()} values are NaN or infinite")
+    return found
+
+
+def check_generation_memory(run: str | Path, texts: Sequence[str], batch_size: int, beams: int) -> None:
+    """Refuse, before the model loads, a beam search whose `min(batch_size, len(texts)) × beams`
+    hypotheses at once would not fit in memory. The estimate per hypothesis (sizes from
+    `RUN/model/student/config.json` and `system.json`): its logits over the target vocabulary and a
+    few copies of them, and the decoder's self- and cross-attention caches, the source being at most
+    its characters long in tokens (and at most `SOURCE_LENGTH`)."""
+    model_dir = model_files(run)
+    student = read_json(model_dir / "student" / "config.json", StudentShape)
+    length = read_json(model_dir / SYSTEM_FILE, SystemSpec)["max_length"]
+    vocab, width = student.get("decoder_vocab_size") or student["vocab_size"], student["d_model"]
+    source = min(SOURCE_LENGTH, max((len(t) for t in texts), default=0) + 2)
+    batch = min(batch_size, max(len(texts), 1))
+    require_memory(batch * beams * hypothesis_bytes(vocab, student["decoder_layers"], width, length, source),
+                   f"{beams} beam(s) x {batch} sentence(s) per batch",
+                   "use a smaller --num-beams (or --rerank-size) or --batch-size")
+
+
+def hypothesis_bytes(vocab: int, layers: int, width: int, length: int, source: int) -> int:
+    """Memory of one beam-search hypothesis: its logits over the target vocabulary and a few copies
+    of them, and the decoder's self- and cross-attention caches (`length` target and `source`
+    source tokens, `layers` layers of `width`)."""
+    return 16 * vocab + 8 * layers * width * (length + source) + 4 * source * width
 
 
 def damaged_model_file(model_dir: Path) -> tuple[Path, str] | None:

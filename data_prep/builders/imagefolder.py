@@ -4,20 +4,24 @@ The layout follows Hugging Face's `imagefolder` convention: image files next to 
 `metadata.jsonl` or `metadata.csv` naming each image (`file_name`) with its captions. Rows that
 name the same image are merged, so a CSV can give one caption per row. An image with English
 captions and no source caption is kept (counted in the report): a folder of English-captioned
-pictures is a teacher pool (`train.py --teacher-data DIR`); student training skips such rows.
+pictures is a teacher pool (`train.py --teacher-data DIR`); student training skips such rows. A
+row whose values have the wrong type (`MetadataRow`: a caption given as a number or an object),
+whose text is not valid Unicode, or a CSV record broken by a quote that is never closed is dropped with a counted reason.
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any, Unpack
 
 import datasets
+from typing_extensions import TypedDict
+
+from models.typed_json import json_kind, problem
 
 from ..schema import HUMAN_TRANSLATED, HUMAN_WRITTEN, MACHINE_TRANSLATED, NONE, SPLITS, provenance
-from ..text_files import numbered_lines
+from ..text_files import numbered_lines, read_table, surrogate_problem
 from . import overlap
 from .files import OUTSIDE, InputError, LayoutError, inside
 from .skeleton import Build, BuildOptions, options_of
@@ -48,7 +52,17 @@ Example: python -m data_prep imagefolder --lang quz --data-dir my_photos --out d
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 REQUIRED_COLUMNS = ("file_name", "english")
 ORIGINS = (HUMAN_WRITTEN, HUMAN_TRANSLATED, MACHINE_TRANSLATED)
-JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+Texts = str | list[str | None] | None  # a caption, or captions ("" or null where none)
+
+
+class MetadataRow(TypedDict, total=False):
+    """The types of a metadata row's values (which columns a file must have: REQUIRED_COLUMNS)."""
+
+    file_name: str | None
+    source: Texts
+    english: Texts
+    parallel: Texts
+    split: str | None
 
 
 def metadata_files(data_dir: Path) -> list[tuple[Path, str | None]]:
@@ -65,8 +79,10 @@ def metadata_files(data_dir: Path) -> list[tuple[Path, str | None]]:
     return found
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """`(line or row number, row)` of a metadata.jsonl / metadata.csv; required columns checked."""
+def read_rows(path: Path) -> list[tuple[int, dict[str, Any], str | None]]:
+    """`(line number, row, problem)` of a metadata.jsonl / metadata.csv (required columns checked):
+    `problem` says why the row cannot be used (wrong value types, text that is not valid Unicode, a
+    CSV record broken by an unterminated quote), None for a usable row."""
     if path.suffix == ".jsonl":
         rows = []
         for number, line in numbered_lines(path):
@@ -76,15 +92,19 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
                 except json.JSONDecodeError as exc:
                     raise InputError(f"{path}:{number}: not valid JSON ({exc})") from None
                 if not isinstance(row, dict):
-                    kind = JSON_KINDS.get(type(row), type(row).__name__)
-                    raise InputError(f"{path}:{number}: expected a JSON object, found a JSON {kind} "
+                    raise InputError(f"{path}:{number}: expected a JSON object, found {json_kind(row)} "
                                      "(metadata.jsonl holds one object per line)")
-                rows.append((number, row))
-        columns = set().union(*(row.keys() for _, row in rows)) if rows else set()
+                rows.append((number, row, _row_problem(row)))
+        columns = set().union(*(row.keys() for _, row, _ in rows)) if rows else set()
     else:
-        reader = csv.DictReader(line + "\n" for _, line in numbered_lines(path))
-        rows = [(number, row) for number, row in enumerate(reader, start=2)]
-        columns = set(reader.fieldnames or [])
+        header, records = read_table(path)
+        header, rows = header or [], []
+        for number, values, why in records:
+            if values == []:
+                continue  # a blank line is no row
+            row = {} if values is None else dict(zip(header, values + [None] * (len(header) - len(values))))
+            rows.append((number, row, why or _row_problem(row)))
+        columns = set(header)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise LayoutError(f"{NAME}: {path} lacks columns {missing}; found {sorted(columns)}, "
@@ -92,12 +112,21 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _texts(value: Any) -> list[str]:
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """Why a metadata row cannot be used (its values' types, or text UTF-8 cannot carry), or None."""
+    why = problem(row, MetadataRow)
+    if why is None and any(surrogate_problem(t) for key in ("file_name", "source", "english", "parallel")
+                           for t in _texts(row.get(key))):
+        why = "text that is not valid Unicode (a lone surrogate)"
+    return why
+
+
+def _texts(value: Texts) -> list[str]:
     if value is None:
         return []
     if isinstance(value, list):
-        return ["" if v is None else str(v) for v in value]
-    return [str(value)]
+        return ["" if v is None else v for v in value]
+    return [value]
 
 
 def build_imagefolder(
@@ -124,9 +153,12 @@ def build_imagefolder(
     for path, folder_split in metadata_files(data_dir):
         rows = read_rows(path)
         report.note(f"input rows in {path.relative_to(data_dir)}", len(rows))
-        for number, row in rows:
-            split = str(row.get("split") or folder_split or default_split).strip()
+        for number, row, why in rows:
             where = f"{path.name}:{number}"
+            if why is not None:
+                report.drop("input", why, example=where)
+                continue
+            split = str(row.get("split") or folder_split or default_split).strip()
             if split not in SPLITS:
                 report.drop("input", "unknown split value", example=f"{where}: {split!r}")
                 continue

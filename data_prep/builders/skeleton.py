@@ -25,6 +25,7 @@ class BuildOptions(TypedDict, total=False):
     overlap_with: Sequence[str]  # image sets to count overlaps with (`overlap.read_image_set` specs)
     drop_overlap_from: Sequence[str]  # splits that lose their overlapping images
     show_progress: bool
+    overwrite: bool  # replace a dataset already at `out` (`--overwrite`)
 
 
 class Build:
@@ -32,8 +33,9 @@ class Build:
     `report` (with the builder's `settings`), and `finish(splits)`."""
 
     def __init__(self, builder: str, out: str | Path, /, *, overlap_with: Sequence[str] = (),
-                 drop_overlap_from: Sequence[str] = (), show_progress: bool = True, **settings: Any) -> None:
-        self.out, self.show_progress = out, show_progress
+                 drop_overlap_from: Sequence[str] = (), show_progress: bool = True, overwrite: bool = False,
+                 **settings: Any) -> None:
+        self.out, self.show_progress, self.overwrite = out, show_progress, overwrite
         self.sets = overlap.read_sets(overlap_with, drop_overlap_from)
         self.drop_from = list(drop_overlap_from)
         self.report = BuildReport(builder, **settings, overlap_with=list(overlap_with), drop_overlap_from=self.drop_from)
@@ -43,12 +45,12 @@ class Build:
         print the report's summary."""
         overlap.apply(splits, self.sets, self.drop_from, self.report)
         dsd = write_dataset(splits, self.out, self.report, show_progress=self.show_progress,
-                            keep_english_only=keep_english_only)
+                            keep_english_only=keep_english_only, overwrite=self.overwrite)
         print(self.report.summary())
         return dsd
 
 
 def options_of(args: argparse.Namespace) -> BuildOptions:
-    """The shared options of a builder's command line (`overlap.add_arguments`, `--quiet`)."""
+    """The shared options of a builder's command line (`overlap.add_arguments`, `--quiet`, `--overwrite`)."""
     return BuildOptions(overlap_with=args.overlap_with, drop_overlap_from=args.drop_overlap_from,
-                        show_progress=not args.quiet)
+                        show_progress=not args.quiet, overwrite=args.overwrite)

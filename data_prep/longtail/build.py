@@ -203,8 +203,10 @@ def build_longtail(
     single_share: float | None = None,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> datasets.DatasetDict:
-    """Generate the long-tail world (or with `english_only` its teacher pool) and save it at `out`."""
+    """Generate the long-tail world (or with `english_only` its teacher pool) and save it at `out`;
+    `overwrite` replaces a dataset already there (anything else there is refused)."""
     if images < 3:
         raise errors.InputError("--images must be at least 3 (one per split)")
     if image_size < 16:
@@ -244,7 +246,7 @@ def build_longtail(
         report.note("coverage", table)
         report.note("coverage table", format_table(f"longtail ({lang}, {images:,} images)", table).splitlines())
     dsd = write_dataset(splits, out, report, show_progress=show_progress, keep_english_only=english_only,
-                        extra_files={CONCEPTS_FILE: world.inventory().to_json()})
+                        extra_files={CONCEPTS_FILE: world.inventory().to_json()}, overwrite=overwrite)
     print(report.summary())
     if not english_only:
         print("\n".join(report.notes["coverage table"]))
@@ -287,5 +289,4 @@ def build(args: argparse.Namespace) -> datasets.DatasetDict:
                           parallel_fraction=args.parallel_fraction, eval_parallel_fraction=args.eval_parallel_fraction,
                           captions_per_image=args.captions_per_image, image_size=args.image_size, zipf=args.zipf,
                           pictures=args.pictures, english_only=args.english_only, single_share=args.single_share,
-                          fractions=args.fractions,
-                          show_progress=not args.quiet)
+                          fractions=args.fractions, show_progress=not args.quiet, overwrite=args.overwrite)

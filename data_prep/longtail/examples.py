@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=positive_int, default=12, help="pictures per dataset (default: 12)")
     parser.add_argument("--split", choices=("train", "validation", "test"), default="test",
                         help="split to show (default: test)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
 
     def run() -> int:
-        output_file(args.out, "--out")
+        output_file(args.out, "--out", inputs={"DIR": args.dirs}, overwrite=args.overwrite)
         print(write_page(args.dirs, args.out, args.rows, args.split))
         return 0
 

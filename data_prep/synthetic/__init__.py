@@ -1,4 +1,4 @@
-"""The embedded synthetic world (DESIGN §9): procedural scenes of coloured shapes, rendered with
+"""The embedded synthetic world (docs/design.md §9): procedural scenes of coloured shapes, rendered with
 PIL, described by independent English and source-language captions written by grammars, and
 for a fraction of source captions an exact English translation."""
 from .descriptions import Description, Mention, describe

@@ -10,6 +10,7 @@ import datasets
 
 from .. import errors
 from ..build_report import BuildReport
+from ..memory import require_memory
 from ..schema import SYNTHETIC, provenance
 from ..writer import write_dataset
 from . import chinese, english, spanish
@@ -30,6 +31,12 @@ Example: python -m data_prep synthetic --lang zh --images 10000 --out data/synth
 
 GRAMMARS = {"en": english, "es": spanish, "zh": chinese}
 SPLIT_FRACTIONS = (("train", 0.8), ("validation", 0.1), ("test", 0.1))
+# Memory estimates (measured with tracemalloc, rounded up; docs/reliability.md): a record held
+# until the writer runs takes about 1.8 KB + 0.9 KB per caption, twice over (the builder's list
+# and the writer's cleaned copy); drawing one image takes its 4x supersampled RGB canvas plus the
+# downsized copy and its PNG.
+RECORD_BYTES, CAPTION_BYTES = 2 * 2048, 2 * 1024
+RENDER_BYTES_PER_PIXEL = 3 * 16 + 3 + 1
 
 
 @dataclass(frozen=True)
@@ -88,16 +95,24 @@ def build_synthetic(
     captions_per_image: int = 2,
     image_size: int = 64,
     show_progress: bool = True,
+    overwrite: bool = False,
 ) -> datasets.DatasetDict:
-    """Generate the synthetic world and save it at `out` (DESIGN §9)."""
+    """Generate the synthetic world and save it at `out` (docs/design.md §9); `overwrite` replaces a
+    dataset already there. Settings that cannot build, or would not fit in memory, are `InputError`s."""
     if lang not in GRAMMARS or lang == "en":
-        raise ValueError(f"--lang must be one of {sorted(set(GRAMMARS) - {'en'})}, got {lang!r}")
+        raise errors.InputError(f"--lang must be one of {sorted(set(GRAMMARS) - {'en'})}, got {lang!r}")
     if images < 3:
-        raise ValueError("--images must be at least 3 (one per split)")
+        raise errors.InputError(f"--images must be at least 3 (one per split), got {images}")
     if not (0.0 <= parallel_fraction <= 1.0 and 0.0 <= eval_parallel_fraction <= 1.0):
-        raise ValueError("--parallel-fraction and --eval-parallel-fraction must be in [0, 1]")
+        raise errors.InputError("--parallel-fraction and --eval-parallel-fraction must be in [0, 1]")
     if captions_per_image < 1 or image_size < 16:
-        raise ValueError("--captions-per-image must be >= 1 and --image-size >= 16")
+        raise errors.InputError(f"--captions-per-image must be >= 1 and --image-size >= 16, got {captions_per_image} "
+                                f"and {image_size}")
+    require_memory(RENDER_BYTES_PER_PIXEL * image_size ** 2, f"--image-size {image_size} (each image is drawn "
+                   "at 4 times that side, then downsized)", "use a smaller --image-size")
+    require_memory(images * (RECORD_BYTES + CAPTION_BYTES * captions_per_image),
+                   f"--images {images} with --captions-per-image {captions_per_image}",
+                   "build fewer --images (or fewer --captions-per-image)")
     settings = dict(lang=lang, images=images, seed=seed, parallel_fraction=parallel_fraction,
                     eval_parallel_fraction=eval_parallel_fraction, captions_per_image=captions_per_image,
                     image_size=image_size)
@@ -109,7 +124,7 @@ def build_synthetic(
         sample = make_sample(i, seed=seed, captions_per_image=captions_per_image,
                              parallel_fraction=fraction, image_size=image_size)
         splits[split].append(record(sample, lang, split))
-    dsd = write_dataset(splits, out, report, show_progress=show_progress)
+    dsd = write_dataset(splits, out, report, show_progress=show_progress, overwrite=overwrite)
     print(report.summary())
     return dsd
 
@@ -131,4 +146,4 @@ def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_synthetic(args.out, lang=args.lang, images=args.images, seed=args.seed,
                            parallel_fraction=args.parallel_fraction, eval_parallel_fraction=args.eval_parallel_fraction,
                            captions_per_image=args.captions_per_image,
-                           image_size=args.image_size, show_progress=not args.quiet)
+                           image_size=args.image_size, show_progress=not args.quiet, overwrite=args.overwrite)

@@ -100,7 +100,7 @@ def student_vs_english(ctx) -> dict:
     for part in cka_batches(len(items), ctx.batch_size):
         batch = items[part]
         enc = {k: v.to(ctx.device) for k, v in system.tokenize_source([s["source"] for s in batch]).items()}
-        decoded = system.decode(enc["source_ids"], enc["source_mask"])
+        decoded = system.splice_decode(enc["source_ids"], enc["source_mask"])
         with block_states(system.tower.transformer) as student:
             system.encode_decoded(decoded)
         s_mask = decoded.candidates.clone()

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from data_prep.errors import InputError, positive_int, torch_device
+from data_prep.errors import Artefact, InputError, marker_files, output_dir, positive_int, torch_device
+from data_prep.locks import FolderLock
 
 PART_NAMES = ("cka", "probes", "movement", "tokens", "health")
 DESCRIPTION = """\
@@ -32,11 +33,15 @@ def add_analyze_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="sentences / images per forward pass and CKA "
                                                               "minibatch (default: %(default)s)")
     p.add_argument("--device", type=torch_device, help="cpu / cuda (default: cuda when available)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier analysis in the output folder (a folder holding anything else is refused)")
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Analyse every run; bad input is an InputError (one line, exit 2 through run_command), and
-    Ctrl-C keeps the parts finished so far (analysis.json is rewritten after each part)."""
+    Ctrl-C keeps the parts finished so far (analysis.json is rewritten after each part). Each output
+    folder is checked before any work (new, empty, or an earlier analysis that --overwrite replaces)
+    and locked while its run is analysed."""
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PART_NAMES))
     if unknown or not parts:
@@ -46,14 +51,19 @@ def run_analyze(args: argparse.Namespace) -> int:
     from eval.report.collect import load_runs
 
     runs = load_runs(args.runs)
+    analysis = Artefact("an analysis written by python -m eval analyze", marker_files(ANALYSIS_FILE))
+    out_dirs = []
     for run in runs:
         if not (run.path / "model").is_dir():
             raise InputError(f"{run.path} has no model/ (train.py exports it at the end of a run)")
-    for run in runs:
-        out_dir = Path(args.out) / run.name if args.out else run.path / "analysis"
+        out_dirs.append(output_dir(Path(args.out) / run.name if args.out else run.path / "analysis",
+                                   "--out" if args.out else "the analysis folder", artefact=analysis,
+                                   replace=args.overwrite))
+    for run, out_dir in zip(runs, out_dirs):
         try:
-            result = analyze_run(run, out_dir, parts=parts, limit=args.limit, batch_size=args.batch_size,
-                                 device=args.device)
+            with FolderLock(out_dir, "python -m eval analyze"):
+                result = analyze_run(run, out_dir, parts=parts, limit=args.limit, batch_size=args.batch_size,
+                                     device=args.device)
         except KeyboardInterrupt:
             raise KeyboardInterrupt(f"{out_dir / ANALYSIS_FILE} holds the parts finished so far") from None
         for note in result["notes"]:

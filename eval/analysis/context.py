@@ -65,13 +65,10 @@ def load_context(run: Run, *, limit: int, batch_size: int, device: str | None) -
     from data_prep.load import load_dataset_dir
     from eval.report.images import dataset_dir
     from eval.system_eval import test_sentences
-    from models.grounded import GroundedSystem
+    from translate.translator import load_run_system
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    try:
-        system = GroundedSystem.load(run.path / "model", device=dev)
-    except FileNotFoundError as err:
-        raise InputError(str(err).splitlines()[0]) from None
+    system, _ = load_run_system(run.path, device=dev)  # files, schema, damage and finite weights checked
     directory = dataset_dir(run)
     if directory is None:
         raise InputError(f"{run.path}/config.json names no data_path: the analysis needs the run's dataset")

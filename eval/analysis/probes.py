@@ -1,6 +1,6 @@
 """Linear probes, fitted on one split and scored on another.
 
-- **LM head** (DESIGN §5, thesis §3.2.3): the test-time linear head from frozen decoder states
+- **LM head** (docs/design.md §5, thesis §3.2.3): the test-time linear head from frozen decoder states
   to the English tokens, both protocols — `heldout` (fit on validation, score test) and `online`
   (trained during the test pass, prequential) — through `eval.system_eval.run_probes`.
 - **attributes**: a logistic-regression probe (scikit-learn, standardised features) per task of

@@ -1,4 +1,4 @@
-"""Embedding health and collapse diagnostics (DESIGN §7): over training, and on the final test features.
+"""Embedding health and collapse diagnostics (docs/design.md §7): over training, and on the final test features.
 
 - `over_training`: the validation records of `RUN/metrics.jsonl` (`"split": "validation"`,
   keys `health/<axis>/<stat>`, written by train.py) as one curve per axis and statistic.

@@ -4,7 +4,7 @@
 system table with CIs (`systems`), paired tests against the first run (`significance`),
 training-curve groups (`curves`), examples with images and token alignments (`examples`),
 configs side by side (`side_by_side`), the analyses of `python -m eval analyze`
-(`analysis_section`) — draws the figures (`figures`) and writes
+(`analysis_section`), unseen/seen concept accuracy where the runs have it (`concepts_section`) — draws the figures (`figures`) and writes
 report.html (self-contained), report.md and report.json next to each other (`render`).
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def build_report(runs: list[str | Path], out: str | Path, *, examples: int = 2,
     `heatmaps`: how many of each kind get a token-alignment heatmap; `analysis`: the --out
     directory of `python -m eval analyze` (default: each RUN/analysis/). Returns the report dict
     (what report.json holds)."""
-    from eval.report import analysis_section, curves, figures, render, significance, systems
+    from eval.report import analysis_section, concepts_section, curves, figures, render, significance, systems
     from eval.report.collect import attach_analyses, load_runs
     from eval.report.examples import run_examples
     from eval.report.side_by_side import side_by_side
@@ -70,6 +70,8 @@ def build_report(runs: list[str | Path], out: str | Path, *, examples: int = 2,
     if not groups:
         notes.append("no training curves: no run has metrics.jsonl records")
     report["analysis"], figs["analysis"] = analysis_section.collect(loaded, notes)
+    report["concepts"] = concepts_section.collect(loaded)
+    figs["concepts"] = concepts_section.frequency_figure(report["concepts"]) if report["concepts"] else None
     report["notes"] = notes
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

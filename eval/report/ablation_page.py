@@ -1,7 +1,8 @@
 """The page of a grounding ablation (`python -m eval report ABLATION_DIR`, where ABLATION_DIR was
 written by `python -m eval ablation`): the table of every (system, parallel fraction) cell — mean
 over seeds with its 95% t-interval, and the paired bootstrap difference to `ce` with its 95%
-interval — and one figure per metric against the parallel fraction. Self-contained HTML, with
+interval — and one figure per metric against the parallel fraction. On a dataset whose captions
+carry concept ids, unseen- and seen-concept accuracy are two more metrics. Self-contained HTML, with
 Markdown and JSON beside it, like the run report."""
 from __future__ import annotations
 
@@ -15,14 +16,22 @@ from eval.report.figures import figure_uri
 from eval.report.render import CSS
 
 ABLATION_FILE = "ablation.json"
-DECIMALS = {"chrF": 1, "BLEU": 1, "BERTScore F": 3, "LiSAScore F": 3, "R@1": 3}
+DECIMALS = {"chrF": 1, "BLEU": 1, "BERTScore F": 3, "LiSAScore F": 3, "R@1": 3, "unseen concepts": 3,
+            "seen concepts": 3}
+
+
+def present(result: dict) -> dict[str, int]:
+    """The metrics some cell has, in table order (concept accuracy only where the dataset has concept ids)."""
+    return {m: d for m, d in DECIMALS.items() if any(m in row["metrics"] for row in result["table"])}
 
 
 def is_ablation(path: str | Path) -> bool:
     return (Path(path) / ABLATION_FILE).is_file()
 
 
-def _mean(cell: dict, digits: int) -> str:
+def _mean(cell: dict | None, digits: int) -> str:
+    if cell is None:
+        return "–"
     text = f"{cell['mean']:.{digits}f}"
     return text + (f" [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]" if cell.get("low") is not None else "")
 
@@ -45,7 +54,8 @@ def metric_figure(result: dict, metric: str) -> str:
     fig = Figure(figsize=(4.6, 3.1))
     ax = fig.add_subplot()
     for i, system in enumerate(result["systems"]):
-        rows = sorted((r for r in result["table"] if r["system"] == system), key=lambda r: r["fraction"])
+        rows = sorted((r for r in result["table"] if r["system"] == system and metric in r["metrics"]),
+                      key=lambda r: r["fraction"])
         if not rows:
             continue
         x = [r["fraction"] for r in rows]
@@ -63,15 +73,16 @@ def metric_figure(result: dict, metric: str) -> str:
 
 
 def render_html(result: dict, figures: dict[str, str]) -> str:
+    metrics = present(result)
     head = ("<tr><th>P</th><th>system</th><th>seeds</th>"
-            + "".join(f"<th>{escape(m)}</th><th>Δ vs ce</th>" for m in DECIMALS) + "<th>most repeated output</th></tr>")
+            + "".join(f"<th>{escape(m)}</th><th>Δ vs ce</th>" for m in metrics) + "<th>most repeated output</th></tr>")
     body = []
     for row in result["table"]:
         cells = []
-        for metric, digits in DECIMALS.items():
+        for metric, digits in metrics.items():
             test = row.get("vs_ce", {}).get(metric)
             style = _significance(test)
-            cells.append(f"<td>{_mean(row['metrics'][metric], digits)}</td><td{style}>{_delta(test, digits)}</td>")
+            cells.append(f"<td>{_mean(row['metrics'].get(metric), digits)}</td><td{style}>{_delta(test, digits)}</td>")
         body.append(f"<tr><td>{row['fraction']:g}</td><td><b>{escape(row['system'])}</b></td>"
                     f"<td>{len(row['seeds'])}</td>{''.join(cells)}<td>{row['most_repeated_output']:.1%}</td></tr>")
     flags = "".join(f"<li><b>{escape(s)}</b>: <code>{escape(' '.join(f) or '(train.py defaults)')}</code></li>"
@@ -86,7 +97,11 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
         f"{result.get('steps', '?')} student steps per run. Each cell: the mean over seeds with its 95% "
         "t-interval; Δ vs ce: the paired bootstrap difference to <b>ce</b> at the same P on the same test "
         "sentences (stratified over seeds), 95% interval, green when it lies above 0, red when below. "
-        "BLEU/chrF on sacreBLEU's 0–100 scale; R@1 = translation→image in batches of 32.</p>",
+        "BLEU/chrF on sacreBLEU's 0–100 scale; R@1 = translation→image in batches of 32"
+        + ("; unseen/seen concepts = the share of the test captions' concept mentions whose English name the "
+           "translation contains, for concepts that no translated training caption at that P names (unseen) or "
+           "that one does (seen); a system that reads no translation is counted with the split of ce at the same P"
+           if "unseen concepts" in metrics or "seen concepts" in metrics else "") + ".</p>",
         "<ul>" + flags + "</ul>",
         "".join(f"<p class='small'>{escape(n)}</p>" for n in notes),
         f"<table>{head}{''.join(body)}</table>",
@@ -96,13 +111,14 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
 
 
 def render_markdown(result: dict) -> str:
+    metrics = present(result)
     lines = ["# Does grounding help? Ablation over the parallel fraction", "",
              f"Seeds {result['seeds']}; mean over seeds [95% t-interval]; Δ: paired bootstrap vs ce [95%].", "",
-             "| P | system | " + " | ".join(f"{m} | Δ {m}" for m in DECIMALS) + " | most repeated |",
-             "|---|---|" + "---|---|" * len(DECIMALS) + "---|"]
+             "| P | system | " + " | ".join(f"{m} | Δ {m}" for m in metrics) + " | most repeated |",
+             "|---|---|" + "---|---|" * len(metrics) + "---|"]
     for row in result["table"]:
-        cells = [f"{_mean(row['metrics'][m], d)} | {_delta(row.get('vs_ce', {}).get(m), d)}"
-                 for m, d in DECIMALS.items()]
+        cells = [f"{_mean(row['metrics'].get(m), d)} | {_delta(row.get('vs_ce', {}).get(m), d)}"
+                 for m, d in metrics.items()]
         lines.append(f"| {row['fraction']:g} | {row['system']} | " + " | ".join(cells)
                      + f" | {row['most_repeated_output']:.1%} |")
     return "\n".join(lines) + "\n"
@@ -111,7 +127,7 @@ def render_markdown(result: dict) -> str:
 def build_ablation_page(directory: str | Path, out: str | Path) -> dict:
     """Render `directory/ablation.json` to `out` (.html) with .md and .json beside it."""
     result = json.loads((Path(directory) / ABLATION_FILE).read_text())
-    figures = {m: metric_figure(result, m) for m in DECIMALS}
+    figures = {m: metric_figure(result, m) for m in present(result)}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(result, figures), encoding="utf-8")

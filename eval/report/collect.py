@@ -1,17 +1,24 @@
 """Reading run directories (config.json, metrics.jsonl, eval/scores.json, analysis/analysis.json)
 into `Run` records.
 
-Every part is optional: a missing or unreadable file becomes a note on the run, so a report
-can still be built from whatever a run produced (docs/architecture.md, "Run directory").
+Every part is optional: a missing file becomes a note on the run, so a report can still be built
+from whatever a run produced (docs/architecture.md, "Run directory"). A file that is there but does
+not hold what its schema declares (`models.run_dir.RunConfig`, `eval.score.ScoreFile`: truncated,
+or a value of the wrong type) is a `ReadBackError` naming the file and the field (one line, exit 2):
+a damaged run is reported, not drawn from.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from data_prep.errors import InputError
 from data_prep.text_files import numbered_lines
+from eval.score import ScoreFile
+from models.run_dir import RunConfig
+from models.typed_json import read_json
 
 RUN_FILES = ("config.json", "metrics.jsonl", "eval/scores.json")
 
@@ -34,15 +41,12 @@ class Run:
         return (self.scores or {}).get("sentences") or []
 
 
-def _read_json(path: Path, notes: list[str]) -> dict | None:
+def _read_json(path: Path, notes: list[str], schema: Any = dict[str, Any]) -> dict | None:
+    """The JSON object at `path` checked against `schema`; None (and a note) when it is missing."""
     if not path.is_file():
         notes.append(f"{path} is missing")
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        notes.append(f"{path} is not valid JSON ({err})")
-        return None
+    return read_json(path, schema)
 
 
 def read_metrics(path: Path, notes: list[str]) -> list[dict]:
@@ -82,8 +86,8 @@ def load_run(path: str | Path) -> Run:
         raise InputError(f"{path} is not a run directory: it holds none of {', '.join(RUN_FILES)} "
                          "(expected the --out folder of train.py)")
     notes: list[str] = []
-    config = _read_json(path / "config.json", notes) or {}
-    scores = _read_json(path / "eval" / "scores.json", notes)
+    config = _read_json(path / "config.json", notes, RunConfig) or {}
+    scores = _read_json(path / "eval" / "scores.json", notes, ScoreFile)
     if scores is None:
         notes.append(f"{path.name}: no eval/scores.json, so no scores or examples for this run")
     metrics = read_metrics(path / "metrics.jsonl", notes)

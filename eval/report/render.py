@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-from eval.report import analysis_section
+from eval.report import analysis_section, concepts_section
 from eval.report.systems import LABELS, format_value
 
 CSS = """
@@ -74,9 +74,28 @@ def _html_table(report: dict) -> str:
             f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
+def paired_reasons(report: dict) -> list[tuple[str, list[str], str]]:
+    """Why a run ([] metrics: the whole run), or some of its metrics, got no paired test against the
+    baseline (its "n/a" cells): (run, metric labels, reason)."""
+    out = []
+    for run, entry in report["paired_vs_baseline"].items():
+        if "reason" in entry:
+            out.append((run, [], entry["reason"]))
+            continue
+        by_reason: dict[str, list[str]] = {}
+        for key, test in (entry.get("tests") or {}).items():
+            if "reason" in test:
+                by_reason.setdefault(test["reason"], []).append(LABELS.get(key, key))
+        out += [(run, labels, reason) for reason, labels in by_reason.items()]
+    return out
+
+
+def _reason_text(run: str, labels: list[str], reason: str) -> str:
+    return f"{run}" + (f" ({', '.join(labels)})" if labels else "") + f": {reason}"
+
+
 def _html_paired_reasons(report: dict) -> str:
-    items = [f"<li>{escape(run)}: {escape(entry['reason'])}</li>"
-             for run, entry in report["paired_vs_baseline"].items() if "reason" in entry]
+    items = [f"<li>{escape(_reason_text(*r))}</li>" for r in paired_reasons(report)]
     return f"<ul class='notes'>{''.join(items)}</ul>" if items else ""
 
 
@@ -135,7 +154,7 @@ def _html_example(ex: dict, img: str | None, heat: str | None) -> str:
 
 def render_html(report: dict, figures: dict) -> str:
     """The whole page. `figures`: {"curves": {group: uri}, "images": {(run, index): uri},
-    "heatmaps": {(run, index): uri}, "analysis": {(run, file): uri}}."""
+    "heatmaps": {(run, index): uri}, "analysis": {(run, file): uri}, "concepts": uri or None}."""
     runs = [r["name"] for r in report["runs"]]
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>GroundMT translation report</title><style>{CSS}</style></head><body>",
@@ -154,6 +173,8 @@ def render_html(report: dict, figures: dict) -> str:
     for title, key in (("Test-time probe", "probe"), ("Grounded in-batch R@1", "grounded")):
         if report[key]:
             parts.append(f"<h3>{title}</h3>" + _html_side_by_side(report[key], runs, highlight=False))
+    if report.get("concepts"):
+        parts.append(concepts_section.render_html(report["concepts"], figures["concepts"]))
     parts.append("<h2>Training curves</h2>")
     if figures["curves"]:
         parts.append('<div class="grid">' + "".join(
@@ -210,13 +231,15 @@ def render_markdown(report: dict) -> str:
             else:
                 lines.append(f"| {_md(run)} | " + " | ".join(
                     _paired_text(entry["tests"].get(k), k) or "–" for k in keys) + " |")
-        lines.append("")
+        lines += ["", *(f"- n/a: {_md(_reason_text(*r))}" for r in paired_reasons(report) if r[1]), ""]
     lines += ["### Metric signatures", ""]
     for metric, sigs in report["signatures"].items():
         lines += [f"- {metric}: `{sig}` ({', '.join(runs)})" for sig, runs in sigs.items()]
     lines += ["", "### Package versions", ""]
     lines += [f"- {run}: " + ", ".join(f"{p} {v}" for p, v in vs.items()) for run, vs in report["versions"].items()]
     lines.append("")
+    if report.get("concepts"):
+        lines += concepts_section.render_markdown(report["concepts"])
     if report.get("analysis"):
         lines += analysis_section.render_markdown(report["analysis"])
     lines += ["## Examples", ""]

@@ -6,13 +6,17 @@ test sets differ, the report says so instead of giving a p-value. The test itsel
 `eval.stats.paired_bootstrap` on `eval.stats.Statistic`s built from the stored per-sentence
 values (BERTScore, LiSAScore, grounding) or from sacreBLEU's sufficient statistics of the
 stored hypotheses and references (BLEU, chrF), exactly as `eval.score` builds them.
-Retrieval recalls are not per-sentence in scores.json, so they get no paired test here.
+Retrieval recalls are not per-sentence in scores.json, so they get no paired test here. Concept
+accuracy ("concepts.unseen", "concepts.seen") pairs from the per-sentence concept ids, and only
+runs whose training showed the same concepts translated (the same unseen/seen split of every
+sentence): with another split the two accuracies count other mentions.
 """
 from __future__ import annotations
 
 from collections import Counter
 
 from eval import mt_metrics, stats
+from eval.concepts import KINDS, sentence_statistic
 from eval.report.collect import Run
 
 PER_SENTENCE = {"bertscore.P", "bertscore.R", "bertscore.F", "lisascore.P", "lisascore.R",
@@ -55,10 +59,20 @@ def _statistic(key: str, rows: list[dict], target_lang: str) -> stats.Statistic 
                                                     [r["references"] for r in rows],
                                                     target_lang=target_lang)
         return stats.Statistic(seg, lambda s, m=metric: mt_metrics.stats_to_score(m, s))
+    if key.startswith("concepts."):
+        if any("concepts" not in r for r in rows):
+            return None
+        return sentence_statistic([r["concepts"] for r in rows], key.partition(".")[2])
     field = ROW_FIELD.get(key, key)
     if key not in PER_SENTENCE or any(r.get(field) is None for r in rows):
         return None
     return stats.Statistic.mean([r[field] for r in rows])
+
+
+def same_concept_split(base_rows: list[dict], rows: list[dict]) -> bool:
+    """Whether aligned sentences put the same concepts in the same kind (unseen/seen) in both runs."""
+    return all(set(a["concepts"][kind]) == set(b["concepts"][kind])
+               for a, b in zip(base_rows, rows) for kind in KINDS)
 
 
 def paired_vs_baseline(base: Run, run: Run, keys: list[str]) -> dict:
@@ -76,6 +90,11 @@ def paired_vs_baseline(base: Run, run: Run, keys: list[str]) -> dict:
     lang = base.scores.get("target_lang", "en")
     tests = {}
     for key in keys:
+        if key.startswith("concepts.") and all("concepts" in r for r in (*rows, *base_rows)) \
+                and not same_concept_split(base_rows, rows):
+            tests[key] = {"reason": "the runs' training showed other concepts translated (another unseen/seen "
+                                    "split): no paired test"}
+            continue
         system, baseline = _statistic(key, rows, lang), _statistic(key, base_rows, lang)
         if system is None or baseline is None:
             tests[key] = {"reason": "no per-sentence values in both runs"}

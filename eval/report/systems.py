@@ -2,7 +2,9 @@
 with its 95% bootstrap interval, and the signatures/versions that make the numbers reproducible.
 
 Metric keys are the statistic names of `eval.score` ("bleu", "bertscore.P",
-"retrieval.t2i.R@1", "retrieval.grounding", ...), the same names its "paired" block uses.
+"retrieval.t2i.R@1", "retrieval.grounding", ...), the same names its "paired" block uses, and
+"concepts.unseen"/"concepts.seen": concept accuracy, from the `concepts` section of scores.json
+(a dataset whose captions carry concept ids; `eval.concept_scores`).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("lisascore.P", "LiSAScore P"), ("lisascore.R", "LiSAScore R"), ("lisascore.F", "LiSAScore F"),
     *((f"retrieval.{d}.R@{k}", f"{d} R@{k}") for d in ("t2i", "i2t") for k in (1, 5, 10)),
     ("retrieval.grounding", "grounding"),
+    ("concepts.unseen", "unseen concepts"), ("concepts.seen", "seen concepts"),
 )
 LABELS = dict(COLUMNS)
 PERCENT_SCALE = {"bleu", "chrf"}  # sacreBLEU's 0–100 scale; everything else is a fraction
@@ -48,6 +51,16 @@ def metric_cell(metrics: dict, key: str) -> dict | None:
     return {"value": float(value), "low": interval.get("low"), "high": interval.get("high")}
 
 
+def concept_cell(scores: dict | None, kind: str) -> dict | None:
+    """{"value", "low", "high"} of one kind's concept accuracy from a `concepts` section (or its
+    "untrained" block); None without the section or without mentions of that kind."""
+    entry = (scores or {}).get(kind) or {}
+    if entry.get("accuracy") is None:
+        return None
+    ci = entry.get("ci") or {}
+    return {"value": float(entry["accuracy"]), "low": ci.get("low"), "high": ci.get("high")}
+
+
 def _metrics_of(block: dict) -> dict:
     """An `eval.score` result or a bare "metrics" block (how "untrained" may be stored)."""
     return block.get("metrics", block) if isinstance(block, dict) else {}
@@ -62,9 +75,14 @@ def system_rows(runs: list[Run]) -> list[dict]:
         systems = [("trained", run.scores)]
         if isinstance(run.scores.get("untrained"), dict):
             systems.append(("untrained", run.scores["untrained"]))
+        concepts = run.scores.get("concepts") or {}
         for system, block in systems:
             metrics = _metrics_of(block)
-            cells = {key: c for key, _ in COLUMNS if (c := metric_cell(metrics, key)) is not None}
+            cells = {key: c for key, _ in COLUMNS if not key.startswith("concepts.")
+                     and (c := metric_cell(metrics, key)) is not None}
+            section = concepts if system == "trained" else concepts.get("untrained")
+            cells.update({f"concepts.{kind}": c for kind in ("unseen", "seen")
+                          if (c := concept_cell(section, kind)) is not None})
             rows.append({"run": run.name, "system": system,
                          "n_sentences": block.get("n_sentences", run.scores.get("n_sentences")),
                          "cells": cells})

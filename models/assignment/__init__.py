@@ -1,4 +1,4 @@
-"""Batched linear sum assignment (DESIGN §4.4, thesis ch. 6): exact and tensor-op solvers,
+"""Batched linear sum assignment (docs/design.md §4.4, thesis ch. 6): exact and tensor-op solvers,
 weak-duality certificates, F1_LSA metrics and the cycle-length LSA loss.
 
     from models.assignment import solve

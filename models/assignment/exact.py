@@ -9,8 +9,8 @@ dropped afterwards. (SciPy's own -inf handling raises "cost matrix is infeasible
 full assignment does not exist, so it cannot express this.)
 
 SciPy releases the GIL while it solves (checked: a Python thread keeps running during a long
-solve), so chunks of the batch can run in threads (`workers`). The default is 1 because on the
-shared 2-core machine this was measured on, threads gained nothing (benchmarks/bench_lsa.py).
+solve), so chunks of the batch can run in threads (`workers`). The default is 1: whether threads
+gain anything depends on the machine (benchmarks/bench_lsa.py, docs/assignment.md).
 """
 from __future__ import annotations
 

@@ -1,12 +1,19 @@
-"""Stage 0: a tiny CLIP teacher trained on the English side, cached for later runs.
+"""Stage 0: a CLIP that reads English — real weights, or a tiny teacher trained here and cached.
 
 When no pretrained CLIP is given, the student needs *some* CLIP that reads English: we train
 the named open_clip architecture with open_clip's own `ClipLoss` on (image, English caption)
-pairs of a dataset (the training split, or an English-only teacher pool). The result is saved as
-an open_clip checkpoint file and loaded back through `load_clip(name, pretrained=path)` — the
-same path real weights take. Each picture is decoded and put through the deterministic part of
-CLIP's preprocessing once (`PictureTable`) and each caption tokenized once; a step only gathers
-and normalises. The recipe and its measurements: docs/teacher.md.
+pairs (`TeacherPairs`: an English-only pool, or the training split's usable rows). The result is
+saved as an open_clip checkpoint file under the cache and loaded back through `load_clip(name,
+pretrained=path)` — the same path real weights take. Each picture is decoded and put through the
+deterministic part of CLIP's preprocessing once (`PictureTable`) and each caption tokenized once;
+a step only gathers and normalises. The recipe and its measurements: docs/teacher.md.
+
+What stage 0 reads back is checked before it is used (one line naming the file and what is
+wrong, with the step that repairs it): a `--clip-pretrained` file or a cached teacher that does not
+load or whose weights are not finite, a cached teacher's `teacher.json` (`TeacherInfo`), a saved
+teacher state (`read_teacher_state`). A teacher step whose loss is not finite stops the run
+(`training.divergence.Diverged`) before it is applied, and no state with weights that are not
+finite is saved.
 """
 from __future__ import annotations
 
@@ -14,22 +21,58 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
 from open_clip.loss import ClipLoss
+from pydantic import FiniteFloat, NonNegativeInt, PositiveInt
 from torchvision.transforms import Normalize
 from tqdm.auto import tqdm
+from typing_extensions import TypedDict
 
+from data_prep.errors import InputError
+from data_prep.sampling import StepSampler
+from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.schedules import warmup_cosine
+from models.typed_json import ReadBackError, read_json
+from training.config import TrainConfig
+from training.divergence import Diverged, anywhere
+from translate.translator import non_finite_tensors
 
-CHECKPOINT_NAME = "open_clip_model.pt"
+# A cached teacher's teacher.json (`save_teacher`): its settings and its last step's loss.
+TeacherInfo = TypedDict("TeacherInfo", {"clip": str, "steps": NonNegativeInt, "batch_size": PositiveInt,
+                                        "lr": FiniteFloat, "seed": NonNegativeInt, "world": PositiveInt,
+                                        "teacher/loss": FiniteFloat, "teacher/logit_scale": FiniteFloat})
+TEACHER_STATE_KEYS = ("model", "optimizer", "step", "torch_rng")
 RECIPE = "decay-groups-1"  # what the cache key says about how a teacher is trained (docs/teacher.md)
+
+
+@dataclass(frozen=True)
+class TeacherPairs:
+    """What a stage 0 teacher learns from: the `rows` of `dataset` (columns `image`, `image_id`,
+    `english`), each image paired with one of its English captions per step."""
+
+    dataset: datasets.Dataset
+    rows: list[int]
+
+
+@dataclass(frozen=True)
+class Stage0:
+    """The CLIP of stage 1: the model, its preprocessing and tokenizer, and the weights file it was
+    loaded from (None for a randomly initialised CLIP)."""
+
+    clip: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    weights: str | None
 
 
 def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settings: dict) -> str:
@@ -41,8 +84,7 @@ def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settin
     for item in train.select(rows).select_columns(["image_id", "english"]):
         digest.update(json.dumps([item["image_id"], item["english"]], ensure_ascii=False).encode())
     blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, "batches": "step-sampler", "recipe": RECIPE,
-                       **settings},
-                      sort_keys=True)
+                       **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -146,7 +188,7 @@ def train_teacher(
     start = 0
     state_file = Path(state_dir) / "teacher_state.pt" if state_dir is not None else None
     if state_file is not None and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        state = read_teacher_state(state_file, clip, steps)
         clip.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
@@ -175,6 +217,10 @@ def train_teacher(
         with accelerator.autocast():
             out = model(images, ids)
             loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
+        if anywhere(not bool(torch.isfinite(loss.detach())), accelerator):
+            raise Diverged(f"the CLIP teacher diverged at stage 0 step {step + 1} of {steps}: its loss is "
+                           f"{loss.item():g}; the step was not applied, and its last saved state (if any) stays in "
+                           f"{state_dir}. Lower --teacher-lr ({lr:g})")
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
         optimizer.step()
@@ -189,6 +235,11 @@ def train_teacher(
             run_eval(done)
         stopping = stop is not None and stop()
         if state_file is not None and done < steps and (done % save_every == 0 or stopping):
+            bad = non_finite_tensors(clip)
+            if anywhere(bool(bad), accelerator):
+                raise Diverged(f"the CLIP teacher diverged at stage 0 step {done} of {steps}: its weights are not "
+                               f"finite ({bad[0] if bad else 'on another process'}), so that state was not saved. "
+                               f"Lower --teacher-lr ({lr:g})")
             if accelerator.is_main_process:
                 state_file.parent.mkdir(parents=True, exist_ok=True)
                 tmp = state_file.with_name(state_file.name + ".tmp")
@@ -206,6 +257,46 @@ def train_teacher(
     return last
 
 
+def read_teacher_state(path: Path, clip: torch.nn.Module, steps: int) -> dict:
+    """A teacher state saved by `train_teacher`, checked before anything of it is loaded: a torch
+    file holding every key of TEACHER_STATE_KEYS, a step inside the run, the model's tensors of the
+    shapes of `clip`. Anything else is a `ReadBackError` naming the file and the part."""
+    fix = "; remove it to train the teacher again from step 0"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ReadBackError(f"{path}: not a complete teacher state ({reason}){fix}") from None
+    missing = [key for key in TEACHER_STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise ReadBackError(f'{path}: field "{missing[0]}" is missing{fix}')
+    step, model, expected = state["step"], state["model"], clip.state_dict()
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 < step < steps:
+        raise ReadBackError(f'{path}: field "step": expected a step in [1, {steps}), found {step!r}{fix}')
+    if not isinstance(state["torch_rng"], torch.Tensor) or state["torch_rng"].dtype != torch.uint8:
+        raise ReadBackError(f'{path}: field "torch_rng": expected a torch RNG state (a uint8 tensor){fix}')
+    if not isinstance(model, dict) or set(model) != set(expected) \
+            or any(not isinstance(t, torch.Tensor) or t.shape != expected[k].shape for k, t in model.items()):
+        raise ReadBackError(f'{path}: field "model": expected the {len(expected)} tensors of this CLIP teacher{fix}')
+    if not isinstance(state["optimizer"], dict):
+        raise ReadBackError(f'{path}: field "optimizer": expected an optimizer state{fix}')
+    return state
+
+
+def loaded_clip(name: str, weights: str | Path, what: str, fix: str) -> tuple:
+    """`load_clip(name, pretrained=weights)`, with an `InputError` naming `what` (and `fix`: how to
+    repair it) when the file does not load as that CLIP or its weights are not finite."""
+    try:
+        clip, preprocess, tokenizer = load_clip(name, pretrained=weights)
+    except (RuntimeError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{what} {weights}: cannot be loaded as CLIP {name} ({reason}){fix}") from None
+    bad = non_finite_tensors(clip)
+    if bad:
+        raise InputError(f"{what} {weights}: its weights are not finite ({bad[0]}){fix}")
+    return clip, preprocess, tokenizer
+
+
 def save_teacher(clip: torch.nn.Module, directory: str | Path, info: dict) -> Path:
     """Write the weights as an open_clip checkpoint plus `teacher.json`, atomically."""
     directory = Path(directory)
@@ -218,3 +309,56 @@ def save_teacher(clip: torch.nn.Module, directory: str | Path, info: dict) -> Pa
         return directory / CHECKPOINT_NAME
     tmp.rename(directory)
     return directory / CHECKPOINT_NAME
+
+
+def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callable[[str], None], show: bool,
+                stop: Callable[[], bool]) -> Stage0 | None:
+    """Real weights (`--clip-pretrained`), a randomly initialised CLIP (`--teacher-steps 0`, said
+    loudly), or the cached teacher of `pairs` — trained here when the cache has none (a stopped
+    teacher resumes from `<cache>/teachers/<key>.partial`). None when a signal stopped the teacher
+    (its state is saved)."""
+    teacher, run = cfg.teacher, cfg.run
+    device = accelerator.device
+    if teacher.clip_pretrained:
+        clip, preprocess, tokenizer = loaded_clip(teacher.clip, teacher.clip_pretrained, "--clip-pretrained", "")
+        log(f"stage 0: CLIP {teacher.clip} from {teacher.clip_pretrained}")
+        return Stage0(clip.to(device), preprocess, tokenizer, teacher.clip_pretrained)
+    if teacher.teacher_steps == 0:  # the thesis preset without weights: a real-size CLIP cannot be trained here
+        torch.manual_seed(run.seed)
+        clip, preprocess, tokenizer = load_clip(teacher.clip)
+        log(f"WARNING stage 0 skipped: no --clip-pretrained and --teacher-steps 0, so CLIP {teacher.clip} is RANDOMLY "
+            f"INITIALISED (seed {run.seed}); the student is grounded in a CLIP that has learnt nothing. Pass "
+            f"--clip-pretrained FILE for real weights, or --teacher-steps N to train a teacher on this data first.")
+        return Stage0(clip.to(device), preprocess, tokenizer, None)
+    world = accelerator.num_processes
+    batch = min(teacher.teacher_batch_size, len(pairs.rows) // world * world)
+    settings = dict(steps=teacher.teacher_steps, batch_size=batch, lr=teacher.teacher_lr, seed=run.seed, world=world)
+    directory = Path(run.cache_dir) / "teachers" / teacher_key(pairs.dataset, pairs.rows, teacher.clip, settings)
+    if (directory / CHECKPOINT_NAME).is_file():
+        try:
+            read_json(directory / "teacher.json", TeacherInfo)
+        except (ReadBackError, OSError) as exc:
+            raise ReadBackError(f"{exc}; remove {directory} to train the teacher again") from None
+        log(f"stage 0: cached CLIP teacher {directory}")
+    else:
+        partial = directory.with_name(directory.name + ".partial")
+        torch.manual_seed(run.seed)
+        clip, preprocess, tokenizer = load_clip(teacher.clip)
+        log(f"stage 0: training a {teacher.clip} CLIP teacher on the English captions ({teacher.teacher_steps} steps"
+            + (", resuming its saved state" if (partial / "teacher_state.pt").is_file() else "") + ")")
+        t0 = time.time()
+        sampler = StepSampler(pairs.rows, batch, seed=run.seed, rank=accelerator.process_index, world=world)
+        last = train_teacher(clip, preprocess, tokenizer, pairs.dataset, sampler.indices, accelerator,
+                             steps=teacher.teacher_steps, lr=teacher.teacher_lr, seed=run.seed, state_dir=partial,
+                             save_every=cfg.bookkeeping.checkpoint_every, stop=stop, show_progress=show)
+        if last is None:
+            return None
+        if accelerator.is_main_process:
+            save_teacher(clip, directory, {"clip": teacher.clip, **settings, **last})
+            shutil.rmtree(partial, ignore_errors=True)
+        accelerator.wait_for_everyone()
+        log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
+            f"cached at {directory}")
+    clip, preprocess, tokenizer = loaded_clip(teacher.clip, directory / CHECKPOINT_NAME, "the cached CLIP teacher",
+                                              f"; remove {directory} to train the teacher again")
+    return Stage0(clip.to(device), preprocess, tokenizer, str(directory / CHECKPOINT_NAME))

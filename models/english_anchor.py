@@ -1,4 +1,4 @@
-"""Anchor term (DESIGN §4.3): keep the student's CLIP embedding near the English caption's.
+"""The English anchor (docs/design.md §4.3): keep the student's CLIP embedding near the English caption's.
 
 With frozen CLIP towers the optimum of a product / volume / pairwise-sum similarity need not
 be "student = English caption" (it can sit in the image–text gap, or be degenerate). The anchor

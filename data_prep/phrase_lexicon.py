@@ -1,0 +1,74 @@
+"""A phrase lexicon induced through pictures: which English phrase a source phrase names, from
+which pictures each one's captions mention — no translation read.
+
+Every English phrase (a run of up to `max_words` lower-cased words of an English caption) is
+indexed by the pictures whose English captions hold it. A source phrase is looked up by the
+pictures whose source captions hold it (whole words where the language writes spaces, a substring
+where it does not), and the English phrases are ranked by the Dice coefficient of the two picture
+sets, 2·|A ∩ B| / (|A| + |B|): 1 when the two always come together, however rare. Phrases that
+share every picture tie; a teacher that reads English and pictures (`eval.lexicon`) can break the
+ties. This is the phrase-level twin of the piece-level `data_prep.pivot.Lexicon`; `eval.lexicon`
+measures it against the Unicode CLDR name pairs of the long-tail world (precision at 1).
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import datasets
+
+from .pivot import english_words
+from .words import UNSPACED
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _normalised(text: str) -> str:
+    return f" {_NON_WORD.sub(' ', text.lower()).strip()} "
+
+
+@dataclass
+class PhraseLexicon:
+    """English phrases by the pictures they occur with, and the source captions to look phrases up in."""
+
+    english: dict[str, frozenset[int]]  # phrase -> picture indices
+    phrases: list[frozenset[str]]  # picture index -> the English phrases of its captions
+    sources: list[str]  # normalised source captions of all pictures, joined per picture
+    spaced: bool
+
+    @classmethod
+    def induce(cls, ds: datasets.Dataset, rows: Sequence[int], lang: str, *, max_words: int = 6) -> PhraseLexicon:
+        """Index the English phrases and source captions of the pictures `rows` of `ds`."""
+        english: dict[str, set[int]] = defaultdict(set)
+        phrases, sources = [], []
+        for i, item in enumerate(ds.select(rows).select_columns(["source", "english"])):
+            mine = set()
+            for caption in item["english"]:
+                words = english_words(caption)
+                mine.update(" ".join(words[start:start + n]) for n in range(1, max_words + 1)
+                            for start in range(len(words) - n + 1))
+            for phrase in mine:
+                english[phrase].add(i)
+            phrases.append(frozenset(mine))
+            sources.append(" ".join(_normalised(s) for s in item["source"] if s.strip()))
+        return cls({k: frozenset(v) for k, v in english.items()}, phrases, sources,
+                   spaced=lang.split("-")[0].lower() not in UNSPACED)
+
+    def pictures_of(self, phrase: str) -> frozenset[int]:
+        """The pictures whose source captions hold `phrase`."""
+        needle = _normalised(phrase) if self.spaced else _normalised(phrase).strip()
+        if not needle.strip():
+            return frozenset()
+        return frozenset(i for i, text in enumerate(self.sources) if needle in text)
+
+    def candidates(self, pictures: frozenset[int], k: int = 20) -> list[tuple[str, float]]:
+        """The `k` English phrases whose pictures agree best with `pictures`, by Dice (ties: the
+        phrase in fewer pictures first, then alphabetically, so that the order is reproducible)."""
+        if not pictures:
+            return []
+        seen = set().union(*(self.phrases[i] for i in pictures))
+        scored = [(2 * len(self.english[p] & pictures) / (len(self.english[p]) + len(pictures)), p) for p in seen]
+        scored.sort(key=lambda item: (-item[0], len(self.english[item[1]]), item[1]))
+        return [(p, d) for d, p in scored[:k]]
