@@ -8,6 +8,8 @@ import torch
 from accelerate import Accelerator
 from PIL import Image, ImageDraw
 
+from data_prep import memory
+from data_prep.errors import InputError
 from data_prep.longtail import build as B
 from data_prep.longtail.held_out import concept_prompts, held_out_pictures
 from data_prep.sampling import StepSampler
@@ -55,6 +57,17 @@ def test_picture_table_equals_preprocess_and_tokenizer(pool):
         assert any(torch.equal(ids[k], tokenizer([c])[0]) for c in train[r]["english"])
     again = PictureTable(train, preprocess, tokenizer).batch(rows, seed=3, step=7)[1]
     assert torch.equal(ids, again)  # the caption a row gets at a step is a pure function of (seed, step, row)
+
+
+def test_a_picture_table_that_cannot_fit_is_refused_before_it_is_filled(pool, monkeypatch):
+    train, _ = pool
+    _, preprocess, tokenizer = load_clip("groundmt-micro")
+    need = 3 * 32 * 32 * len(train)  # groundmt-micro reads 32 x 32 pictures
+    monkeypatch.setattr(memory, "available_memory", lambda: need - 1)
+    with pytest.raises(InputError, match=rf"picture table \({len(train)} teacher pictures at 32x32\)"):
+        PictureTable(train, preprocess, tokenizer)
+    monkeypatch.setattr(memory, "available_memory", lambda: need)
+    PictureTable(train, preprocess, tokenizer)
 
 
 def teach(train, *, cut_text=False, shuffle_captions=False, steps=250):

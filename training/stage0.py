@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from typing_extensions import TypedDict
 
 from data_prep.errors import InputError
+from data_prep.memory import require_memory
 from data_prep.sampling import StepSampler
 from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.schedules import warmup_cosine
@@ -99,13 +100,22 @@ class PictureTable:
     CLIP's eval preprocessing (resize, crop: no randomness, so caching changes nothing) as uint8,
     and its non-empty English captions tokenized. `batch(rows, ...)` returns model inputs exactly
     equal to `preprocess(picture)` and `tokenizer(caption)` (tested). A preprocessing that does not
-    end in ToTensor + Normalize is applied in full at every batch instead."""
+    end in ToTensor + Normalize is applied in full at every batch instead. A table that could not
+    fit in memory (3 bytes per pixel of every picture of `dataset`) is refused before it is filled."""
 
     def __init__(self, dataset: datasets.Dataset, preprocess: Callable, tokenizer: Callable) -> None:
         self.dataset, self.preprocess, self.tokenizer = dataset, preprocess, tokenizer
         steps = list(getattr(preprocess, "transforms", []))
         self.normalize = steps[-1] if len(steps) >= 2 and isinstance(steps[-1], Normalize) else None
         self.pil_steps = steps[:-2]
+        if self.normalize is not None and len(dataset):
+            picture = dataset[0]["image"]
+            for step in self.pil_steps:
+                picture = step(picture)
+            width, height = picture.size
+            require_memory(3 * width * height * len(dataset),
+                           f"stage 0's picture table ({len(dataset)} teacher pictures at {width}x{height})",
+                           "pretrain the teacher on fewer pictures (--teacher-data) or pass --clip-pretrained")
         self.pictures: dict[int, torch.Tensor] = {}
         self.tokens: dict[int, torch.Tensor] = {}
         self.image_ids: dict[int, str] = {}
