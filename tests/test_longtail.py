@@ -23,7 +23,7 @@ from data_prep.coverage import Caption, coverage_table
 from data_prep.errors import InputError
 from data_prep.longtail import build as B
 from data_prep.longtail.descriptions import Description, Mention
-from data_prep.longtail.held_out import held_out_pictures
+from data_prep.longtail.held_out import concept_prompts, held_out_pictures, rarest_third
 from data_prep.writer import write_dataset
 
 TINY = dict(images=12, image_size=32, captions_per_image=2, parallel_fraction=0.5)
@@ -412,11 +412,39 @@ def test_held_out_pictures_cover_every_concept_once(picture_dir):
     assert [im.tobytes() for _, im in pictures] == [im.tobytes() for _, im in held_out_pictures(world, copies=2)]
 
 
+def test_single_share_sets_the_share_of_single_object_pictures(worlds):
+    world = worlds["es"]
+    assert B.layout_weights("pool") == B.LAYOUT_WEIGHTS["pool"]
+    assert B.layout_weights("pool", 0.5) == pytest.approx(B.LAYOUT_WEIGHTS["pool"])  # the default, spelled out
+    assert B.layout_weights("world", 0.65) == pytest.approx((0.65, 0.125, 0.1, 0.125))  # the rest keeps its proportions
+    sampler = world.sampler("pool")
+    for share in (0.0, 0.8, 1.0):
+        layouts = Counter(B.make_sample(world, sampler, i, stream="pool", captions_per_image=1, parallel_fraction=0,
+                                        single_share=share).scene.layout for i in range(400))
+        assert abs(layouts["single"] / 400 - share) < 4 * (share * (1 - share) / 400) ** 0.5 + 1e-9, (share, layouts)
+
+
+def test_concept_prompts_are_pool_captions_and_the_rarest_third_is_rarest(worlds):
+    world = worlds["es"]
+    prompts = concept_prompts(world)
+    assert set(prompts) == {e.id for e in world.entries}
+    names = {e.id: world.english.names[e.id] for e in world.entries}
+    for cid, text in prompts.items():  # the 'picture' frame as the pool writes it: "a picture of a/an ..."
+        assert re.fullmatch(r"a picture of an? .+", text) and names[cid] in text
+    assert prompts["1f34e"] == "a picture of a red apple"
+    rare = rarest_third(world)
+    assert len(rare) == len(world.entries) // 3
+    assert max(world.weights[c] for c in rare) <= min(world.weights[e.id] for e in world.entries if e.id not in rare)
+
+
 def test_bad_options_are_one_line_errors(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         data_prep_main(["longtail", "--lang", "xx", "--out", str(tmp_path / "o")])
     assert info.value.code == 2
     assert data_prep_main(["longtail", "--pictures", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
     assert data_prep_main(["stats", str(tmp_path / "none")]) == 2
+    with pytest.raises(SystemExit) as info:
+        data_prep_main(["longtail", "--single-share", "1.5", "--out", str(tmp_path / "o")])
+    assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.count("error:") == 3 and "Traceback" not in err
+    assert err.count("error:") == 4 and "Traceback" not in err

@@ -2,9 +2,11 @@
 
 When no pretrained CLIP is given, the student needs *some* CLIP that reads English: we train
 the named open_clip architecture with open_clip's own `ClipLoss` on (image, English caption)
-pairs (`TeacherPairs`: by default the training split's usable rows). The result is saved as an
-open_clip checkpoint file under the cache and loaded back through `load_clip(name,
-pretrained=path)` — the same path real weights take.
+pairs (`TeacherPairs`: an English-only pool, or the training split's usable rows). The result is
+saved as an open_clip checkpoint file under the cache and loaded back through `load_clip(name,
+pretrained=path)` — the same path real weights take. Each picture is decoded and put through the
+deterministic part of CLIP's preprocessing once (`PictureTable`) and each caption tokenized once;
+a step only gathers and normalises. The recipe and its measurements: docs/teacher.md.
 
 What stage 0 reads back is checked before it is used (one line naming the file and what is
 wrong, with the step that repairs it): a `--clip-pretrained` file or a cached teacher that does not
@@ -28,13 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from open_clip.loss import ClipLoss
 from pydantic import FiniteFloat, NonNegativeInt, PositiveInt
+from torchvision.transforms import Normalize
 from tqdm.auto import tqdm
 from typing_extensions import TypedDict
 
 from data_prep.errors import InputError
+from data_prep.memory import require_memory
 from data_prep.sampling import StepSampler
 from models.clip_loading import CHECKPOINT_NAME, load_clip
 from models.schedules import warmup_cosine
@@ -48,6 +53,7 @@ TeacherInfo = TypedDict("TeacherInfo", {"clip": str, "steps": NonNegativeInt, "b
                                         "lr": FiniteFloat, "seed": NonNegativeInt, "world": PositiveInt,
                                         "teacher/loss": FiniteFloat, "teacher/logit_scale": FiniteFloat})
 TEACHER_STATE_KEYS = ("model", "optimizer", "step", "torch_rng")
+RECIPE = "decay-groups-1"  # what the cache key says about how a teacher is trained (docs/teacher.md)
 
 
 @dataclass(frozen=True)
@@ -78,14 +84,79 @@ def teacher_key(train: datasets.Dataset, rows: list[int], clip_name: str, settin
     digest = hashlib.sha256()
     for item in train.select(rows).select_columns(["image_id", "english"]):
         digest.update(json.dumps([item["image_id"], item["english"]], ensure_ascii=False).encode())
-    blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, "batches": "step-sampler", **settings},
-                      sort_keys=True)
+    blob = json.dumps({"data": digest.hexdigest(), "clip": clip_name, "batches": "step-sampler", "recipe": RECIPE,
+                       **settings}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def caption_of(image_id: str, english: list[str], *, seed: int, step: int) -> str:
-    """The English caption an image is paired with at `step`: a pure function of (seed, step, image)."""
-    return random.Random(f"{seed}:{step}:{image_id}").choice([e for e in english if e.strip()])
+def caption_index(image_id: str, captions: int, *, seed: int, step: int) -> int:
+    """Which of an image's `captions` non-empty English captions it is paired with at `step`: a pure
+    function of (seed, step, image)."""
+    return random.Random(f"{seed}:{step}:{image_id}").randrange(captions)
+
+
+class PictureTable:
+    """The rows a teacher reads, each decoded once: its picture after the deterministic PIL part of
+    CLIP's eval preprocessing (resize, crop: no randomness, so caching changes nothing) as uint8,
+    and its non-empty English captions tokenized. `batch(rows, ...)` returns model inputs exactly
+    equal to `preprocess(picture)` and `tokenizer(caption)` (tested). A preprocessing that does not
+    end in ToTensor + Normalize is applied in full at every batch instead. A table that could not
+    fit in memory (3 bytes per pixel of every picture of `dataset`) is refused before it is filled."""
+
+    def __init__(self, dataset: datasets.Dataset, preprocess: Callable, tokenizer: Callable) -> None:
+        self.dataset, self.preprocess, self.tokenizer = dataset, preprocess, tokenizer
+        steps = list(getattr(preprocess, "transforms", []))
+        self.normalize = steps[-1] if len(steps) >= 2 and isinstance(steps[-1], Normalize) else None
+        self.pil_steps = steps[:-2]
+        if self.normalize is not None and len(dataset):
+            picture = dataset[0]["image"]
+            for step in self.pil_steps:
+                picture = step(picture)
+            width, height = picture.size
+            require_memory(3 * width * height * len(dataset),
+                           f"stage 0's picture table ({len(dataset)} teacher pictures at {width}x{height})",
+                           "pretrain the teacher on fewer pictures (--teacher-data) or pass --clip-pretrained")
+        self.pictures: dict[int, torch.Tensor] = {}
+        self.tokens: dict[int, torch.Tensor] = {}
+        self.image_ids: dict[int, str] = {}
+
+    def _load(self, rows: list[int]) -> None:
+        missing = sorted({r for r in rows if r not in self.tokens})
+        if not missing:
+            return
+        part = self.dataset.select(missing)
+        for row, image, image_id, english in zip(missing, part["image"], part["image_id"], part["english"]):
+            kept = [e for e in english if e.strip()]
+            if not kept:
+                raise ValueError(f"teacher row {row} ({image_id}) has no English caption")
+            self.tokens[row], self.image_ids[row] = self.tokenizer(kept), image_id
+            if self.normalize is not None:
+                for step in self.pil_steps:
+                    image = step(image)
+                self.pictures[row] = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+    def batch(self, rows: list[int], *, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pictures [B, 3, H, W] float, token ids [B, context]) of `rows` at `step`."""
+        self._load(rows)
+        if self.normalize is not None:
+            images = self.normalize(torch.stack([self.pictures[r] for r in rows]).float().div_(255))
+        else:
+            part = self.dataset.select(rows)
+            images = torch.stack([self.preprocess(im.convert("RGB")) for im in part["image"]])
+        ids = torch.stack([self.tokens[r][caption_index(self.image_ids[r], len(self.tokens[r]), seed=seed, step=step)]
+                           for r in rows])
+        return images, ids
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices and convolution kernels only — not on embeddings
+    (token, position, class), norms, biases or the logit scale (as open_clip's training does)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            exempt = p.ndim < 2 or "embedding" in name or "logit_scale" in name or "class_embedding" in name
+            (no_decay if exempt else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
 def train_teacher(
@@ -104,6 +175,10 @@ def train_teacher(
     stop: Callable[[], bool] | None = None,
     log: Callable[[dict], None] | None = None,
     show_progress: bool = True,
+    warmup: float = 0.05,
+    weight_decay: float = 0.1,
+    evaluate: Callable[[torch.nn.Module], dict] | None = None,
+    eval_every: int = 0,
 ) -> dict | None:
     """Train `clip` in place with the two-tower CLIP loss on (image, English caption) pairs.
 
@@ -113,10 +188,13 @@ def train_teacher(
     `save_every` steps (atomically) and when `stop()` turns true at a step boundary (then None is
     returned instead of the last losses), and a later call continues from the newest save. The
     teacher is released from `accelerator` at the end, so the checkpoints of the next stage hold
-    only that stage's models."""
+    only that stage's models. The learning rate warms up linearly over the first `warmup` fraction
+    of the steps, then follows a cosine to 0. With `evaluate` and `eval_every`, `evaluate(clip)`
+    runs every `eval_every` steps and at the end (main process), and its figures are logged with
+    the step ("teacher/eval/..."): learning curves. Parameters with `requires_grad` off stay fixed."""
     world, rank = accelerator.num_processes, accelerator.process_index
     clip.output_dict = True  # open_clip's forward then returns named features
-    optimizer = torch.optim.AdamW(clip.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6)
+    optimizer = torch.optim.AdamW(parameter_groups(clip, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
     start = 0
     state_file = Path(state_dir) / "teacher_state.pt" if state_dir is not None else None
     if state_file is not None and state_file.is_file():
@@ -130,14 +208,22 @@ def train_teacher(
     model.train()
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="stage 0: CLIP teacher",
                disable=not (show_progress and accelerator.is_local_main_process))
+    table = PictureTable(train, preprocess, tokenizer)
     last = {}
+
+    def run_eval(done: int) -> None:
+        if evaluate is not None and accelerator.is_main_process:
+            inner = accelerator.unwrap_model(model)
+            figures = evaluate(inner)
+            inner.train()
+            if log is not None:
+                log({"teacher/step": done, **{f"teacher/eval/{k}": v for k, v in figures.items()}})
+
     for step in bar:
-        batch = train.select(rows_of(step))
-        images = torch.stack([preprocess(im.convert("RGB")) for im in batch["image"]]).to(accelerator.device)
-        texts = [caption_of(i, eng, seed=seed, step=step) for i, eng in zip(batch["image_id"], batch["english"])]
-        ids = tokenizer(texts).to(accelerator.device)
+        images, ids = table.batch(rows_of(step), seed=seed, step=step)
+        images, ids = images.to(accelerator.device), ids.to(accelerator.device)
         for group in optimizer.param_groups:
-            group["lr"] = lr * warmup_cosine(step, steps, warmup=max(1, steps // 20))
+            group["lr"] = lr * warmup_cosine(step, steps, warmup=max(1, round(steps * warmup)))
         with accelerator.autocast():
             out = model(images, ids)
             loss = loss_fn(out["image_features"], out["text_features"], out["logit_scale"])
@@ -155,6 +241,8 @@ def train_teacher(
             log({"teacher/step": step, **last})
         bar.set_postfix(loss=f"{last['teacher/loss']:.3f}")
         done = step + 1
+        if eval_every and (done % eval_every == 0 or done == steps):
+            run_eval(done)
         stopping = stop is not None and stop()
         if state_file is not None and done < steps and (done % save_every == 0 or stopping):
             bad = non_finite_tensors(clip)

@@ -117,15 +117,25 @@ def pool_anchor(world: World, index: int) -> str:
     return order[position]
 
 
+def layout_weights(stream: str, single_share: float | None = None) -> tuple[float, ...]:
+    """Weights of (single, pair-h, pair-v, row) for `stream`; `single_share` replaces the single
+    layout's share and scales the others so that they keep their proportions."""
+    weights = LAYOUT_WEIGHTS[stream]
+    if single_share is None:
+        return weights
+    rest = sum(weights[1:])
+    return (single_share, *(w / rest * (1 - single_share) for w in weights[1:]))
+
+
 def make_sample(world: World, sampler: ConceptSampler, index: int, *, stream: str, captions_per_image: int,
-                parallel_fraction: float) -> Sample:
+                parallel_fraction: float, single_share: float | None = None) -> Sample:
     """Deterministic picture `index` of `stream` ("world" or "pool") of the world's seed; every part
     has its own random stream, so the English side does not depend on the source language."""
     def rng(part: str) -> random.Random:
         return random.Random(f"{world.seed}:{stream}:{index}:{part}")
 
     anchor = pool_anchor(world, index) if stream == "pool" else None
-    scene = sample_scene(rng("scene"), world.image_size, sampler, LAYOUT_WEIGHTS[stream], anchor)
+    scene = sample_scene(rng("scene"), world.image_size, sampler, layout_weights(stream, single_share), anchor)
     eng_rng, src_rng, par_rng = rng("english"), rng("source"), rng("parallel")
     eng = tuple(describe(scene, eng_rng) for _ in range(captions_per_image))
     g = world.source
@@ -152,7 +162,8 @@ def record(world: World, sample: Sample, split: str) -> dict:
 
 
 def split_records(world: World, *, images: int, stream: str, captions_per_image: int, parallel_fraction: float,
-                  eval_parallel_fraction: float) -> tuple[dict[str, list[dict]], list[Sample]]:
+                  eval_parallel_fraction: float, single_share: float | None = None
+                  ) -> tuple[dict[str, list[dict]], list[Sample]]:
     """The records of every split, and the samples behind them."""
     sampler = world.sampler(stream)
     fractions = SPLIT_FRACTIONS[stream]
@@ -161,7 +172,8 @@ def split_records(world: World, *, images: int, stream: str, captions_per_image:
     for i in range(images):
         split = split_of(i, images, fractions)
         sample = make_sample(world, sampler, i, stream=stream, captions_per_image=captions_per_image,
-                             parallel_fraction=parallel_fraction if split == "train" else eval_parallel_fraction)
+                             parallel_fraction=parallel_fraction if split == "train" else eval_parallel_fraction,
+                             single_share=single_share)
         samples.append(sample)
         splits[split].append(record(world, sample, split))
     return splits, samples
@@ -188,6 +200,7 @@ def build_longtail(
     zipf: float = ZIPF_EXPONENT,
     pictures: str | Path | None = None,
     english_only: bool = False,
+    single_share: float | None = None,
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS,
     show_progress: bool = True,
     overwrite: bool = False,
@@ -204,7 +217,8 @@ def build_longtail(
     world = World(lang, seed=seed, zipf=zipf, pictures=pictures, image_size=image_size)
     settings = dict(lang=lang, images=images, seed=seed, parallel_fraction=parallel_fraction,
                     eval_parallel_fraction=eval_parallel_fraction, captions_per_image=captions_per_image,
-                    image_size=image_size, zipf=zipf, pictures=str(world.pictures.folder), english_only=english_only)
+                    image_size=image_size, zipf=zipf, pictures=str(world.pictures.folder), english_only=english_only,
+                    single_share=single_share)
     report = BuildReport(NAME, **settings)
     report.note("pictures", world.pictures.credit)
     report.note("concepts used", len(world.entries))
@@ -213,7 +227,8 @@ def build_longtail(
     if not english_only:
         report.note("source grammar", lang if lang in TEMPLATES else "fallback (lists of names joined by 'and')")
     splits, samples = split_records(world, images=images, stream=stream, captions_per_image=captions_per_image,
-                                    parallel_fraction=parallel_fraction, eval_parallel_fraction=eval_parallel_fraction)
+                                    parallel_fraction=parallel_fraction, eval_parallel_fraction=eval_parallel_fraction,
+                                    single_share=single_share)
     counts = concept_counts(samples)
     shown = [counts.get(e.id, 0) for e in world.entries]
     report.note("concepts shown", {
@@ -262,6 +277,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build a teacher pool: pictures and English captions only, a separate random stream, "
                              "every concept in turn plus a flatter concept frequency "
                              f"({POOL_UNIFORM:g} x uniform + {1 - POOL_UNIFORM:g} x Zipf), more single-object pictures")
+    parser.add_argument("--single-share", type=errors.fraction, default=None,
+                        help="share of pictures holding a single object (default: 0.3, with --english-only 0.5); the "
+                             "other layouts keep their proportions")
     parser.add_argument("--fractions", type=errors.fraction_list, default=DEFAULT_FRACTIONS,
                         help="translated fractions of the coverage table in the report (default: 0.02,0.05,0.3)")
 
@@ -270,5 +288,5 @@ def build(args: argparse.Namespace) -> datasets.DatasetDict:
     return build_longtail(args.out, lang=args.lang, images=args.images, seed=args.seed,
                           parallel_fraction=args.parallel_fraction, eval_parallel_fraction=args.eval_parallel_fraction,
                           captions_per_image=args.captions_per_image, image_size=args.image_size, zipf=args.zipf,
-                          pictures=args.pictures, english_only=args.english_only, fractions=args.fractions,
-                          show_progress=not args.quiet, overwrite=args.overwrite)
+                          pictures=args.pictures, english_only=args.english_only, single_share=args.single_share,
+                          fractions=args.fractions, show_progress=not args.quiet, overwrite=args.overwrite)

@@ -1,6 +1,7 @@
-"""Held-out single-object pictures of every concept, for the teacher's zero-shot test (image ->
-concept name): one picture per concept and copy, drawn from a random stream no build uses (its
-ground colour, size and place), so none of them is a training picture."""
+"""What the teacher's zero-shot test (image -> concept name) needs from a world: held-out
+single-object pictures of every concept — one per concept and copy, drawn from a random stream no
+build uses (its ground colour, size and place), so none of them is a training picture — each
+concept's prompt, written as the pool's captions write it, and the rarest third of the concepts."""
 from __future__ import annotations
 
 import random
@@ -8,6 +9,7 @@ import random
 from PIL import Image
 
 from .build import World
+from .descriptions import Description, Mention
 from .render import render
 from .scene import BACKGROUNDS, SIDE, SIZES, Obj, Scene
 
@@ -31,3 +33,15 @@ def held_out_pictures(world: World, copies: int = 1) -> list[tuple[str, Image.Im
     """`(concept id, picture)` for every concept of `world`, `copies` pictures each."""
     return [(e.id, render(held_out_scene(world, e.id, k), world.pictures))
             for e in world.entries for k in range(copies)]
+
+
+def concept_prompts(world: World, frame: str = "picture") -> dict[str, str]:
+    """Concept id -> the English caption of that concept alone in `frame` ("a picture of a red
+    apple", "a picture of a books emoji"), realised by the world's English grammar."""
+    return {e.id: world.english.realise(Description(frame, (Mention(e.id, None),))) for e in world.entries}
+
+
+def rarest_third(world: World) -> set[str]:
+    """The third of the concepts with the lowest sampling weight in the world (ties by id)."""
+    ordered = sorted(world.entries, key=lambda e: (world.weights[e.id], e.id))
+    return {e.id for e in ordered[: len(ordered) // 3]}
