@@ -61,8 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
 TRAIN_ARGS_HELP = ("extra train.py flags for every run, joined with '=': "
                    "--train-args=\"--pseudo-anneal --batch-size 16\"")
-QUICK_FRACTIONS = (0.0, 0.02)
-QUICK_SYSTEMS = ("ce", "ce+pseudo")
+QUICK_FRACTIONS = (0.0, 0.05)
+QUICK_SYSTEMS = ("ce", "ce+taught")
 SYSTEMS = tuple(name for name in RECIPES if name != "auto")  # train.py's recipes (docs/ablation.md)
 OLD_NAMES = {"ce+ground": "ce+contrastive", "grounded": "ce+pseudo", "ground": "contrastive"}  # of earlier grids
 P_INDEPENDENT = {"contrastive"}
@@ -141,7 +141,7 @@ def add_ablation_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated parallel fractions in [0, 1] (default: {','.join(map(str, FRACTIONS))})")
     p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated train.py recipes, from %(default)s")
     p.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 (default: 3)")
-    p.add_argument("--steps", type=positive_int, default=300, help="student steps of every run (default: 300)")
+    p.add_argument("--steps", type=positive_int, default=900, help="student steps of every run (default: 900, as train.py)")
     p.add_argument("--quick", action="store_true",
                    help=f"P in {QUICK_FRACTIONS}, systems {','.join(QUICK_SYSTEMS)}, 2 seeds: a quick check")
     p.add_argument("--jobs", type=positive_int, default=2, help="runs trained at once, one CPU thread each (default: 2)")
