@@ -62,6 +62,35 @@ class FolderLock:
         self.release()
 
 
+class WaitingLock:
+    """A lock that waits: `fcntl.flock` on the file `path`, blocking until no other process holds
+    it — for a cache entry that several runs may want to build at once (the first builds it, the
+    others wait and then find it built). `waiting(owner)` is called once if the lock is busy."""
+
+    def __init__(self, path: str | Path, waiting=lambda owner: None) -> None:
+        self.path, self.waiting = Path(path), waiting
+        self._fd: int | None = None
+
+    def __enter__(self) -> WaitingLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.waiting(_owner(fd))
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": "building a cache entry"}).encode() + b"\n", 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
 def _owner(fd: int) -> str:
     """`process PID (COMMAND)` from the lock file, as far as the owner has written it yet."""
     try:

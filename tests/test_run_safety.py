@@ -390,3 +390,48 @@ def test_the_step_estimate_bounds_what_a_step_takes(cache, tmp_path):
     estimate, _ = step_estimate(parse_config(argv), Sizes(vocab=49408, length=16, source_length=40, test_sentences=1), 1)
     print(f"step memory: measured growth {growth / 2**20:.0f} MiB, estimate {estimate / 2**20:.0f} MiB")
     assert 100 * 2**20 < growth <= estimate, (growth, estimate)
+
+
+def test_a_waiting_lock_waits_for_its_owner_and_names_it(tmp_path):
+    """`WaitingLock`: while another process holds the file, a second taker reports the owner's pid
+    once and blocks; it gets the lock as soon as the owner lets go."""
+    import threading
+
+    from data_prep.locks import WaitingLock
+
+    path = tmp_path / "entry.lock"
+    owner = subprocess.Popen([sys.executable, "-c", "import sys\nfrom data_prep.locks import WaitingLock\n"
+                              f"with WaitingLock({str(path)!r}):\n    print('held', flush=True)\n    sys.stdin.readline()"],
+                             env=env(), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert owner.stdout.readline().strip() == "held"
+    told, got = [], threading.Event()
+
+    def take():
+        with WaitingLock(path, told.append):
+            got.set()
+
+    taker = threading.Thread(target=take)
+    taker.start()
+    assert not got.wait(1.0)  # blocked while the owner holds it
+    assert len(told) == 1 and f"process {owner.pid}" in told[0]
+    owner.stdin.write("\n")
+    owner.stdin.flush()
+    assert got.wait(60) and owner.wait(60) == 0
+    taker.join()
+
+
+def test_runs_sharing_a_cache_train_one_teacher(cache, tmp_path):
+    """Two runs started together on one cache (an ablation's jobs) need the same teacher: one trains
+    it, the other waits and loads it — never two trainings writing one partial state."""
+    shared = tmp_path / "cache"
+    runs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *tiny(shared, tmp_path / f"run{i}",
+                                                                            "--teacher-steps", "30", "--steps", "2",
+                                                                            "--no-evaluate")],
+                             env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for i in range(2)]
+    output = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], output
+    logs = [(tmp_path / f"run{i}" / "train.log").read_text() for i in range(2)]
+    assert sum("training a groundmt-micro CLIP teacher" in log for log in logs) == 1, logs
+    teachers = [p for p in (shared / "teachers").iterdir() if p.is_dir()]
+    assert len(teachers) == 1 and not any(p.name.endswith(".partial") for p in teachers)

@@ -17,6 +17,7 @@ finite is saved.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -39,6 +40,7 @@ from tqdm.auto import tqdm
 from typing_extensions import TypedDict
 
 from data_prep.errors import InputError
+from data_prep.locks import WaitingLock
 from data_prep.memory import require_memory
 from data_prep.sampling import StepSampler
 from models.clip_loading import CHECKPOINT_NAME, load_clip
@@ -344,31 +346,37 @@ def stage0_clip(cfg: TrainConfig, accelerator, pairs: TeacherPairs, log: Callabl
     batch = min(teacher.teacher_batch_size, len(pairs.rows) // world * world)
     settings = dict(steps=teacher.teacher_steps, batch_size=batch, lr=teacher.teacher_lr, seed=run.seed, world=world)
     directory = Path(run.cache_dir) / "teachers" / teacher_key(pairs.dataset, pairs.rows, teacher.clip, settings)
-    if (directory / CHECKPOINT_NAME).is_file():
-        try:
-            read_json(directory / "teacher.json", TeacherInfo)
-        except (ReadBackError, OSError) as exc:
-            raise ReadBackError(f"{exc}; remove {directory} to train the teacher again") from None
-        log(f"stage 0: cached CLIP teacher {directory}")
-    else:
-        partial = directory.with_name(directory.name + ".partial")
-        torch.manual_seed(run.seed)
-        clip, preprocess, tokenizer = load_clip(teacher.clip)
-        log(f"stage 0: training a {teacher.clip} CLIP teacher on the English captions ({teacher.teacher_steps} steps"
-            + (", resuming its saved state" if (partial / "teacher_state.pt").is_file() else "") + ")")
-        t0 = time.time()
-        sampler = StepSampler(pairs.rows, batch, seed=run.seed, rank=accelerator.process_index, world=world)
-        last = train_teacher(clip, preprocess, tokenizer, pairs.dataset, sampler.indices, accelerator,
-                             steps=teacher.teacher_steps, lr=teacher.teacher_lr, seed=run.seed, state_dir=partial,
-                             save_every=cfg.bookkeeping.checkpoint_every, stop=stop, show_progress=show)
-        if last is None:
-            return None
-        if accelerator.is_main_process:
-            save_teacher(clip, directory, {"clip": teacher.clip, **settings, **last})
-            shutil.rmtree(partial, ignore_errors=True)
+    # Runs sharing a cache (an ablation's jobs) train one teacher: the first takes the lock, the others wait for it.
+    lock = WaitingLock(directory.with_name(directory.name + ".lock"),
+                       lambda owner: log(f"stage 0: waiting for {owner}, which trains the same teacher")) \
+        if accelerator.is_main_process else contextlib.nullcontext()
+    with lock:
         accelerator.wait_for_everyone()
-        log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
-            f"cached at {directory}")
+        if (directory / CHECKPOINT_NAME).is_file():
+            try:
+                read_json(directory / "teacher.json", TeacherInfo)
+            except (ReadBackError, OSError) as exc:
+                raise ReadBackError(f"{exc}; remove {directory} to train the teacher again") from None
+            log(f"stage 0: cached CLIP teacher {directory}")
+        else:
+            partial = directory.with_name(directory.name + ".partial")
+            torch.manual_seed(run.seed)
+            clip, preprocess, tokenizer = load_clip(teacher.clip)
+            log(f"stage 0: training a {teacher.clip} CLIP teacher on the English captions ({teacher.teacher_steps} steps"
+                + (", resuming its saved state" if (partial / "teacher_state.pt").is_file() else "") + ")")
+            t0 = time.time()
+            sampler = StepSampler(pairs.rows, batch, seed=run.seed, rank=accelerator.process_index, world=world)
+            last = train_teacher(clip, preprocess, tokenizer, pairs.dataset, sampler.indices, accelerator,
+                                 steps=teacher.teacher_steps, lr=teacher.teacher_lr, seed=run.seed, state_dir=partial,
+                                 save_every=cfg.bookkeeping.checkpoint_every, stop=stop, show_progress=show)
+            if last is None:
+                return None
+            if accelerator.is_main_process:
+                save_teacher(clip, directory, {"clip": teacher.clip, **settings, **last})
+                shutil.rmtree(partial, ignore_errors=True)
+            accelerator.wait_for_everyone()
+            log(f"stage 0: teacher trained in {time.time() - t0:.0f}s (final loss {last['teacher/loss']:.3f}), "
+                f"cached at {directory}")
     clip, preprocess, tokenizer = loaded_clip(teacher.clip, directory / CHECKPOINT_NAME, "the cached CLIP teacher",
                                               f"; remove {directory} to train the teacher again")
     return Stage0(clip.to(device), preprocess, tokenizer, str(directory / CHECKPOINT_NAME))
