@@ -110,9 +110,18 @@ def run_lexicon(args: argparse.Namespace) -> int:
     print(table(report))
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_durably(out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_durably(out, dumps(report))
         print(f"wrote {out}")
     return 0
+
+
+def dumps(report: dict) -> str:
+    """The report as indented JSON, each concept's entry on one line (a thousand of them stay readable
+    and diffable)."""
+    head = json.dumps({key: value for key, value in report.items() if key != "concepts"}, indent=2,
+                      ensure_ascii=False)
+    rows = ",\n".join("    " + json.dumps(entry, ensure_ascii=False) for entry in report["concepts"])
+    return f'{head[:-2]},\n  "concepts": [\n{rows}\n  ]\n}}\n'
 
 
 def _training_counts(scan: ScanResult, training: TrainingConcepts, phrases: int) -> dict:
