@@ -103,8 +103,9 @@ def run_lexicon(args: argparse.Namespace) -> int:
     lexicon = PhraseLexicon.induce(train, scan.usable, lang)
     result = evaluate_lexicon(lexicon, training.inventory, training.frequency, set(training.seen), teacher,
                               k=args.k, tie=args.tie)
+    info = training.inventory.info
     report = {"data": data_dir.resolve().name, "lang": lang,
-              "world": {key: training.inventory.info[key] for key in ("zipf", "seed") if key in training.inventory.info},
+              "world": {key: info[key] for key in ("zipf", "seed") if key in info},
               "fraction": args.fraction, "seed": args.seed,
               "training": _training_counts(scan, training, len(lexicon.english)), "teacher": teacher_info, **result}
     print(table(report))
