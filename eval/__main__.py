@@ -7,6 +7,7 @@
     python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
     python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health]
     python -m eval ablation --lang es --out ABLATION [--quick] [--data-dir DATASET]
+    python -m eval lexicon --data-dir DATASET [--fraction P] [--seed S] [--run RUN] [--out FILE.json]
 
 Text files have one sentence per line, line-aligned, read exactly as the sacreBLEU CLI reads them
 (a line ends at "\\n" only; `data_prep.text_files`); several --ref files are reference streams (as
@@ -27,6 +28,7 @@ from data_prep.errors import (Artefact, InputError, Parser, input_file, non_nega
 from data_prep.text_files import read_lines, read_list
 from eval.ablation import add_ablation_arguments, run_ablation
 from eval.analysis import add_analyze_arguments, run_analyze
+from eval.lexicon_command import add_lexicon_arguments, run_lexicon
 from eval.report import add_report_arguments, run_report
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -192,6 +194,8 @@ COMMANDS = {
                add_report_arguments, run_report),
     "analyze": ("CKA, probes, parameter movement, token usage and embedding health of trained runs",
                 add_analyze_arguments, run_analyze),
+    "lexicon": ("precision at 1 of the lexicon a long-tail world's training pictures induce, by concept frequency "
+                "(docs/lexicon.md)", add_lexicon_arguments, run_lexicon),
 }
 
 

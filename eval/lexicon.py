@@ -15,7 +15,10 @@ right when it is one of the concept's English forms. Three rankings:
 
 Precision is reported over all queried concepts, by the concept's training frequency (training
 source captions that name it, log2 bins), and split into the concepts some human translation of
-the run shows (`seen`) and the others (`unseen`).
+the run shows (`seen`) and the others (`unseen`). Beside the rankings, the same tallies of two
+ceilings, which need no teacher: how often the right phrase is among the `k` candidates at all
+(`top_k`: the most any choice among them, the `teacher` ranking's, can reach) and among those within
+`tie` of the best Dice (`within_tie`: the most the `both` ranking can reach).
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ import torch.nn.functional as F
 
 from data_prep.concepts import ConceptInventory
 from data_prep.phrase_lexicon import PhraseLexicon
-from eval.concepts import frequency_bin, normalise
+from eval.concepts import bin_order, frequency_bin, normalise
 
 RANKINGS = ("cooccurrence", "teacher", "both")
+CEILINGS = ("top_k", "within_tie")
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,11 @@ class TeacherScores:
 def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_frequency: Mapping[str, int],
                      seen: set[str], teacher: TeacherScores | None = None, *, k: int = 20,
                      tie: float = 0.05) -> dict:
-    """Precision at 1 of each ranking (`teacher` and `both` need `teacher`), overall, by training
-    frequency and for seen/unseen concepts, with each concept's top phrases."""
+    """Precision at 1 of each ranking (`teacher` and `both` need `teacher`) and the two ceilings,
+    overall, by training frequency and for seen/unseen concepts, with each concept's top phrases
+    and the rank of its first right phrase among the `k` candidates (None: not among them)."""
     rankings = RANKINGS if teacher is not None else RANKINGS[:1]
-    tally = {r: {"all": [0, 0], "seen": [0, 0], "unseen": [0, 0], "by_frequency": {}} for r in rankings}
+    tally = {r: {"all": [0, 0], "seen": [0, 0], "unseen": [0, 0], "by_frequency": {}} for r in rankings + CEILINGS}
     entries = []
     for concept in inventory.concepts:
         count = train_frequency.get(concept.id, 0)
@@ -64,14 +69,16 @@ def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_
         candidates = lexicon.candidates(pictures, k)
         gold = {normalise(form).strip() for form in concept.english}
         picks = {"cooccurrence": candidates[0][0] if candidates else None}
+        near = [i for i, (_, dice) in enumerate(candidates) if dice >= candidates[0][1] - tie]
         if teacher is not None and candidates:
             scores = teacher(sorted(pictures), [p for p, _ in candidates])
             picks["teacher"] = candidates[max(range(len(candidates)), key=scores.__getitem__)][0]
-            near = [i for i, (_, dice) in enumerate(candidates) if dice >= candidates[0][1] - tie]
             picks["both"] = candidates[max(near, key=scores.__getitem__)][0]
+        rank = next((i + 1 for i, (p, _) in enumerate(candidates) if p in gold), None)
+        hits = {r: picks.get(r) in gold for r in rankings}
+        hits |= {"top_k": rank is not None, "within_tie": rank is not None and rank - 1 in near}
         kind = "seen" if concept.id in seen else "unseen"
-        for r in rankings:
-            hit = picks.get(r) in gold
+        for r, hit in hits.items():
             for key in ("all", kind):
                 tally[r][key][0] += hit
                 tally[r][key][1] += 1
@@ -79,7 +86,7 @@ def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_
             cell[0] += hit
             cell[1] += 1
         entries.append({"id": concept.id, "source": concept.source[0], "english": concept.english[0],
-                        "train_captions": count, "kind": kind, "picks": picks,
+                        "train_captions": count, "kind": kind, "picks": picks, "gold_rank": rank,
                         "candidates": [[p, round(d, 4)] for p, d in candidates[:5]]})
 
     def share(pair: list[int]) -> dict:
@@ -87,6 +94,7 @@ def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_
 
     result = {r: {"all": share(t["all"]), "seen": share(t["seen"]), "unseen": share(t["unseen"]),
                   "by_frequency": [{"train_captions": b, **share(v)} for b, v in
-                                   sorted(t["by_frequency"].items(), key=lambda kv: int(kv[0].split("-")[0]))]}
+                                   sorted(t["by_frequency"].items(), key=lambda kv: bin_order(kv[0]))]}
               for r, t in tally.items()}
-    return {"rankings": result, "k": k, "tie": tie, "concepts": entries}
+    return {"rankings": {r: result[r] for r in rankings}, "ceilings": {c: result[c] for c in CEILINGS}, "k": k,
+            "tie": tie, "concepts": entries}
