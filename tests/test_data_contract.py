@@ -14,7 +14,7 @@ from data_prep import FEATURES, load_dataset_dir
 from data_prep.__main__ import main as data_prep_main
 from data_prep.check import check_dataset
 from data_prep.errors import InputError
-from data_prep.source_tokenizer import source_tokenizer_for
+from data_prep.source_tokenizer import source_tokenizer_for, train_source_tokenizer
 from models.student import load_marian_tokenizer
 from data_prep.synthetic.build import build_synthetic, make_sample
 from data_prep.synthetic.render import render
@@ -164,3 +164,17 @@ def test_cli_build_and_check(tmp_path):
     check = subprocess.run([sys.executable, "-m", "data_prep", "check", str(out)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "0 errors" in check.stdout
+
+
+def test_a_script_with_more_characters_than_the_vocabulary_still_gets_a_tokenizer(tmp_path):
+    """More distinct characters than `vocab_size` (the Chinese long-tail world: 1,029 against the
+    default 1,000) once ended in a SentencePiece error; the vocabulary grows to hold every
+    character, and every caption round-trips without an unknown piece."""
+    chars = [chr(0x4E00 + i) for i in range(300)]
+    sentences = ["".join(chars[(7 * i + j) % 300] for j in range(12)) for i in range(400)]
+    tokenizer = train_source_tokenizer(sentences, tmp_path / "spm", vocab_size=100)
+    assert len(tokenizer) >= 300
+    for s in sentences[:50]:
+        ids = tokenizer(s)["input_ids"]
+        assert tokenizer.unk_token_id not in ids
+        assert tokenizer.decode(ids, skip_special_tokens=True).replace(" ", "") == s
