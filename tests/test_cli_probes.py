@@ -745,7 +745,7 @@ PROBES = [
           r"argument --fractions: must be a number in \[0, 1\], got 1.5", kept=absent("a")),
     Probe("eval ablation: --seeds 100000000000000", "eval",
           lambda e: ["ablation", "--out", str(e.tmp / "a"), "--seeds", "100000000000000"], 2,
-          r"the grid would train 2400000000000000 runs \(--systems x --fractions x --seeds\); at most 10000",
+          r"the grid would train \d+ runs \(--systems x --fractions x --seeds\); at most 10000",
           kept=absent("a")),
     Probe("eval ablation: --systems ce,bogus", "eval",
           lambda e: ["ablation", "--out", str(e.tmp / "a"), "--systems", "ce,bogus"], 2,

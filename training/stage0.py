@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from open_clip.loss import ClipLoss
 from pydantic import FiniteFloat, NonNegativeInt, PositiveInt
+from PIL import Image
 from torchvision.transforms import Normalize
 from tqdm.auto import tqdm
 from typing_extensions import TypedDict
@@ -111,7 +112,7 @@ class PictureTable:
         self.normalize = steps[-1] if len(steps) >= 2 and isinstance(steps[-1], Normalize) else None
         self.pil_steps = steps[:-2]
         if self.normalize is not None and len(dataset):
-            picture = dataset[0]["image"]
+            picture = Image.new("RGB", (64, 64))  # resize and crop give every picture this one's size
             for step in self.pil_steps:
                 picture = step(picture)
             width, height = picture.size
