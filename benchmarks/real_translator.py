@@ -302,7 +302,7 @@ def run(args) -> int:
                   "copy": {k: copied[k]["score"] for k in ("chrf", "bleu")}, "concepts": cells}
         if runs:
             rows, checked = student_cells(runs, ablation, sentences, named)
-            result["students"] = {"ablation": str(runs), "ce_runs_checked": checked, "table": rows}
+            result["students"] = {"ablation": runs.name, "ce_runs_checked": checked, "table": rows}
         result["sentences"] = [{"source": s["source"], "hypothesis": h, "references": s["references"],
                                 "concepts": s["concepts"]} for s, h in zip(sentences, hyps)]
         result["versions"] = scored["versions"]
