@@ -35,7 +35,7 @@ def bins(section: dict[str, dict]) -> list[str]:
 def frequency_figure(section: dict[str, dict]) -> str:
     """Accuracy against the concept's training frequency: all mentions (left), unseen mentions (right)."""
     labels = bins(section)
-    fig = Figure(figsize=(9.0, 3.3))
+    fig = Figure(figsize=(9.0, 3.6), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
     for ax, title, accuracy in ((axes[0], "all mentions", "accuracy"), (axes[1], "unseen mentions", "unseen_accuracy")):
         for r, (run, scores) in enumerate(section.items()):
@@ -45,7 +45,7 @@ def frequency_figure(section: dict[str, dict]) -> str:
             if points:
                 ax.plot(*zip(*points), marker="o", markersize=4, linewidth=1.4, color=f"C{r % 10}",
                         linestyle=LINESTYLES[r % len(LINESTYLES)], label=run)
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xticks(range(len(labels)), labels, fontsize=8, rotation=45, ha="right")  # wide bins stay legible
         ax.set_xlim(-0.5, len(labels) - 0.5)
         ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("training captions naming the concept (log2 bins)")
