@@ -500,3 +500,22 @@ def test_every_logged_metric_of_an_expert_run_reads_the_axis_it_names(cache, tmp
         got = {key: record[key] for key in want}
         assert got == pytest.approx(want, abs=1e-6), record["step"]
         assert all(math.isfinite(v) for v in record.values() if isinstance(v, float)), record
+
+
+def test_untranslated_word_share_counts_the_words_no_translated_caption_shows():
+    """The second condition of the switch, against a count by hand: usable rows 0 and 1 hold 8 source
+    words; the one translated caption ("una manzana roja") shows 3 word types, so "la", "un", "gato"
+    and "azul" are untranslated (4 of 8). Row 2 is not usable: its words count nowhere."""
+    from collections import Counter
+
+    from data_prep.collate import ScanResult
+    from training.data import TrainingData
+
+    train = datasets.Dataset.from_dict({
+        "image_id": ["a", "b", "c"],
+        "source": [["una manzana roja", "la manzana"], ["un gato azul"], ["perro perro"]],
+        "parallel": [["a red apple", ""], [""], [""]],
+    })
+    data = TrainingData(Path("unused"), datasets.DatasetDict({"train": train}),
+                        {"train": ScanResult([0, 1], Counter())}, 3, None, None, 0)
+    assert data.untranslated_word_share(None, "es") == 4 / 8
