@@ -898,7 +898,7 @@ PROBES = [
           kept=absent("run")),
     Probe("train: --threads 1000000", "train", lambda e: train_new(e, "--threads", "1000000"), 2,
           r"--threads 1000000: this machine has \d+ CPU cores", kept=absent("run")),
-    Probe("train: --seed -1", "train", lambda e: train_new(e, "--seed", "-1"), 2, r"--seed must be at least 0, got -1",
+    Probe("train: --seed -1", "train", lambda e: train_new(e, "--seed", "-1"), 2, r"--seed must be in \[0, 4294967295\] \(the seeds NumPy accepts\), got -1",
           kept=absent("run")),
     Probe("train: --lr inf", "train", lambda e: train_new(e, "--lr", "inf"), 2,
           r"--lr must be a finite number, got inf", patch=NO_DATA, kept=absent("run")),

@@ -333,7 +333,7 @@ def test_an_error_after_set_up_leaves_nothing_and_the_retry_works(cache, tmp_pat
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--seed", "-1"], "--seed must be in [0, 4294967295] (the seeds NumPy accepts), got -1"),
     (["--max-target-length", "1"], "--max-target-length must be 0 (decided from the data) or at least 3, got 1"),
     (["--max-target-length", "100"], "--max-target-length 100: CLIP groundmt-micro reads at most 16 positions"),
     (["--threads", "1000000"], "--threads 1000000: this machine has"),

@@ -48,7 +48,8 @@ def test_every_misspelled_choice_is_refused_at_parsing(name, tmp_path, capsys):
     (["--anchor", "cosin"], "argument --english-anchor/--anchor: invalid choice: 'cosin'"),  # the older name
     (["--lr", "inf"], "--lr must be a finite number, got inf"),
     (["--grad-clip", "nan"], "--grad-clip must be a finite number, got nan"),
-    (["--seed", "-1"], "--seed must be at least 0, got -1"),
+    (["--seed", "-1"], "--seed must be in [0, 4294967295] (the seeds NumPy accepts), got -1"),
+    (["--seed", str(2**32)], "--seed must be in [0, 4294967295] (the seeds NumPy accepts), got 4294967296"),
     (["--max-target-length", "1"], "--max-target-length must be 0 (decided from the data) or at least 3, got 1"),
     (["--world-images", "2"], "--world-images must be at least 3, got 2"),
     (["--tau-end", "0"], "--tau-end must be positive, got 0.0"),

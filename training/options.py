@@ -57,6 +57,7 @@ def zero_or_at_least(low: int, zero: str) -> Bound:
 
 
 NON_NEGATIVE = Bound("at least 0", lambda v: v >= 0)
+SEED_RANGE = Bound(f"in [0, {2**32 - 1}] (the seeds NumPy accepts)", lambda v: 0 <= v < 2**32)
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, bound: Bound | None = None,
@@ -105,7 +106,7 @@ class RunOptions:
     out: str | None = option(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
     resume: bool = option(False, "continue the run in --out (default: the newest runs/DATA-LANG-*) from its last "
                                  "complete checkpoint")
-    seed: int = option(0, "seed of models, data order and sampling", bound=NON_NEGATIVE)
+    seed: int = option(0, "seed of models, data order and sampling", bound=SEED_RANGE)
     cache_dir: str | None = option(None, "where built datasets and CLIP teachers are cached (default: "
                                          "$GROUNDMT_CACHE or ~/.cache/groundmt)")
     quiet: bool = option(False, "no progress bars")
