@@ -23,6 +23,7 @@ from .pivot import english_words
 from .words import UNSPACED
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+TEMPLATE_WORD_SHARE = 0.05  # a word in more of the pictures' English captions belongs to the template
 
 
 def _normalised(text: str) -> str:
@@ -63,12 +64,27 @@ class PhraseLexicon:
             return frozenset()
         return frozenset(i for i, text in enumerate(self.sources) if needle in text)
 
+    def template_word(self, word: str) -> bool:
+        """Whether `word` is in more than `TEMPLATE_WORD_SHARE` of the pictures' English captions:
+        a word of the captions' template ("a", "and", "on", "background"), not of a name."""
+        return len(self.english.get(word, ())) > TEMPLATE_WORD_SHARE * len(self.phrases)
+
     def candidates(self, pictures: frozenset[int], k: int = 20) -> list[tuple[str, float]]:
-        """The `k` English phrases whose pictures agree best with `pictures`, by Dice (ties: the
-        phrase in fewer pictures first, then alphabetically, so that the order is reproducible)."""
+        """The `k` English phrases whose pictures agree best with `pictures`, by Dice. Phrases that
+        share the same pictures tie; among them the name is the phrase with no template word at
+        either end ("joker", not "a joker"; "japanese vacancy button", not "... button and"), and
+        the longest such ("waxing crescent moon", not "waxing"); then fewer pictures, then
+        alphabetical, so that the order is reproducible (docs/lexicon.md)."""
         if not pictures:
             return []
         seen = set().union(*(self.phrases[i] for i in pictures))
         scored = [(2 * len(self.english[p] & pictures) / (len(self.english[p]) + len(pictures)), p) for p in seen]
-        scored.sort(key=lambda item: (-item[0], len(self.english[item[1]]), item[1]))
+
+        def order(item: tuple[float, str]) -> tuple:
+            dice, phrase = item
+            words = phrase.split()
+            padded = self.template_word(words[0]) or self.template_word(words[-1])
+            return -dice, padded, -len(words), len(self.english[phrase]), phrase
+
+        scored.sort(key=order)
         return [(p, d) for d, p in scored[:k]]

@@ -1,7 +1,7 @@
 """`python -m eval lexicon` end to end on tiny long-tail worlds built here: its JSON equals a
 brute-force recount (Dice of every English phrase's pictures against each concept's source name's
-pictures, the argmax with its tie order, the ceilings, the hashed seen set and the log2 frequency
-bins); the teacher rankings of a micro run equal a recount with the run's CLIP; bad input is one
+pictures, the argmax with its tie order — a template word at either end last, then the longest —,
+the ceilings, the hashed seen set and the log2 frequency bins); the teacher rankings of a micro run equal a recount with the run's CLIP; bad input is one
 line and exit code 2, and the output never replaces an input or a file the command did not write."""
 from __future__ import annotations
 
@@ -79,6 +79,11 @@ def recount(world) -> dict:
             for n in range(1, MAX_WORDS + 1):
                 for start in range(len(w) - n + 1):
                     english.setdefault(" ".join(w[start:start + n]), set()).add(i)
+    template = {w for w, e in english.items() if " " not in w and len(e) > 0.05 * len(train)}
+
+    def padded(phrase: str) -> bool:  # a template word at either end: "a joker", "button and"
+        return phrase.split()[0] in template or phrase.split()[-1] in template
+
     _, seen, _ = hashed_split(train, P, SEED)
     frequency = Counter(c for r in train for source, ids in zip(r["source"], r["source_concepts"]) if source.strip()
                         for c in set(ids))
@@ -91,7 +96,7 @@ def recount(world) -> dict:
         if not frequency[concept.id] or not pictures:
             continue
         dice = ((2 * len(e & pictures) / (len(e) + len(pictures)), phrase, e) for phrase, e in english.items())
-        ranked = sorted(dice, key=lambda t: (-t[0], len(t[2]), t[1]))[:K]
+        ranked = sorted(dice, key=lambda t: (-t[0], padded(t[1]), -len(t[1].split()), len(t[2]), t[1]))[:K]
         gold = {" ".join(words(form)) for form in concept.english}
         kind = "seen" if concept.id in seen else "unseen"
         hits = {"cooccurrence": ranked[0][1] in gold, "top_k": any(p in gold for _, p, _ in ranked),

@@ -119,3 +119,17 @@ def test_the_phrase_lexicon_ranks_by_dice_over_pictures():
     assert best[1] == pytest.approx(2 * both / (len(dog) + len(lexicon.english[best[0]])))
     assert lexicon.pictures_of("perr") == set()  # whole words where the language writes spaces
     assert PhraseLexicon.induce(ds, list(range(40)), "zh").pictures_of("perr") == lexicon.pictures_of("perro")
+
+
+def test_among_phrases_of_the_same_pictures_the_lexicon_picks_the_name_without_template_words():
+    """Every phrase of "there is a mountain cableway on a red background" that holds a word of the
+    two pictures ties at Dice 1; the pick is the longest with no template word ("a", "on", "red",
+    words of more than 5% of the pictures) at either end — not "a mountain cableway" (first
+    alphabetically, the order before) nor "cableway"."""
+    ds = world()
+    lexicon = PhraseLexicon.induce(ds, list(range(40)), "es")
+    ranked = lexicon.candidates(lexicon.pictures_of("teleférico"), k=50)
+    tied = [p for p, d in ranked if d == 1.0]
+    assert {"a mountain cableway", "mountain cableway on", "cableway", "mountain cableway"} <= set(tied)
+    assert ranked[0][0] == "mountain cableway"
+    assert lexicon.template_word("a") and lexicon.template_word("red") and not lexicon.template_word("cableway")
