@@ -144,14 +144,28 @@ def taught_words(lexicon: Lexicon, pieces: Sequence[str], english: str, *, thres
     return tuple(taught)
 
 
+def explained_content(lexicon: Lexicon, taught: Sequence[bool], english: str, *, max_df: float = 0.5) -> int:
+    """How many words of `english` flagged in `taught` are content: every letter run of the word is in
+    at most `max_df` of the images (names and colours, not "a", "on", "background")."""
+    count = 0
+    for flag, chunk in zip(taught, english.split()):
+        runs = [lexicon.english_vocab.get(w) for w in english_words(chunk)]
+        count += flag and bool(runs) and all(i is not None and lexicon.english_df[i] <= max_df for i in runs)
+    return count
+
+
 def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
                   source_pieces: Callable[[str], list[str]], *, skip: set[Key], threshold: float,
                   weight: float = 1.0, taught: Lexicon | None = None,
-                  taught_threshold: float = 0.3) -> dict[Key, Target]:
+                  taught_threshold: float = 0.3, every_name: bool = False) -> dict[Key, Target]:
     """For every training caption not in `skip` (those with a human translation): the English
     caption of its image that agrees best with it, when the agreement reaches `threshold`;
     its weight is `weight` × the agreement. With a `taught` lexicon (Dice over images, rare words
-    kept), each target teaches only the words its source explains (`taught_words`)."""
+    kept), each target teaches only the words its source explains (`taught_words`). With
+    `every_name` too, a caption whose agreement misses `threshold` — its content is rare, and the
+    agreement's lexicon keeps only words of several images — still gets the English caption of its
+    image with the most explained content words (`explained_content`, at least one), teaching
+    those alone, at weight `weight` × `threshold`: the rare names are the tail's words."""
     out: dict[Key, Target] = {}
     for row, item in zip(rows, ds.select(rows).select_columns(["source", "english"])):
         english = [(e, english_words(e)) for e in item["english"] if e.strip()]
@@ -163,4 +177,9 @@ def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
             if score >= threshold:
                 mask = None if taught is None else taught_words(taught, pieces, text, threshold=taught_threshold)
                 out[(row, j)] = Target(text, weight * score, "pivot", mask)
+            elif every_name and taught is not None:
+                masks = [(taught_words(taught, pieces, e, threshold=taught_threshold), e) for e, _ in english]
+                named, mask, text = max((explained_content(taught, m, e), m, e) for m, e in masks)
+                if named:
+                    out[(row, j)] = Target(text, weight * threshold, "pivot", mask)
     return out

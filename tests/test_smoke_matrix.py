@@ -32,7 +32,7 @@ FACTORS = {
 RECIPES = {
     "token-ce-only": ["--grounding-weight", "0"],
     "grounding-only": ["--token-ce-weight", "0"],
-    "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1",
+    "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1", "--pivot-every-name",
                             "--self-train-rounds", "1", "--self-train-start", "0.5", "--self-train-lexicon", "0.5",
                             "--pseudo-anneal"],
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
@@ -135,6 +135,9 @@ REFUSED = {  # case: (flags, the one-line reason)
                                           "--contrastive-weight 0 turns off")),
     "self-training without token CE": (["--token-ce-weight", "0", "--self-train-rounds", "1"], NO_PSEUDO_TARGETS),
     "pivot without token CE": (["--token-ce-weight", "0", "--pivot"], NO_PSEUDO_TARGETS),
+    "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
+                                           ("--pivot-every-name chooses pivot targets by the words their source "
+                                            "explains: it needs --pivot and --pivot-teaches explained")),
 }
 
 

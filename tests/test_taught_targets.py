@@ -7,7 +7,7 @@ import torch
 
 from data_prep.collate import taught_labels
 from data_prep.phrase_lexicon import PhraseLexicon
-from data_prep.pivot import english_words, induce_lexicon, pivot_targets, taught_words
+from data_prep.pivot import english_words, explained_content, induce_lexicon, pivot_targets, taught_words
 from data_prep.targets import Target, TargetTable
 from models.decoding import IGNORE_INDEX
 from training.self_training import agreeing
@@ -133,3 +133,22 @@ def test_among_phrases_of_the_same_pictures_the_lexicon_picks_the_name_without_t
     assert {"a mountain cableway", "mountain cableway on", "cableway", "mountain cableway"} <= set(tied)
     assert ranked[0][0] == "mountain cableway"
     assert lexicon.template_word("a") and lexicon.template_word("red") and not lexicon.template_word("cableway")
+
+
+def test_every_name_gives_a_rare_names_caption_the_pivot_target_its_agreement_missed():
+    """The agreement's lexicon keeps words of 3 pictures or more, so "hay un teleférico" (2
+    pictures) agrees with no English caption and gets no pivot target; with `every_name` it gets
+    the caption of its picture that names the cableway, teaching only the name, at the threshold's
+    weight — and every caption that had a target keeps the same one."""
+    ds, rows = world(), list(range(40))
+    lexicon, rare = induce_lexicon(ds, rows, str.split), induce_lexicon(ds, rows, str.split, min_images=1)
+    before = pivot_targets(ds, rows, lexicon, str.split, skip=set(), threshold=0.5, taught=rare)
+    after = pivot_targets(ds, rows, lexicon, str.split, skip=set(), threshold=0.5, taught=rare, every_name=True)
+    assert (3, 0) not in before and (17, 0) not in before
+    for key in [(3, 0), (17, 0)]:
+        target = after[key]
+        assert target.text == "there is a mountain cableway on a red background" and target.weight == 0.5
+        assert [w for w, t in zip(target.text.split(), target.taught) if t] == ["mountain", "cableway"]
+    assert {k: v for k, v in after.items() if k in before} == before and len(after) == len(before) + 2
+    # a caption none of whose English captions holds an explained content word stays without a target
+    assert explained_content(rare, (True,) * 4, "on a red background") == 0

@@ -162,7 +162,8 @@ def training_targets(cfg: TrainConfig, data: TrainingData, log: Callable[[str], 
         taught = rare_word_lexicon(cfg, data) if cfg.pseudo.pivot_teaches == "explained" else None
         targets = targets.with_pseudo(pivot_targets(data.train, data.train_rows, lexicon, pieces,
                                                     skip=targets.human_keys(), threshold=cfg.pseudo.pivot_threshold,
-                                                    weight=cfg.pseudo.pivot_weight, taught=taught))
+                                                    weight=cfg.pseudo.pivot_weight, taught=taught,
+                                                    every_name=cfg.pseudo.pivot_every_name))
     log(f"train: {targets.summary(data.n_captions)}")
     return targets
 

@@ -209,6 +209,10 @@ class PseudoOptions:
                                        "associations over images (rare words included), and the words between two "
                                        "of them — the names both captions give, not the other caption's phrasing",
                                 choices=("all", "explained"))
+    pivot_every_name: bool = option(False, "with --pivot-teaches explained, a caption whose agreement misses "
+                                           "--pivot-threshold (its names are rare) still gets the English caption of "
+                                           "its image with the most words its source explains, teaching those alone, "
+                                           "at the threshold's weight")
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
