@@ -156,12 +156,13 @@ def explained_content(lexicon: Lexicon, taught: Sequence[bool], english: str, *,
 
 def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
                   source_pieces: Callable[[str], list[str]], *, skip: set[Key], threshold: float,
-                  weight: float = 1.0, taught: Lexicon | None = None,
+                  weight: float = 1.0, taught: Lexicon | None = None, taught_units: Callable[[str], list[str]] | None = None,
                   taught_threshold: float = 0.3, every_name: bool = False) -> dict[Key, Target]:
     """For every training caption not in `skip` (those with a human translation): the English
     caption of its image that agrees best with it, when the agreement reaches `threshold`;
     its weight is `weight` × the agreement. With a `taught` lexicon (Dice over images, rare words
-    kept), each target teaches only the words its source explains (`taught_words`). With
+    kept; its source side counted in `taught_units`, default `source_pieces`), each target teaches
+    only the words its source explains (`taught_words`). With
     `every_name` too, a caption whose agreement misses `threshold` — its content is rare, and the
     agreement's lexicon keeps only words of several images — still gets the English caption of its
     image with the most explained content words (`explained_content`, at least one), teaching
@@ -173,12 +174,13 @@ def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
             if not source.strip() or (row, j) in skip or not english:
                 continue
             pieces = source_pieces(source)
+            units = pieces if taught_units is None else taught_units(source)
             score, text = max((agreement(lexicon, pieces, words), e) for e, words in english)
             if score >= threshold:
-                mask = None if taught is None else taught_words(taught, pieces, text, threshold=taught_threshold)
+                mask = None if taught is None else taught_words(taught, units, text, threshold=taught_threshold)
                 out[(row, j)] = Target(text, weight * score, "pivot", mask)
             elif every_name and taught is not None:
-                masks = [(taught_words(taught, pieces, e, threshold=taught_threshold), e) for e, _ in english]
+                masks = [(taught_words(taught, units, e, threshold=taught_threshold), e) for e, _ in english]
                 named, mask, text = max((explained_content(taught, m, e), m, e) for m, e in masks)
                 if named:
                     out[(row, j)] = Target(text, weight * threshold, "pivot", mask)

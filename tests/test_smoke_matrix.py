@@ -33,6 +33,7 @@ RECIPES = {
     "token-ce-only": ["--grounding-weight", "0"],
     "grounding-only": ["--token-ce-weight", "0"],
     "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1", "--pivot-every-name",
+                            "--pivot-source-words",
                             "--self-train-rounds", "1", "--self-train-start", "0.5", "--self-train-lexicon", "0.5",
                             "--pseudo-anneal"],
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
@@ -136,8 +137,11 @@ REFUSED = {  # case: (flags, the one-line reason)
     "self-training without token CE": (["--token-ce-weight", "0", "--self-train-rounds", "1"], NO_PSEUDO_TARGETS),
     "pivot without token CE": (["--token-ce-weight", "0", "--pivot"], NO_PSEUDO_TARGETS),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
-                                           ("--pivot-every-name chooses pivot targets by the words their source "
-                                            "explains: it needs --pivot and --pivot-teaches explained")),
+                                           ("--pivot-every-name reads the words a pivot target's source explains: "
+                                            "it needs --pivot and --pivot-teaches explained")),
+    "source words without explained words": (["--pivot", "--pivot-source-words", "--pivot-teaches", "all"],
+                                             ("--pivot-source-words reads the words a pivot target's source "
+                                              "explains: it needs --pivot and --pivot-teaches explained")),
 }
 
 

@@ -1,6 +1,8 @@
 """Pivot targets that teach only the words their source explains, and the lexicons behind them:
 Dice against a brute-force count, taught-word masks and the labels they leave scored against
 masks written here, the agreeing replacement of pivot targets, the phrase lexicon's ranking."""
+from types import SimpleNamespace
+
 import datasets
 import pytest
 import torch
@@ -10,6 +12,7 @@ from data_prep.phrase_lexicon import PhraseLexicon
 from data_prep.pivot import english_words, explained_content, induce_lexicon, pivot_targets, taught_words
 from data_prep.targets import Target, TargetTable
 from models.decoding import IGNORE_INDEX
+from training.data import explaining_units
 from training.self_training import agreeing
 
 # a tiny world: a rare name (teleférico / cableway, 2 pictures), frequent ones, two templates a side
@@ -152,3 +155,41 @@ def test_every_name_gives_a_rare_names_caption_the_pivot_target_its_agreement_mi
     assert {k: v for k, v in after.items() if k in before} == before and len(after) == len(before) + 2
     # a caption none of whose English captions holds an explained content word stays without a target
     assert explained_content(rare, (True,) * 4, "on a red background") == 0
+
+
+def test_a_rare_word_split_into_common_pieces_is_explained_as_a_whole_word():
+    """Pieces that every caption shares (here: single letters, accents folded) associate the rare
+    "teleférico" with nothing, so its pivot target teaches no name; with the source words among the
+    explaining units (`taught_units`, as `training.data.explaining_units` makes them with
+    --pivot-source-words) the target teaches "mountain cableway" — for Spanish and for Chinese."""
+    rows = []
+    for i in range(40):
+        (sa, ea), (sb, eb) = NAMES[i % 4], NAMES[(i + 1) % 4]
+        if i in (3, 17):
+            sa, ea = "teleférico", "mountain cableway"
+        rows.append({"image_id": str(i), "source": [f"hay un {sa} con fondo rojo", f"una imagen de un {sb}"],
+                     "english": [f"there is a {ea} on a red background", f"a picture of a {eb}"],
+                     "parallel": ["", ""]})
+    ds, keys = datasets.Dataset.from_list(rows), list(range(40))
+    letters = lambda text: [c for c in text.replace("é", "e") if c != " "]  # noqa: E731
+    with_words = lambda text: letters(text) + ["word:" + w for w in text.split()]  # noqa: E731
+
+    def taught_names(units) -> list[str]:
+        targets = pivot_targets(ds, keys, induce_lexicon(ds, keys, str.split), str.split, skip=set(), threshold=0.0,
+                                taught=induce_lexicon(ds, keys, units, min_images=1), taught_units=units)
+        target = targets[(3, 0)]
+        return [w for w, t in zip(target.text.split(), target.taught) if t]
+
+    assert "cableway" not in taught_names(letters)
+    assert taught_names(with_words) == ["mountain", "cableway"]
+
+
+def test_explaining_units_are_the_pieces_and_with_source_words_the_words_too():
+    pieces = lambda text: ["▁" + c for c in text if c != " "]  # noqa: E731
+    for lang, text, word in [("es", "Un Teleférico", "word:teleférico"), ("zh", "一个缆车", "word:缆车")]:
+        cfg = SimpleNamespace(pseudo=SimpleNamespace(pivot_source_words=False), dataset=SimpleNamespace(lang=lang))
+        data = SimpleNamespace(source_tokenizer=SimpleNamespace(tokenize=pieces))
+        assert explaining_units(cfg, data)(text) == pieces(text)
+        cfg.pseudo.pivot_source_words = True
+        units = explaining_units(cfg, data)(text)
+        assert units[:len(pieces(text))] == pieces(text) and word in units

@@ -182,9 +182,10 @@ def config_problem(cfg: TrainConfig) -> str | None:
         return "--contrastive-weight 0 and --token-ce-weight 0 leave nothing to train"
     if cfg.student.splice == "argmax" and o.token_ce_weight == 0 and t.freeze == "both" and s.steps:
         return "--splice argmax passes no gradient to the student: with --token-ce-weight 0 nothing trains it"
-    if p.pivot_every_name and (p.pivot_teaches != "explained" or p.pivot is False):
-        return ("--pivot-every-name chooses pivot targets by the words their source explains: it needs --pivot "
-                "and --pivot-teaches explained")
+    for flag, on in (("--pivot-every-name", p.pivot_every_name), ("--pivot-source-words", p.pivot_source_words)):
+        if on and (p.pivot_teaches != "explained" or p.pivot is False):
+            return (f"{flag} reads the words a pivot target's source explains: it needs --pivot and "
+                    "--pivot-teaches explained")
     if o.token_ce_weight == 0 and (p.pivot or p.self_train_rounds):
         return ("--pivot and --self-train-rounds make targets for the token cross-entropy, which --token-ce-weight 0 "
                 "turns off: add --no-pivot --self-train-rounds 0")
@@ -194,9 +195,10 @@ def config_problem(cfg: TrainConfig) -> str | None:
 def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
     """A config.json's options under today's names: renamed options under their new names,
     similarities under their descriptive names, and the options a run saved before they existed
-    trained without: `pseudo_anneal` and `pivot_every_name` False, `pivot_teaches` and
-    `self_train_replace` 'all'."""
-    values = {"pseudo_anneal": False, "pivot_every_name": False, "pivot_teaches": "all", "self_train_replace": "all"}
+    trained without: `pseudo_anneal`, `pivot_every_name` and `pivot_source_words` False, `pivot_teaches`
+    and `self_train_replace` 'all'."""
+    values = {"pseudo_anneal": False, "pivot_every_name": False, "pivot_source_words": False, "pivot_teaches": "all",
+              "self_train_replace": "all"}
     for key, value in saved.items():
         name = ALIASES.get(key, key)
         if name in OPTIONS:

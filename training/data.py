@@ -32,6 +32,7 @@ from training.options import TrainConfig
 from training.stage0 import TeacherPairs
 
 SPLITS = ("train", "validation", "test")
+WORD_UNIT = "word:"  # marks a whole source word among the student's pieces (explaining_units)
 
 
 @dataclass
@@ -159,19 +160,33 @@ def training_targets(cfg: TrainConfig, data: TrainingData, log: Callable[[str], 
     if cfg.pseudo.pivot:
         pieces = source_pieces(cfg, data)
         lexicon = induce_lexicon(data.train, data.train_rows, pieces)
-        taught = rare_word_lexicon(cfg, data) if cfg.pseudo.pivot_teaches == "explained" else None
+        explained = cfg.pseudo.pivot_teaches == "explained"
+        units = explaining_units(cfg, data)
         targets = targets.with_pseudo(pivot_targets(data.train, data.train_rows, lexicon, pieces,
                                                     skip=targets.human_keys(), threshold=cfg.pseudo.pivot_threshold,
-                                                    weight=cfg.pseudo.pivot_weight, taught=taught,
-                                                    every_name=cfg.pseudo.pivot_every_name))
+                                                    weight=cfg.pseudo.pivot_weight,
+                                                    taught=rare_word_lexicon(cfg, data) if explained else None,
+                                                    taught_units=units, every_name=cfg.pseudo.pivot_every_name))
     log(f"train: {targets.summary(data.n_captions)}")
     return targets
 
 
+def explaining_units(cfg: TrainConfig, data: TrainingData) -> Callable[[str], list[str]]:
+    """What of a source caption explains the words of a pivot target: the student's pieces, and with
+    `--pivot-source-words` its words too (`data_prep.words`, lower-cased) — a rare word split into
+    pieces that other words share is associated with its English name only as a whole."""
+    pieces = source_pieces(cfg, data)
+    if not cfg.pseudo.pivot_source_words:
+        return pieces
+    lang = cfg.dataset.lang
+    return lambda text: [*pieces(text), *(WORD_UNIT + w.lower() for w in words(text, lang))]
+
+
 def rare_word_lexicon(cfg: TrainConfig, data: TrainingData) -> Lexicon:
-    """The lexicon induced from the training pictures with every piece and word kept, however rare
-    (Dice associations: which English words a pivot target teaches, which words few pictures show)."""
-    return induce_lexicon(data.train, data.train_rows, source_pieces(cfg, data), min_images=1)
+    """The lexicon induced from the training pictures with every explaining unit and English word
+    kept, however rare (Dice associations: which English words a pivot target teaches, which words
+    few pictures show)."""
+    return induce_lexicon(data.train, data.train_rows, explaining_units(cfg, data), min_images=1)
 
 
 def teacher_pool(cfg: TrainConfig, data: TrainingData, is_main: bool, log: Callable[[str], None]) -> Path | None:

@@ -213,6 +213,10 @@ class PseudoOptions:
                                            "--pivot-threshold (its names are rare) still gets the English caption of "
                                            "its image with the most words its source explains, teaching those alone, "
                                            "at the threshold's weight")
+    pivot_source_words: bool = option(False, "with --pivot-teaches explained, the source caption's words explain a "
+                                             "pivot target's words as well as the student's pieces do: a rare word "
+                                             "split into pieces that other words share is associated with its "
+                                             "English name only as a whole")
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
