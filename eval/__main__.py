@@ -5,7 +5,7 @@
         [--metrics bleu,chrf,bertscore,lisascore,retrieval] [--bertscore-model DIR --num-layers L]
         [--idf] [--bootstrap N] [--seed S] [--compare BASELINE.txt] --out S.json
     python -m eval report RUN [RUN ...] --out report.html   (also writes report.md, report.json)
-    python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health]
+    python -m eval analyze RUN [RUN ...] [--out DIR] [--parts cka,probes,movement,tokens,health,tail]
     python -m eval ablation --lang es --out ABLATION [--quick] [--data-dir DATASET]
     python -m eval lexicon --data-dir DATASET [--fraction P] [--seed S] [--run RUN] [--out FILE.json]
 

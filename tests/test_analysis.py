@@ -64,7 +64,8 @@ def ctx(run):
 
 # -- the whole command ----------------------------------------------------------------------------
 def test_writes_every_part_and_its_figures(run, analysed):
-    assert set(analysed["parts"]) == {"cka", "probes", "movement", "tokens", "health"}
+    assert set(analysed["parts"]) == {"cka", "probes", "movement", "tokens", "health", "tail"}
+    assert "no concept ids" in analysed["parts"]["tail"]["note"]  # a shapes-world run has no long tail
     assert analysed["test_sentences"] == 40 and analysed["teacher"] is not None
     files = {f["file"] for f in analysed["figures"]}
     assert {"cka_student_vs_english.png", "cka_image_tower.png", "probe_lm_head.png", "probe_attributes.png",

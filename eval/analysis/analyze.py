@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from eval.analysis import cka_maps, movement, probes, tokens, training_health
+from eval.analysis import cka_maps, movement, probes, tail, tokens, training_health
 from eval.analysis.context import load_context
 from eval.report.collect import Run
 
 ANALYSIS_FILE = "analysis.json"
 PARTS: dict[str, Callable] = {"cka": cka_maps.analyse, "probes": probes.analyse, "movement": movement.analyse,
-                              "tokens": tokens.analyse, "health": training_health.analyse}
+                              "tokens": tokens.analyse, "health": training_health.analyse, "tail": tail.analyse}
 
 
 def _write(path: Path, result: dict) -> None:

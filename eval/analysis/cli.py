@@ -7,14 +7,15 @@ from pathlib import Path
 from data_prep.errors import Artefact, InputError, marker_files, output_dir, positive_int, torch_device
 from data_prep.locks import FolderLock
 
-PART_NAMES = ("cka", "probes", "movement", "tokens", "health")
+PART_NAMES = ("cka", "probes", "movement", "tokens", "health", "tail")
 DESCRIPTION = """\
 The thesis' analyses of trained runs (docs/analysis.md): layer x layer CKA of the student's
 CLIP-read translation vs the teacher's English text tower (mean and EOT pooling) and of towers
 trained jointly vs the stage-0 teacher; linear probes (test-time LM head, online and heldout;
 attribute probes on image / English / student features); parameter movement per layer over the
 checkpoints; the student's target-token usage vs the references; embedding health over training
-and on the final test features. Writes analysis.json and PNG figures per run; `python -m eval
+and on the final test features; where the unseen concepts are lost (tail: by training captions
+and by how often the final targets name them). Writes analysis.json and PNG figures per run; `python -m eval
 report` shows them in an Analysis section."""
 
 

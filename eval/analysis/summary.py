@@ -78,6 +78,24 @@ def _movement_lines(movement: dict) -> list[tuple[str, str]]:
     return lines
 
 
+def _tail_lines(tail: dict) -> list[tuple[str, str]]:
+    if "note" in tail and "unseen_mentions" not in tail:
+        return [("unseen concepts", tail["note"])]
+
+    def cells(table: dict) -> str:
+        return ", ".join(f"{key} {v['right']}/{v['mentions']}" for key, v in table.items())
+
+    lines = [("unseen concepts named, by training captions",
+              cells({row["training_captions"]: row for row in tail["by_training_captions"]}))]
+    if tail["by_target_coverage"]:
+        lines.append(("unseen concepts named, by how often the final targets name them",
+                      cells(tail["by_target_coverage"]) + "; the under-covered concepts' captions had targets: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(tail["under_covered_caption_targets"].items()))))
+    else:
+        lines.append(("unseen concepts: target coverage", tail["note"]))
+    return lines
+
+
 def summary_lines(analysis: dict) -> list[tuple[str, str]]:
     """[(label, text)] for every part present in `analysis`."""
     parts = analysis.get("parts", {})
@@ -97,6 +115,9 @@ def summary_lines(analysis: dict) -> list[tuple[str, str]]:
                                          f"{tokens['types']['student']} student vs {tokens['types']['reference']} "
                                          f"reference types, {tokens['unused_reference_types']} reference types never "
                                          f"used, {tokens['distinct_outputs']}/{tokens['sentences']} distinct outputs"))
+    tail = parts.get("tail")
+    if tail:
+        lines += _tail_lines(tail)
     health = parts.get("health", {}).get("final")
     if health:
         if "skipped" in health:
