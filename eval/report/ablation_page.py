@@ -65,6 +65,8 @@ def metric_figure(result: dict, metric: str) -> str:
         if all(c.get("low") is not None for c in cells):
             ax.fill_between(x, [c["low"] for c in cells], [c["high"] for c in cells], color=f"C{i}", alpha=0.15)
     ax.set_xscale("symlog", linthresh=0.01)
+    fractions = sorted({r["fraction"] for r in result["table"]})
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])  # the grid's fractions, not the scale's decades
     ax.set_xlabel("parallel fraction P")
     ax.set_title(metric)
     ax.grid(alpha=0.3)
