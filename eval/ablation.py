@@ -176,6 +176,21 @@ def train_argv(cell: Cell, args: argparse.Namespace) -> list[str]:
     return argv + args.train_args.split()
 
 
+def shared_train_args(train_args: str) -> list[str]:
+    """`--train-args` as the ablation's JSON and page record them: every flag but `--cache-dir`, which
+    says where builds are cached on this machine, not what the runs train (and is a local path)."""
+    words, kept = train_args.split(), []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == "--cache-dir":
+            skip = True
+        elif not word.startswith("--cache-dir="):
+            kept.append(word)
+    return kept
+
+
 def run_grid(runs: dict[str, list[str]], out: Path, *, jobs: int, desc: str) -> list[str]:
     """Train every run `name -> train.py arguments` into `out/runs/<name>` (logs in `out/logs/`),
     `jobs` at a time with one CPU thread each; a run whose `eval/scores.json` exists is skipped and a
@@ -299,7 +314,8 @@ def run_ablation(args: argparse.Namespace) -> int:
         (out / PLAN_FILE).write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
         failed = run_grid({c.name: train_argv(c, args) for c in cells}, out, jobs=args.jobs, desc="ablation runs")
         result = aggregate(cells, out, fractions)
-        result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps)
+        result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps,
+                      train_args=shared_train_args(args.train_args))
         (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))
     return 1 if failed else 0

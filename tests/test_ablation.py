@@ -111,6 +111,8 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, concept_world):
     assert eval_main(["report", str(out), "--out", str(page)]) == 0
     html, md = page.read_text(), page.with_suffix(".md").read_text()
     assert "Ablation over the parallel fraction" in html and html.count("<img") == 7  # 5 metrics, unseen, seen
+    assert result["train_args"] == TINY.split() and str(cache) not in html + md + json.dumps(result)
+    assert f"every run also: <code>{TINY}</code>" in html and f"Every run also: `{TINY}`." in md
     assert "<th>unseen concepts</th>" in html and "| unseen concepts | Δ unseen concepts |" in md
     assert "| 0.1 | contrastive |" in md
 

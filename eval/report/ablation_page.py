@@ -89,6 +89,8 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
                     f"<td>{len(row['seeds'])}</td>{''.join(cells)}<td>{row['most_repeated_output']:.1%}</td></tr>")
     flags = "".join(f"<li><b>{escape(s)}</b>: <code>{escape(' '.join(f) or '(train.py defaults)')}</code></li>"
                     for s, f in result["flags"].items())
+    if result.get("train_args"):
+        flags += f"<li>every run also: <code>{escape(' '.join(result['train_args']))}</code></li>"
     notes = ([f"runs missing or failed: {', '.join(result['missing'])}"] if result.get("missing") else []) \
         + result.get("notes", [])
     return "\n".join([
@@ -115,7 +117,8 @@ def render_html(result: dict, figures: dict[str, str]) -> str:
 def render_markdown(result: dict) -> str:
     metrics = present(result)
     lines = ["# Does grounding help? Ablation over the parallel fraction", "",
-             f"Seeds {result['seeds']}; mean over seeds [95% t-interval]; Δ: paired bootstrap vs ce [95%].", "",
+             f"Seeds {result['seeds']}; mean over seeds [95% t-interval]; Δ: paired bootstrap vs ce [95%]."
+             + (f" Every run also: `{' '.join(result['train_args'])}`." if result.get("train_args") else ""), "",
              "| P | system | " + " | ".join(f"{m} | Δ {m}" for m in metrics) + " | most repeated |",
              "|---|---|" + "---|---|" * len(metrics) + "---|"]
     for row in result["table"]:
