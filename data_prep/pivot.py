@@ -162,11 +162,11 @@ def pivot_targets(ds: datasets.Dataset, rows: Sequence[int], lexicon: Lexicon,
     caption of its image that agrees best with it, when the agreement reaches `threshold`;
     its weight is `weight` × the agreement. With a `taught` lexicon (Dice over images, rare words
     kept; its source side counted in `taught_units`, default `source_pieces`), each target teaches
-    only the words its source explains (`taught_words`). With
-    `every_name` too, a caption whose agreement misses `threshold` — its content is rare, and the
-    agreement's lexicon keeps only words of several images — still gets the English caption of its
-    image with the most explained content words (`explained_content`, at least one), teaching
-    those alone, at weight `weight` × `threshold`: the rare names are the tail's words."""
+    only the words its source explains (`taught_words`). With `every_name` too, a caption whose
+    agreement misses `threshold` — its content is rare, and the agreement's lexicon keeps only words
+    of several images — still gets the English caption of its image with the most explained content
+    words (`explained_content`, at least one), teaching those alone, at weight `weight` ×
+    `threshold`: the rare names are the tail's words."""
     out: dict[Key, Target] = {}
     for row, item in zip(rows, ds.select(rows).select_columns(["source", "english"])):
         english = [(e, english_words(e)) for e in item["english"] if e.strip()]
