@@ -57,18 +57,19 @@ def analyse(ctx) -> tuple[dict, list[Plot]]:
         named = sum(t is not None and matcher.named(concept, t.text) for t in given)
         return COVERAGE[2] if 2 * named >= len(given) else COVERAGE[1]
 
+    covered = {c: coverage(c) for s in ctx.run.sentences for c in s["concepts"]["unseen"]}  # once per concept
     by_frequency, by_coverage, origins = Counter(), Counter(), Counter()
     right_frequency, right_coverage = Counter(), Counter()
     for sentence in ctx.run.sentences:
         for concept in sentence["concepts"]["unseen"]:
             right = concept in sentence["concepts"]["correct"]
-            band, cover = frequency_bin(len(captions.get(concept, []))), coverage(concept)
+            band, cover = frequency_bin(len(captions.get(concept, []))), covered[concept]
             by_frequency[band] += 1
             right_frequency[band] += right
             by_coverage[cover] += 1
             right_coverage[cover] += right
-    for concept in {c for s in ctx.run.sentences for c in s["concepts"]["unseen"]}:
-        if coverage(concept) == COVERAGE[1]:
+    for concept, cover in covered.items():
+        if cover == COVERAGE[1]:
             origins.update("none" if t is None else t.origin for t in captions[concept])
 
     def share(right: Counter, total: Counter, key: str) -> dict:
