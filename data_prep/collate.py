@@ -181,13 +181,15 @@ class TrainCollator:
         inputs = GroundingInputs(source_ids, source_mask, labels=labels, images=images, english_ids=english_ids)
         return SourceBatch(inputs, choice.english, texts, [row["image_id"] for row in rows])
 
-    def targets_batch(self, keys: Sequence[tuple[int, int]], ds: datasets.Dataset, targets: TargetTable) -> TargetInputs:
-        """The token cross-entropy part for captions `keys` of `ds` (each must have a target in `targets`)."""
+    def targets_batch(self, keys: Sequence[tuple[int, int]], ds: datasets.Dataset, targets: TargetTable, *,
+                      pairs: Sequence[tuple[str, Target]] = ()) -> TargetInputs:
+        """The token cross-entropy part for captions `keys` of `ds` (each must have a target in `targets`),
+        then the (source text, target) `pairs`."""
         unique = sorted({row for row, _ in keys})
         sources = dict(zip(unique, ds.select(unique)["source"]))
-        chosen = [targets.get(key) for key in keys]
+        chosen = [targets.get(key) for key in keys] + [t for _, t in pairs]
         human = torch.tensor([t.origin == "human" for t in chosen])
-        source_ids, source_mask = self._source([sources[row][j] for row, j in keys])
+        source_ids, source_mask = self._source([sources[row][j] for row, j in keys] + [s for s, _ in pairs])
         labels = self.labels_for([t.text for t in chosen])
         return TargetInputs(source_ids, source_mask, labels=labels,
                             weight=torch.tensor([t.weight for t in chosen], dtype=torch.float32), human=human,

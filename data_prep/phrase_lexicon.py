@@ -9,12 +9,14 @@ sets, 2·|A ∩ B| / (|A| + |B|): 1 when the two always come together, however r
 share every picture tie; a teacher that reads English and pictures (`eval.lexicon`) can break the
 ties. This is the phrase-level twin of the piece-level `data_prep.pivot.Lexicon`; `eval.lexicon`
 measures it against the Unicode CLDR name pairs of the long-tail world (precision at 1).
+`word_pairs` turns it into training pairs: each source word and the English phrase that names it
+(`train.py --lexicon-pairs`, docs/lexicon.md).
 """
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import datasets
@@ -88,3 +90,35 @@ class PhraseLexicon:
 
         scored.sort(key=order)
         return [(p, d) for d, p in scored[:k]]
+
+
+@dataclass(frozen=True)
+class WordPair:
+    """A source word and the English phrase the pictures say it names."""
+    source: str
+    english: str
+    dice: float  # of the two picture sets
+    pictures: int  # whose source captions hold the word
+
+
+def word_pairs(lexicon: PhraseLexicon, source_words: Iterable[str], *, min_pictures: int = 2,
+               min_dice: float = 0.5) -> list[WordPair]:
+    """The best English phrase (`PhraseLexicon.candidates`) of each of `source_words` that at least
+    `min_pictures` pictures show, kept when its Dice is at least `min_dice` and it starts and ends
+    with a name's word. A source word of the template (in more than `TEMPLATE_WORD_SHARE` of the
+    pictures, "de", "con") names no object and gets no pair; one seen in a single picture ties with
+    every phrase of that picture's captions, so it is left out by the default `min_pictures`."""
+    most = TEMPLATE_WORD_SHARE * len(lexicon.phrases)
+    pairs = []
+    for word in sorted(set(source_words)):
+        pictures = lexicon.pictures_of(word)
+        if not min_pictures <= len(pictures) <= most:
+            continue
+        best = lexicon.candidates(pictures, k=1)
+        if not best:
+            continue
+        phrase, dice = best[0]
+        ends = phrase.split()[0], phrase.split()[-1]
+        if dice >= min_dice and not any(lexicon.template_word(w) for w in ends):
+            pairs.append(WordPair(word, phrase, dice, len(pictures)))
+    return pairs

@@ -186,6 +186,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
         if on and (p.pivot_teaches != "explained" or p.pivot is False):
             return (f"{flag} reads the words a pivot target's source explains: it needs --pivot and "
                     "--pivot-teaches explained")
+    if o.token_ce_weight == 0 and p.lexicon_pairs:
+        return "--lexicon-pairs are targets of the token cross-entropy, which --token-ce-weight 0 turns off"
     if o.token_ce_weight == 0 and (p.pivot or p.self_train_rounds):
         return ("--pivot and --self-train-rounds make targets for the token cross-entropy, which --token-ce-weight 0 "
                 "turns off: add --no-pivot --self-train-rounds 0")

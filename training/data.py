@@ -3,7 +3,8 @@ its usable rows, the source tokenizer, and the training targets.
 
 `open_data(cfg)` fails before any model is built when the data is missing, naming the builder
 command. `training_targets(cfg, data)` is the target table stage 1 starts from: the human
-translations at `--parallel-fraction`, plus image-pivoted targets with `--pivot`. Stage 0 reads
+translations at `--parallel-fraction`, plus image-pivoted targets with `--pivot`; `lexicon_pairs(cfg, data)` the
+word pairs stage 1 reads beside them with `--lexicon-pairs`. Stage 0 reads
 `teacher_pairs(data)`: the (image, English captions) rows a CLIP teacher learns from.
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ from data_prep.builders import get_builder
 from data_prep.collate import ScanResult, scan_usable
 from data_prep.errors import InputError, Parser
 from data_prep.load import load_dataset_dir
+from data_prep.phrase_lexicon import PhraseLexicon, WordPair, word_pairs
 from data_prep.pivot import Lexicon, induce_lexicon, pivot_targets
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.targets import TargetTable
@@ -68,12 +70,20 @@ class TrainingData:
                 raise InputError(str(exc)) from None
         return self._human[fraction]
 
+    def shown_words(self, fraction: float | None, lang: str) -> set[str]:
+        """The words (`data_prep.words`, as written) of the source captions with a human translation."""
+        source = self.train["source"]
+        return {w for row, k in self.human_targets(fraction).human_keys() for w in words(source[row][k], lang)}
+
+    def source_words(self, lang: str) -> list[str]:
+        """Every word (token) of the usable training source captions, as written."""
+        source = self.train["source"]
+        return [w for row in self.train_rows for caption in source[row] for w in words(caption, lang)]
+
     def untranslated_word_share(self, fraction: float | None, lang: str) -> float:
         """The share of the training source words (tokens, `data_prep.words`) that no source caption
         with a human translation contains: what only the pictures could teach."""
-        source = self.train["source"]
-        shown = {w for row, k in self.human_targets(fraction).human_keys() for w in words(source[row][k], lang)}
-        tokens = [w for row in self.train_rows for caption in source[row] for w in words(caption, lang)]
+        shown, tokens = self.shown_words(fraction, lang), self.source_words(lang)
         return sum(w not in shown for w in tokens) / max(1, len(tokens))
 
 
@@ -180,6 +190,22 @@ def explaining_units(cfg: TrainConfig, data: TrainingData) -> Callable[[str], li
         return pieces
     lang = cfg.dataset.lang
     return lambda text: [*pieces(text), *(WORD_UNIT + w.lower() for w in words(text, lang))]
+
+
+def lexicon_pairs(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None]) -> list[WordPair]:
+    """`--lexicon-pairs`: the source words (lower-cased) that no human translation at
+    `--parallel-fraction` shows, each with the English phrase its pictures name
+    (`data_prep.phrase_lexicon.word_pairs`); none without the option."""
+    if not cfg.pseudo.lexicon_pairs:
+        return []
+    lang = cfg.dataset.lang
+    shown = {w.lower() for w in data.shown_words(cfg.dataset.parallel_fraction, lang)}
+    unshown = {w.lower() for w in data.source_words(lang)} - shown
+    pairs = word_pairs(PhraseLexicon.induce(data.train, data.train_rows, lang),
+                       [w for w in unshown if any(c.isalnum() for c in w)])
+    log(f"lexicon pairs: {len(pairs)} of the {len(unshown)} source words no translation shows are paired with an "
+        f"English phrase through the pictures ({cfg.pseudo.lexicon_pairs} per batch)")
+    return pairs
 
 
 def rare_word_lexicon(cfg: TrainConfig, data: TrainingData) -> Lexicon:

@@ -217,6 +217,11 @@ class PseudoOptions:
                                              "pivot target's words as well as the student's pieces do: a rare word "
                                              "split into pieces that other words share is associated with its "
                                              "English name only as a whole")
+    lexicon_pairs: int = option(0, "word pairs per batch beside the sentences: each source word that no human "
+                                   "translation shows and that 2 or more pictures show, with the English phrase "
+                                   "of the same pictures (a lexicon induced through the pictures, "
+                                   "data_prep.phrase_lexicon), weighted by --pivot-weight × their Dice; 0: none",
+                                bound=NON_NEGATIVE)
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -357,11 +362,11 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
-                      self_train_replace="all", self_train_start=0.4),
+                      lexicon_pairs=0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=False, pivot_teaches="explained", pivot_every_name=False,
-                      pivot_source_words=False, self_train_replace="agreeing",
+                      pivot_source_words=False, lexicon_pairs=0, self_train_replace="agreeing",
                       self_train_start=0.5),
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         pseudo_anneal=False),

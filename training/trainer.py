@@ -41,7 +41,7 @@ from models.target_vocab import BridgedVocab, ClipShortlist
 from training.batches import Batches, TargetStream
 from training.build import (build_objective, build_optimizer, build_system, freeze_towers, frozen_features,
                             target_shortlist)
-from training.data import TrainingData
+from training.data import TrainingData, lexicon_pairs
 from training.divergence import Diverged, anywhere
 from training.options import TrainConfig
 from training.self_training import SelfTraining
@@ -95,7 +95,8 @@ class StudentTrainer:
                                 forced_labels=cfg.student.decoding == "teacher-forced")
         rank, world = accelerator.process_index, accelerator.num_processes
         self.batches = Batches(cfg, data, collate, frozen, rank=rank, world=world, device=self.device)
-        self.stream = TargetStream(targets, cfg, rank=rank, world=world, since=0)
+        self.pairs = lexicon_pairs(cfg, data, log)
+        self.stream = self.new_stream(targets, since=0)
         self.self_training = SelfTraining(cfg, data, self.model, stage0.preprocess, frozen.images, accelerator, log,
                                           show)
         self.task = StudentTask(self.system, self.objective, cfg)
@@ -157,7 +158,7 @@ class StudentTrainer:
 
     def new_stream(self, table: TargetTable, since: int) -> TargetStream:
         return TargetStream(table, self.cfg, rank=self.accelerator.process_index,
-                            world=self.accelerator.num_processes, since=since)
+                            world=self.accelerator.num_processes, since=since, pairs=self.pairs)
 
     def train(self, run: RunDir, start: int, stop: StopSignal) -> int:
         """Steps `start`..`--steps`; the signal number when a signal stopped it (after a checkpoint), else 0."""
