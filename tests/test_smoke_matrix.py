@@ -33,7 +33,7 @@ RECIPES = {
     "token-ce-only": ["--grounding-weight", "0"],
     "grounding-only": ["--token-ce-weight", "0"],
     "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1", "--pivot-every-name",
-                            "--pivot-source-words",
+                            "--pivot-source-words", "--lexicon-pairs", "4",
                             "--self-train-rounds", "1", "--self-train-start", "0.5", "--self-train-lexicon", "0.5",
                             "--pseudo-anneal"],
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
@@ -136,6 +136,9 @@ REFUSED = {  # case: (flags, the one-line reason)
                                           "--contrastive-weight 0 turns off")),
     "self-training without token CE": (["--token-ce-weight", "0", "--self-train-rounds", "1"], NO_PSEUDO_TARGETS),
     "pivot without token CE": (["--token-ce-weight", "0", "--pivot"], NO_PSEUDO_TARGETS),
+    "lexicon pairs without token CE": (["--token-ce-weight", "0", "--lexicon-pairs", "4"],
+                                       "--lexicon-pairs are targets of the token cross-entropy, which --token-ce-weight "
+                                       "0 turns off"),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
                                            ("--pivot-every-name reads the words a pivot target's source explains: "
                                             "it needs --pivot and --pivot-teaches explained")),
