@@ -45,7 +45,6 @@ from data_prep.errors import (Artefact, InputError, Parser, fraction_list, outpu
                               run_command)
 from data_prep.load import load_dataset_dir  # noqa: E402
 from data_prep.longtail.build import build_longtail  # noqa: E402
-from data_prep.targets import TargetTable  # noqa: E402
 from eval.ablation import Cell, mean_ci  # noqa: E402
 from eval.concept_scores import COLUMN, SentenceConcepts, TrainingConcepts, concept_section  # noqa: E402
 from eval.concepts import KINDS  # noqa: E402
@@ -135,10 +134,9 @@ def split_at(data_dir: Path, train, rows: list[int], fraction: float, seed: int)
     """What a run at `--parallel-fraction fraction --seed seed` counts as seen: the concepts of its
     hashed subset of human-translated training captions."""
     try:
-        human = TargetTable.from_dataset(train, rows, fraction=fraction, seed=seed).human_keys()
+        return TrainingConcepts.at_fraction(data_dir, train, rows, fraction, seed)
     except ValueError as exc:
         raise InputError(f"{data_dir}: {exc}; build the world with --parallel-fraction 1") from None
-    return TrainingConcepts.of_run(data_dir, train, rows, human)
 
 
 def concept_cells(data_dir: Path, dsd, sentences: list[dict], hyps: list[str], fractions: Sequence[float],

@@ -26,7 +26,6 @@ import torch
 from data_prep.collate import scan_usable
 from data_prep.errors import InputError, Parser, non_negative_float, positive_int, run_command
 from data_prep.load import load_dataset_dir
-from data_prep.targets import TargetTable
 from eval.concept_scores import COLUMN, TrainingConcepts, concept_section
 from eval.concepts import KINDS
 from eval.score import score
@@ -51,11 +50,10 @@ def training_concepts(data: str, train, config: dict) -> TrainingConcepts | None
         return None
     rows = scan_usable(train, need_english=1, show_progress=False).usable
     try:
-        human = TargetTable.from_dataset(train, rows, fraction=config.get("parallel_fraction"),
-                                         seed=int(config.get("seed", 0)))
+        return TrainingConcepts.at_fraction(data, train, rows, config.get("parallel_fraction"),
+                                            int(config.get("seed", 0)))
     except ValueError as exc:  # fewer translations in the dataset than the run's fraction
         raise InputError(str(exc)) from None
-    return TrainingConcepts.of_run(data, train, rows, human.human_keys())
 
 
 def concept_columns(hyps: list[str], greedy: list[str] | None, sentences: list[dict], training: TrainingConcepts,
@@ -122,7 +120,7 @@ def measure(run: Path, sizes: list[int], betas: list[float], bootstrap: int, dev
         "parallel_fraction": config.get("parallel_fraction"), "seed": int(config.get("seed", 0)),
         "seen_concepts": len(training.seen), "translated_captions": training.translated_captions,
         "inventory": len(training.inventory.concepts)}}
-    return {"run": str(run), "data": data, "split": "test", "n_sentences": len(sentences),
+    return {"run": run.name, "data": Path(data).name, "split": "test", "n_sentences": len(sentences),
             "n_images": len(image_of_row), "test_rows_skipped": dict(scan.skipped),
             "references": "parallel (human translations)", **concepts,
             "oracle_r1_in_batch": retrieval["oracle"]["in_batch"]["b2a"],

@@ -121,6 +121,17 @@ class TrainingConcepts:
                     seen.update(ids)
         return cls(inventory, frozenset(seen), dict(frequency), len(human_keys), captions)
 
+    @classmethod
+    def at_fraction(cls, dataset_dir: str | Path, train: datasets.Dataset, rows: Sequence[int],
+                    fraction: float | None, seed: int) -> TrainingConcepts | None:
+        """`of_run` for a run at `--parallel-fraction fraction --seed seed`: its human translations are
+        the hashed subset train.py draws (`data_prep.targets.TargetTable.from_dataset`). ValueError
+        when the dataset has fewer translations than the fraction asks for."""
+        from data_prep.targets import TargetTable
+
+        human = TargetTable.from_dataset(train, rows, fraction=fraction, seed=seed)
+        return cls.of_run(dataset_dir, train, rows, human.human_keys())
+
     def matcher(self) -> ConceptMatcher:
         return ConceptMatcher.from_names({c.id: c.english for c in self.inventory.concepts})
 

@@ -27,7 +27,6 @@ from data_prep.errors import (Artefact, InputError, fraction, non_negative_float
                               positive_int, same_path, torch_device)
 from data_prep.load import load_dataset_dir
 from data_prep.phrase_lexicon import PhraseLexicon
-from data_prep.targets import TargetTable
 from eval.concept_scores import COLUMN, TrainingConcepts
 from eval.lexicon import CEILINGS, TeacherScores, evaluate_lexicon
 from models.clip_batches import encode_images, encode_texts
@@ -91,10 +90,9 @@ def run_lexicon(args: argparse.Namespace) -> int:
     if not scan.usable:
         raise InputError(f"--data-dir {data_dir}: no usable training picture ({scan.summary()})")
     try:
-        human = TargetTable.from_dataset(train, scan.usable, fraction=args.fraction, seed=args.seed)
+        training = TrainingConcepts.at_fraction(data_dir, train, scan.usable, args.fraction, args.seed)
     except ValueError as exc:  # fewer translations in the dataset than the fraction asks for
         raise InputError(str(exc).replace("--parallel-fraction", "--fraction")) from None
-    training = TrainingConcepts.of_run(data_dir, train, scan.usable, human.human_keys())
     lang = training.inventory.lang
     teacher = teacher_info = None
     if run is not None:
