@@ -62,7 +62,7 @@ FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.3)
 TRAIN_ARGS_HELP = ("extra train.py flags for every run, joined with '=': "
                    "--train-args=\"--pseudo-anneal --batch-size 16\"")
 QUICK_FRACTIONS = (0.0, 0.05)
-QUICK_SYSTEMS = ("ce", "ce+taught")
+QUICK_SYSTEMS = ("ce", "ce+taught+pairs")
 SYSTEMS = tuple(name for name in RECIPES if name != "auto")  # train.py's recipes (docs/ablation.md)
 OLD_NAMES = {"ce+ground": "ce+contrastive", "grounded": "ce+pseudo", "ground": "contrastive"}  # of earlier grids
 P_INDEPENDENT = {"contrastive"}

@@ -24,7 +24,7 @@ from paused_run import start_paused
 from plain_transformers import transformers_translations
 from tiny_run import tiny
 from training.config import build_parser, named_options, parse_config, resolve, resumed_config
-from training.options import OPTIONS, RECIPES
+from training.options import LEXICON_PAIRS, OPTIONS, RECIPES
 from training.task import annealed
 from two_processes import accelerate_launch
 
@@ -357,16 +357,19 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
 
 @pytest.mark.parametrize("fraction, pivot, rounds", [(0.02, True, 2), (0.5, False, 0)])
 def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_path, fraction, pivot, rounds):
-    """--pivot and --self-train-rounds left unset: pseudo targets only where translations are scarce
-    (under PSEUDO_TARGETS_BELOW of the training captions); the choice is in config.json and the log."""
+    """--pivot, --self-train-rounds and --lexicon-pairs left unset: pseudo targets and word pairs only
+    where translations are scarce (under PSEUDO_TARGETS_BELOW of the training captions); the choice
+    is in config.json and the log."""
     argv = tiny(cache, tmp_path / "run", "--steps", "0", "--no-evaluate", "--parallel-fraction", str(fraction))
     for flag, n in (("--no-pivot", 1), ("--self-train-rounds", 2)):
         del argv[argv.index(flag):argv.index(flag) + n]
     assert training.main(argv) == 0
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["pivot"], config["self_train_rounds"]) == (pivot, rounds)
-    assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in \
-        (tmp_path / "run" / "train.log").read_text()
+    assert config["lexicon_pairs"] == (LEXICON_PAIRS if pivot else 0)  # word pairs come with pivot targets
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in log
+    assert f"lexicon pairs: {config['lexicon_pairs']} per batch" in log
 
 
 def test_help_lists_every_option():

@@ -34,7 +34,7 @@ from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, GROUPS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
+from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
                               UNTRANSLATED_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
@@ -198,9 +198,9 @@ def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
     """A config.json's options under today's names: renamed options under their new names,
     similarities under their descriptive names, and the options a run saved before they existed
     trained without: `pseudo_anneal`, `pivot_every_name` and `pivot_source_words` False, `pivot_teaches`
-    and `self_train_replace` 'all'."""
+    and `self_train_replace` 'all', `lexicon_pairs` 0."""
     values = {"pseudo_anneal": False, "pivot_every_name": False, "pivot_source_words": False, "pivot_teaches": "all",
-              "self_train_replace": "all"}
+              "self_train_replace": "all", "lexicon_pairs": 0}
     for key, value in saved.items():
         name = ALIASES.get(key, key)
         if name in OPTIONS:
@@ -319,9 +319,9 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when the token CE trains
     and human translations are scarce — under PSEUDO_TARGETS_BELOW of the training captions, or
     leaving over UNTRANSLATED_WORDS_ABOVE of the training source words in no translated caption;
-    the choice is logged), `--max-target-length` (the longest training English text + 2, at most
-    CLIP's context), `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses
-    images)."""
+    the choice is logged; `--lexicon-pairs` LEXICON_PAIRS with pivot targets, else 0),
+    `--max-target-length` (the longest training English text + 2, at most CLIP's context),
+    `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
     fraction = d.parallel_fraction
     if fraction is None and data.world is not None:
@@ -339,6 +339,10 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
             f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)")
     else:
         pivot, rounds = p.pivot, p.self_train_rounds
+    pairs = p.lexicon_pairs
+    if pairs is None:
+        pairs = LEXICON_PAIRS if pivot else 0
+        log(f"lexicon pairs: {pairs} per batch ({'with' if pivot else 'without'} pivot targets)")
     length = cfg.student.max_target_length
     if not length:
         tokenize = clip_tokenizer(cfg.teacher.clip)
@@ -347,7 +351,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     compare = cfg.eval.compare_ce
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
-    return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds,
+    return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
                        max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 

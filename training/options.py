@@ -29,6 +29,7 @@ from models.tiny_configs import MARIAN_PRESETS
 
 PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when human ones cover less of the captions,
 UNTRANSLATED_WORDS_ABOVE = 0.02  # or leave more of the training source words untranslated (docs/training.md)
+LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,12 @@ class RunOptions:
                                  "cross-entropy only, 'ce+contrastive' plus the n-dim loss, 'ce+pseudo' plus "
                                  "image-pivoted and CLIP-judged self-trained targets, annealed (the shapes world's "
                                  "best), 'ce+taught' the same targets scored on the words their source explains, "
-                                 "kept unless self-training agrees, not annealed (the long-tail world's best), "
-                                 "'contrastive' the n-dim loss only; 'auto' makes pseudo targets (as 'ce+taught') "
-                                 "when human translations are scarce or leave words untranslated",
-                         choices=("auto", "ce", "ce+contrastive", "ce+pseudo", "ce+taught", "contrastive"))
+                                 "kept unless self-training agrees, not annealed, 'ce+taught+pairs' plus word pairs "
+                                 "of the lexicon induced through the pictures (the long-tail world's best), "
+                                 "'contrastive' the n-dim loss only; 'auto' makes pseudo targets and word pairs (as "
+                                 "'ce+taught+pairs') when human translations are scarce or leave words untranslated",
+                         choices=("auto", "ce", "ce+contrastive", "ce+pseudo", "ce+taught", "ce+taught+pairs",
+                                  "contrastive"))
     out: str | None = option(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
     resume: bool = option(False, "continue the run in --out (default: the newest runs/DATA-LANG-*) from its last "
                                  "complete checkpoint")
@@ -217,11 +220,12 @@ class PseudoOptions:
                                              "pivot target's words as well as the student's pieces do: a rare word "
                                              "split into pieces that other words share is associated with its "
                                              "English name only as a whole")
-    lexicon_pairs: int = option(0, "word pairs per batch beside the sentences: each source word that no human "
-                                   "translation shows and that 2 or more pictures show, with the English phrase "
-                                   "of the same pictures (a lexicon induced through the pictures, "
-                                   "data_prep.phrase_lexicon), weighted by --pivot-weight × their Dice; 0: none",
-                                bound=NON_NEGATIVE)
+    lexicon_pairs: int | None = option(None, "word pairs per batch beside the sentences: each source word that no "
+                                             "human translation shows and that 2 or more pictures show, with the "
+                                             "English phrase of the same pictures (a lexicon induced through the "
+                                             "pictures, data_prep.phrase_lexicon), weighted by --pivot-weight × "
+                                             f"their Dice; 0: none (default: {LEXICON_PAIRS} with --pivot, else 0)",
+                                       bound=NON_NEGATIVE)
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -352,6 +356,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "thesis": dict(clip="ViT-B-32", teacher_steps=0, student_preset="thesis", target_vocab="full", batch_size=256,
                    mixed_precision="bf16"),
 }
+# The long-tail world's targets (`ce+taught`), which `ce+taught+pairs` reads with word pairs.
+_TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
+               rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
+               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, self_train_replace="agreeing",
+               self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
     "auto": {},  # pivot, self-training and annealing decided by the share of human translations
@@ -363,11 +372,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
                       lexicon_pairs=0, self_train_replace="all", self_train_start=0.4),
-    "ce+taught": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
-                      self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
-                      pseudo_anneal=False, pivot_teaches="explained", pivot_every_name=False,
-                      pivot_source_words=False, lexicon_pairs=0, self_train_replace="agreeing",
-                      self_train_start=0.5),
+    "ce+taught": _TAUGHT,
+    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         pseudo_anneal=False),
 }
