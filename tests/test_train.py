@@ -346,6 +346,7 @@ def test_a_grounded_embedded_run_is_reported_against_its_token_ce_baseline(cache
     baseline = json.loads((run / "baseline-ce" / "config.json").read_text())
     mine = json.loads((run / "config.json").read_text())
     assert baseline["contrastive_weight"] == 0 and baseline["self_train_rounds"] == 0 and not baseline["pivot"]
+    assert baseline["lexicon_pairs"] == 0  # word pairs come from the pictures, which token CE alone does not read
     assert baseline["recipe"] == "ce"
     recipe = {*RECIPES["ce"], "recipe", "out", "run_id", "compare_ce", "resume"}  # the baseline is this run, recipe `ce`
     assert {k: v for k, v in baseline.items() if k not in recipe} == {k: v for k, v in mine.items() if k not in recipe}

@@ -364,10 +364,10 @@ _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_tra
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
     "auto": {},  # pivot, self-training and annealing decided by the share of human translations
-    "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, pseudo_anneal=False,
-               freeze="both"),
+    "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, lexicon_pairs=0,
+               pseudo_anneal=False, freeze="both"),
     "ce+contrastive": dict(contrastive_weight=1.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0,
-                           pseudo_anneal=False),
+                           lexicon_pairs=0, pseudo_anneal=False),
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
@@ -375,7 +375,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "ce+taught": _TAUGHT,
     "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
-                        pseudo_anneal=False),
+                        lexicon_pairs=0, pseudo_anneal=False),
 }
 
 
