@@ -415,9 +415,12 @@ def test_a_recipe_flag_overrides_the_share_rule():
     logged = []
     cfg = resolve(parse_config(["--pivot"]), Shares(0.5), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds, cfg.pseudo.pseudo_anneal) == (True, 0, False)
-    assert len(logged) == 1
-    cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2"]), Shares(0.0), logged.append)
-    assert len(logged) == 1  # all set by flags: nothing to log
+    assert cfg.pseudo.lexicon_pairs == LEXICON_PAIRS  # word pairs follow the pivot targets, forced or not
+    rule = [line for line in logged if line.startswith("recipe:")]
+    assert len(rule) == 1
+    cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2", "--lexicon-pairs", "0"]), Shares(0.0),
+                  logged.append)
+    assert cfg.pseudo.lexicon_pairs == 0 and len(logged) == 2  # all set by flags: nothing more to log
     cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 
