@@ -314,7 +314,7 @@ def run_ablation(args: argparse.Namespace) -> int:
         (out / PLAN_FILE).write_text(json.dumps({"argv": sys.argv[1:], "runs": [c.name for c in cells]}, indent=1))
         failed = run_grid({c.name: train_argv(c, args) for c in cells}, out, jobs=args.jobs, desc="ablation runs")
         result = aggregate(cells, out, fractions)
-        result.update(failed=failed, data=args.data_dir or f"embedded world ({args.lang})", steps=args.steps,
+        result.update(failed=failed, data=Path(args.data_dir).name if args.data_dir else f"embedded world ({args.lang})", steps=args.steps,
                       train_args=shared_train_args(args.train_args))
         (out / "ablation.json").write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out / 'ablation.json'}" + (f"; failed runs (see {out / 'logs'}): {failed}" if failed else ""))

@@ -74,6 +74,7 @@ def test_the_grid_runs_resumes_and_renders(tmp_path, cache, concept_world):
     assert eval_main(argv) == 0
     result = json.loads((out / "ablation.json").read_text())
     assert not result["failed"] and not result["missing"]
+    assert result["data"] == concept_world.name  # the dataset's name, not a path of this machine
     cells = {(r["system"], r["fraction"]): r for r in result["table"]}
     assert set(cells) == {(s, p) for s in ("ce", "contrastive") for p in (0.0, 0.1)}
     ground_0, ground_1 = cells[("contrastive", 0.0)], cells[("contrastive", 0.1)]

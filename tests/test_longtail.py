@@ -448,3 +448,35 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 4 and "Traceback" not in err
+
+
+def test_line_art_redraws_every_picture_as_edges_on_white_and_destroys_nothing(tmp_path, capsys):
+    """`python -m data_prep.longtail.line_art`: the same file names (other files ignored); a blank
+    (transparent) picture is white in a dark one-pixel frame, a filled square is white inside and out with dark edges at
+    its border; a non-empty --out, or --out the folder of the pictures it reads, is one line and exit 2."""
+    import numpy as np
+    from PIL import Image
+
+    from data_prep.longtail.line_art import main as line_art
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    Image.new("RGBA", (24, 24), (0, 0, 0, 0)).save(pictures / "1f600.png")
+    square = Image.new("RGBA", (24, 24), (0, 0, 0, 0))
+    square.paste((200, 30, 30, 255), (6, 6, 18, 18))
+    square.save(pictures / "1f34e.png")
+    (pictures / "notes.txt").write_text("not a picture")
+    out = tmp_path / "lines"
+    assert line_art(["--pictures", str(pictures), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["1f34e.png", "1f600.png"]
+    blank = np.asarray(Image.open(out / "1f600.png"))
+    assert blank.shape == (24, 24, 3) and (blank[1:-1, 1:-1] == 255).all()  # white inside its frame
+    assert (blank[0] == 0).all() and (blank[:, -1] == 0).all()  # the frame the filter leaves
+    drawn = np.asarray(Image.open(out / "1f34e.png").convert("L")).astype(int)
+    assert drawn[12, 12] == 255 and drawn[1, 1] == 255  # inside and outside the square
+    assert drawn[5, 12] < 128 and drawn[12, 5] < 128  # its border
+    before = sorted(p.name for p in out.iterdir())
+    assert line_art(["--pictures", str(pictures), "--out", str(out)]) == 2
+    assert line_art(["--pictures", str(pictures), "--out", str(pictures)]) == 2
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert "is not empty" in capsys.readouterr().err
