@@ -11,7 +11,9 @@ translation (the hashed subset a run takes with `--parallel-fraction P --seed s`
 never reads: its translations are the same at every P, only the split changes, so it is counted
 for each P and seed with that split — as the ablation counts a system that reads no translation.
 With `--runs ABLATION_DIR` (a folder of `python -m eval ablation` on the same world) the students'
-cells are printed beside it, at the ablation's P and seeds. Speed (sentences/s) is informative only.
+cells are printed beside it, at the ablation's P and seeds; on a built world, Bergamot is counted with
+the split of seed `--world-seed` only, since the ablation's run at seed s read the world of seed s (run
+the script once per seed). Speed (sentences/s) is informative only.
 
     python benchmarks/real_translator.py [--data-dir DIR | --images 3000 --world-seed 0] \
         [--fractions 0,0.02,0.05,0.1,0.3] [--seeds 3] [--runs ABLATION_DIR] [--threads 1] \
@@ -227,6 +229,8 @@ def table(result: dict) -> str:
     lines += ["", f"{result['n_sentences']} test sentences; unseen/seen: mean over split seeds {seeds} "
               "[95% t-interval] (correct/mentions summed over seeds; copy: the source itself); "
               f"the source copied as its translation: chrF {copy['chrf']:.1f}, BLEU {copy['bleu']:.1f}",
+              *([f"students: the ablation's mean over seeds {', '.join(map(str, students[0]['seeds']))} "
+                 "[95% t-interval]"] if students else []),
               f"speed: {result['speed']['sentences_per_s']:.1f} sentences/s ({result['speed']['sentences']} distinct "
               f"sentences, {result['speed']['threads']} thread(s), load average "
               f"{result['speed']['load_average_before']:.1f} on {result['speed']['cpus']} CPUs; informative only)"]
@@ -238,7 +242,8 @@ def parser() -> Parser:
     p.add_argument("--data-dir", help="a Portuguese long-tail world (python -m data_prep longtail --lang pt "
                    "--parallel-fraction 1); default: build one in a temporary folder")
     p.add_argument("--images", type=positive_int, default=3000, help="pictures of the built world (default: 3000)")
-    p.add_argument("--world-seed", type=int, default=0, help="seed of the built world (default: 0)")
+    p.add_argument("--world-seed", type=int, default=0, help="seed of the built world (default: 0); with --runs, "
+                   "the one seed of the ablation whose split is counted (its runs at seed s read world s)")
     p.add_argument("--fractions", type=fraction_list, help="parallel fractions P of the unseen/seen splits "
                    f"(default: {','.join(f'{f:g}' for f in FRACTIONS)}; with --runs, the ablation's)")
     p.add_argument("--seeds", type=positive_int, help="split seeds 0..N-1, those of the runs' hashed subsets "
@@ -264,6 +269,11 @@ def run(args) -> int:
     ablation = read_json(runs / "ablation.json", _Ablation) if runs else None
     fractions = ablation["fractions"] if ablation else list(args.fractions or FRACTIONS)
     seeds = ablation["seeds"] if ablation else list(range(args.seeds or 3))
+    if ablation and not args.data_dir:  # the ablation's run at seed s read the embedded world built with seed s
+        if args.world_seed not in seeds:
+            raise InputError(f"--world-seed {args.world_seed} is none of the ablation's seeds {seeds}: its run at "
+                             "seed s reads the world of seed s")
+        seeds = [args.world_seed]
     out = output_file(args.out, "--out", inputs={"--data-dir": args.data_dir}, artefact=RESULT,
                       overwrite=args.overwrite)
     with tempfile.TemporaryDirectory(prefix="real-translator-") as tmp:

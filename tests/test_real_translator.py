@@ -100,9 +100,10 @@ def test_the_scores_equal_sacrebleu_and_the_concept_recount(result, pt_world):
     assert result["speed"]["sentences"] == len(set(sources)) and result["speed"]["sentences_per_s"] > 0
 
 
-def fake_ablation(folder: Path, result: dict, pt_world: Path, *, break_split: bool = False) -> None:
-    """An ablation folder as `python -m eval ablation` leaves it: ablation.json (P 0 and 0.1, seed 0,
-    `ce` and `ce+pseudo`) and the `ce` runs' scores.json with the split of their P (recounted here)."""
+def fake_ablation(folder: Path, result: dict, pt_world: Path, *, break_split: bool = False,
+                  seeds: tuple[int, ...] = (0,)) -> None:
+    """An ablation folder as `python -m eval ablation` leaves it: ablation.json (P 0 and 0.1, `seeds`,
+    `ce` and `ce+pseudo`) and the seed-0 `ce` runs' scores.json with the split of their P (recounted here)."""
     train = load_dataset_dir(pt_world)["train"]
 
     def cell(system: str, fraction: float, chrf: float, unseen: float | None) -> dict:
@@ -115,7 +116,7 @@ def fake_ablation(folder: Path, result: dict, pt_world: Path, *, break_split: bo
     table = [cell("ce", 0.0, 11.5, 0.0), cell("ce+pseudo", 0.0, 33.25, 0.125), cell("ce", 0.1, 44.5, 0.25),
              cell("ce+pseudo", 0.1, 55.75, None)]
     (folder / "runs").mkdir(parents=True)
-    (folder / "ablation.json").write_text(json.dumps({"fractions": [0.0, 0.1], "seeds": [0], "table": table}))
+    (folder / "ablation.json").write_text(json.dumps({"fractions": [0.0, 0.1], "seeds": list(seeds), "table": table}))
     for fraction, name in ((0.0, "ce-p0-s0"), (0.1, "ce-p0.1-s0")):
         seen = hashed_split(train, fraction, 0)[1]
         sentences = [{"references": s["references"], "concepts": {
@@ -151,6 +152,20 @@ def test_runs_prints_the_ablation_beside_bergamot(bergamot, result, pt_world, tm
     assert f"({unseen['correct']}/{unseen['mentions']}; copy " in bergamot_rows[0]
 
 
+def test_runs_on_a_built_world_counts_the_split_of_its_seed(bergamot, result, pt_world, tmp_path):
+    """The ablation's run at seed s read the embedded world of seed s: a built world of seed 0 is
+    counted with split seed 0 alone, and its seed-0 `ce` runs are checked against it."""
+    fake_ablation(tmp_path / "abl", result, pt_world, seeds=(0, 1))
+    out = tmp_path / "built.json"
+    assert bergamot.main(["--images", "100", "--world-seed", "0", "--runs", str(tmp_path / "abl"),
+                          "--out", str(out), "--bootstrap", "0"]) == 0
+    got = json.loads(out.read_text(encoding="utf-8"))
+    assert got["seeds"] == [0] and got["world"]["built"]["seed"] == 0
+    assert [list(c["seeds"]) for c in got["concepts"]] == [["0"], ["0"]]
+    assert got["students"]["ce_runs_checked"] == 2
+    assert [s["references"] for s in got["sentences"]] == [s["references"] for s in result["sentences"]]
+
+
 def test_bad_input_is_one_line(bergamot, result, pt_world, concept_world, tmp_path, capsys):
     fake_ablation(tmp_path / "broken", result, pt_world, break_split=True)
     foreign = tmp_path / "notes.json"
@@ -159,6 +174,7 @@ def test_bad_input_is_one_line(bergamot, result, pt_world, concept_world, tmp_pa
         (["--data-dir", str(concept_world)], "is a 'es' world"),  # Bergamot translates Portuguese only
         (["--data-dir", str(pt_world), "--runs", str(tmp_path / "broken")], "unseen/seen split at P = 0.1"),
         (["--data-dir", str(pt_world), "--runs", str(tmp_path / "broken"), "--seeds", "2"], "leave out --fractions"),
+        (["--runs", str(tmp_path / "broken"), "--world-seed", "1"], "none of the ablation's seeds [0]"),
         (["--data-dir", str(pt_world), "--out", str(foreign)], "already exists and is not a result of"),
         (["--data-dir", str(tmp_path / "nowhere")], "no dataset at"),
     ]
