@@ -6,6 +6,8 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from data_prep.collate import taught_labels
 from data_prep.phrase_lexicon import PhraseLexicon
@@ -122,6 +124,22 @@ def test_the_phrase_lexicon_ranks_by_dice_over_pictures():
     assert best[1] == pytest.approx(2 * both / (len(dog) + len(lexicon.english[best[0]])))
     assert lexicon.pictures_of("perr") == set()  # whole words where the language writes spaces
     assert PhraseLexicon.induce(ds, list(range(40)), "zh").pictures_of("perr") == lexicon.pictures_of("perro")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.text(alphabet="aAbñ ,.-_1", max_size=12), min_size=1, max_size=3), min_size=1, max_size=6),
+       st.text(alphabet="aAbñ ,.-_1", max_size=6))
+def test_a_source_word_is_looked_up_in_the_index_as_a_scan_of_the_captions_finds_it(captions, phrase):
+    """Where the language writes spaces, a one-word look-up reads the word index built with the
+    lexicon; the oracle is the scan of every picture's normalised captions that phrases use."""
+    ds = datasets.Dataset.from_dict({"source": captions, "english": [["a thing"]] * len(captions)})
+    lexicon = PhraseLexicon.induce(ds, list(range(len(captions))), "es")
+    needle = " " + " ".join(phrase.lower().replace(",", " ").replace(".", " ").replace("-", " ").replace("_", " ")
+                            .split()) + " "
+    scanned = frozenset(i for i, text in enumerate(lexicon.sources) if needle.strip() and needle in text)
+    assert lexicon.pictures_of(phrase) == scanned
+    for word in {w for text in lexicon.sources for w in text.split()}:
+        assert lexicon.pictures_of(word) == frozenset(i for i, text in enumerate(lexicon.sources) if f" {word} " in text)
 
 
 def test_among_phrases_of_the_same_pictures_the_lexicon_picks_the_name_without_template_words():
