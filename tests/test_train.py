@@ -384,14 +384,19 @@ def test_help_lists_every_option():
 @dataclass
 class Shares:
     """The part of `training.data.TrainingData` that `resolve` reads: `share` of 100 training
-    captions with a human translation, which leave `untranslated` of the source words unshown."""
+    captions with a human translation, which leave `untranslated` of the source words unshown,
+    `teachable` of them words the pictures pair with an English phrase."""
     share: float
+    teachable: float = 0.0
     untranslated: float = 0.0
     n_captions: int = 100
     world: str | None = None
 
     def untranslated_word_share(self, fraction, lang):
         return self.untranslated
+
+    def teachable_word_share(self, fraction, lang):
+        return self.teachable
 
     def human_targets(self, fraction):
         return TargetTable({(i, 0): Target("a red circle") for i in range(round(self.share * self.n_captions))})
@@ -400,15 +405,16 @@ class Shares:
         return ["a red circle"]
 
 
-@pytest.mark.parametrize("share, untranslated, on", [(0.02, 0.0, True), (0.1, 0.0, False), (0.1, 0.021, True),
-                                                     (0.1, 0.02, False), (0.3, 0.05, True)])
-def test_pseudo_targets_follow_the_share_and_the_untranslated_words(share, untranslated, on):
-    """Pseudo targets when translations cover under 3% of the captions, or leave over 2% of the source
-    words in no translated caption (the long-tail world at 5%: 7.5%); the log names both figures."""
+@pytest.mark.parametrize("share, teachable, on", [(0.02, 0.0, True), (0.1, 0.0, False), (0.1, 0.0011, True),
+                                                  (0.1, 0.001, False), (0.5, 0.002, True)])
+def test_pseudo_targets_follow_the_share_and_the_teachable_words(share, teachable, on):
+    """Pseudo targets when translations cover under 3% of the captions, or when over 0.1% of the source
+    words are words no translation shows and the pictures pair with an English phrase (the long-tail
+    world at 50%: 0.2%); the log names the figures."""
     logged = []
-    cfg = resolve(parse_config([]), Shares(share, untranslated), logged.append)
+    cfg = resolve(parse_config([]), Shares(share, teachable, untranslated=0.07), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == ((True, 2) if on else (False, 0))
-    assert f"{untranslated:.1%} of their source words in none of them" in logged[0]
+    assert f"7.0% of the source words in none of them, {teachable:.1%} words the pictures pair" in logged[0]
 
 
 def test_a_recipe_flag_overrides_the_share_rule():
@@ -526,3 +532,28 @@ def test_untranslated_word_share_counts_the_words_no_translated_caption_shows():
     data = TrainingData(Path("unused"), datasets.DatasetDict({"train": train}),
                         {"train": ScanResult([0, 1], Counter())}, 3, None, None, 0)
     assert data.untranslated_word_share(None, "es") == 4 / 8
+
+
+def test_teachable_word_share_counts_the_untranslated_words_the_pictures_pair():
+    """The switch's second condition, against a count by hand: 20 invented words each in the captions
+    of 2 of 42 pictures whose English names them alone ("hay un palabrab" / "there is a thingb"), 2
+    words of one picture each, and one translated caption that shows "hay", "un" and "palabraa".
+    The 19 other invented words pair with their names (38 of the 126 source words); the two words
+    of one picture tie with every phrase of it and count as untranslated, not as teachable."""
+    from collections import Counter
+
+    from data_prep.collate import ScanResult
+    from training.data import TrainingData
+
+    letters = "abcdefghijklmnopqrst"
+    source = [[f"hay un palabra{letters[i // 2]}"] for i in range(40)] + [["hay un soloa"], ["hay un solob"]]
+    english = [[f"there is a thing{letters[i // 2]}"] for i in range(40)] + [["there is a lonely"], ["there is a single"]]
+    parallel = [["there is a thinga"]] + [[""]] * 41
+    train = datasets.Dataset.from_dict({"image_id": [str(i) for i in range(42)], "source": source,
+                                        "english": english, "parallel": parallel})
+    data = TrainingData(Path("unused"), datasets.DatasetDict({"train": train}),
+                        {"train": ScanResult(list(range(42)), Counter())}, 42, None, None, 0)
+    assert data.untranslated_word_share(None, "es") == 40 / 126
+    assert data.teachable_word_share(None, "es") == 38 / 126
+    assert {(p.source, p.english) for p in data.word_pairs(None, "es")} == {
+        (f"palabra{c}", f"thing{c}") for c in letters[1:]}

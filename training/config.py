@@ -35,7 +35,7 @@ from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
 from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, OPTIONS, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
-                              UNTRANSLATED_WORDS_ABOVE, TrainConfig, bound_problem)
+                              TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -318,8 +318,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     """Every option left to the data: `--parallel-fraction` (an embedded world's own share,
     `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when the token CE trains
     and human translations are scarce — under PSEUDO_TARGETS_BELOW of the training captions, or
-    leaving over UNTRANSLATED_WORDS_ABOVE of the training source words in no translated caption;
-    the choice is logged; `--lexicon-pairs` LEXICON_PAIRS with pivot targets, else 0),
+    over TEACHABLE_WORDS_ABOVE of the training source words are words no translated caption shows
+    and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs` LEXICON_PAIRS with pivot targets, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
@@ -329,13 +329,15 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     share = len(data.human_targets(fraction)) / max(1, data.n_captions)
     if p.pivot is None or p.self_train_rounds is None:
         untranslated = data.untranslated_word_share(fraction, d.lang)
-        scarce = share < PSEUDO_TARGETS_BELOW or untranslated > UNTRANSLATED_WORDS_ABOVE
+        teachable = data.teachable_word_share(fraction, d.lang)
+        scarce = share < PSEUDO_TARGETS_BELOW or teachable > TEACHABLE_WORDS_ABOVE
         pivot = scarce and o.token_ce_weight > 0 if p.pivot is None else p.pivot
         rounds = (2 if scarce and o.token_ce_weight > 0 else 0) if p.self_train_rounds is None else p.self_train_rounds
         log(f"recipe: human translations for {share:.1%} of the training captions "
-            f"({'under' if share < PSEUDO_TARGETS_BELOW else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}), "
-            f"{untranslated:.1%} of their source words in none of them "
-            f"({'over' if untranslated > UNTRANSLATED_WORDS_ABOVE else 'at most'} {UNTRANSLATED_WORDS_ABOVE:.0%}): "
+            f"({'under' if share < PSEUDO_TARGETS_BELOW else 'at least'} {PSEUDO_TARGETS_BELOW:.0%}); "
+            f"{untranslated:.1%} of the source words in none of them, "
+            f"{teachable:.1%} words the pictures pair with an English phrase "
+            f"({'over' if teachable > TEACHABLE_WORDS_ABOVE else 'at most'} {TEACHABLE_WORDS_ABOVE:.1%}): "
             f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)")
     else:
         pivot, rounds = p.pivot, p.self_train_rounds

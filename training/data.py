@@ -48,6 +48,7 @@ class TrainingData:
     world: str | None  # the embedded world it is (`data_prep.worlds`; built with a translation for every caption)
     seed: int  # of the hashed subset of human translations
     _human: dict = field(default_factory=dict, init=False, repr=False)
+    _pairs: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def train(self) -> datasets.Dataset:
@@ -85,6 +86,26 @@ class TrainingData:
         with a human translation contains: what only the pictures could teach."""
         shown, tokens = self.shown_words(fraction, lang), self.source_words(lang)
         return sum(w not in shown for w in tokens) / max(1, len(tokens))
+
+    def word_pairs(self, fraction: float | None, lang: str) -> list[WordPair]:
+        """The source words (lower-cased) that no human translation at `fraction` shows, each with the
+        English phrase its pictures name (`data_prep.phrase_lexicon.word_pairs`)."""
+        key = (fraction, lang)
+        if key not in self._pairs:
+            shown = {w.lower() for w in self.shown_words(fraction, lang)}
+            unshown = {w.lower() for w in self.source_words(lang)} - shown
+            self._pairs[key] = word_pairs(PhraseLexicon.induce(self.train, self.train_rows, lang),
+                                          [w for w in unshown if any(c.isalnum() for c in w)])
+        return self._pairs[key]
+
+    def teachable_word_share(self, fraction: float | None, lang: str) -> float:
+        """The share of the training source words (tokens) that no human translation at `fraction`
+        shows and the pictures pair with an English phrase (`word_pairs`): what the pictures can teach
+        and the translations do not. A word of one picture ties with every phrase of it and counts
+        nowhere, so a tiny dataset's chance gaps stay out."""
+        paired = {p.source for p in self.word_pairs(fraction, lang)}
+        tokens = self.source_words(lang)
+        return sum(w.lower() in paired for w in tokens) / max(1, len(tokens))
 
 
 def dataset_dir(cfg: TrainConfig, is_main: bool, log: Callable[[str], None]) -> Path:
@@ -198,13 +219,9 @@ def lexicon_pairs(cfg: TrainConfig, data: TrainingData, log: Callable[[str], Non
     (`data_prep.phrase_lexicon.word_pairs`); none without the option."""
     if not cfg.pseudo.lexicon_pairs:
         return []
-    lang = cfg.dataset.lang
-    shown = {w.lower() for w in data.shown_words(cfg.dataset.parallel_fraction, lang)}
-    unshown = {w.lower() for w in data.source_words(lang)} - shown
-    pairs = word_pairs(PhraseLexicon.induce(data.train, data.train_rows, lang),
-                       [w for w in unshown if any(c.isalnum() for c in w)])
-    log(f"lexicon pairs: {len(pairs)} of the {len(unshown)} source words no translation shows are paired with an "
-        f"English phrase through the pictures ({cfg.pseudo.lexicon_pairs} per batch)")
+    pairs = data.word_pairs(cfg.dataset.parallel_fraction, cfg.dataset.lang)
+    log(f"lexicon pairs: {len(pairs)} source words no translation shows are paired with an English phrase "
+        f"through the pictures ({cfg.pseudo.lexicon_pairs} per batch)")
     return pairs
 
 

@@ -28,7 +28,8 @@ from models.splice import SPLICES
 from models.tiny_configs import MARIAN_PRESETS
 
 PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when human ones cover less of the captions,
-UNTRANSLATED_WORDS_ABOVE = 0.02  # or leave more of the training source words untranslated (docs/training.md)
+TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are untranslated words the pictures pair
+# with an English phrase (docs/training.md, "the switch")
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
 
 
@@ -103,7 +104,8 @@ class RunOptions:
                                  "kept unless self-training agrees, not annealed, 'ce+taught+pairs' plus word pairs "
                                  "of the lexicon induced through the pictures (the long-tail world's best), "
                                  "'contrastive' the n-dim loss only; 'auto' makes pseudo targets and word pairs (as "
-                                 "'ce+taught+pairs') when human translations are scarce or leave words untranslated",
+                                 "'ce+taught+pairs') when human translations are scarce or leave words untranslated "
+                                 "that the pictures pair with an English phrase",
                          choices=("auto", "ce", "ce+contrastive", "ce+pseudo", "ce+taught", "ce+taught+pairs",
                                   "contrastive"))
     out: str | None = option(None, "run directory (default: runs/DATA-LANG-TIMESTAMP)")
@@ -203,8 +205,9 @@ class PseudoOptions:
                                       "image that agrees best with it through a lexicon induced from images (word "
                                       "level, then sentence level), as a pseudo-parallel target weighted by the "
                                       "agreement (default: on when human translations cover under "
-                                      f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions or leave over "
-                                      f"{UNTRANSLATED_WORDS_ABOVE:.0%} of their source words untranslated)")
+                                      f"{PSEUDO_TARGETS_BELOW:.0%} of the training captions or when over "
+                                      f"{TEACHABLE_WORDS_ABOVE:.1%} of the training source words are words no "
+                                      "translation shows and the pictures pair with an English phrase)")
     pivot_threshold: float = option(0.5, "least lexical agreement (0..1) for a pivot target", bound=within(0, 1))
     pivot_weight: float = option(1.0, "token cross-entropy weight of a pivot target at agreement 1", bound=NON_NEGATIVE)
     pivot_teaches: str = option("explained", "which words of a pivot target the token cross-entropy scores: 'all', or "
