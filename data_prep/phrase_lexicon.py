@@ -40,15 +40,15 @@ class PhraseLexicon:
     phrases: list[frozenset[str]]  # picture index -> the English phrases of its captions
     sources: list[str]  # normalised source captions of all pictures, joined per picture
     spaced: bool
-    source_words: dict[str, frozenset[int]] = field(default_factory=dict)  # spaced: word -> pictures
+    word_pictures: dict[str, frozenset[int]] = field(default_factory=dict)  # spaced: source word -> pictures
 
     def __post_init__(self) -> None:
-        if self.spaced and not self.source_words:
+        if self.spaced and not self.word_pictures:
             index: dict[str, set[int]] = defaultdict(set)
             for i, text in enumerate(self.sources):
                 for word in text.split():
                     index[word].add(i)
-            self.source_words = {k: frozenset(v) for k, v in index.items()}
+            self.word_pictures = {k: frozenset(v) for k, v in index.items()}
 
     @classmethod
     def induce(cls, ds: datasets.Dataset, rows: Sequence[int], lang: str, *, max_words: int = 6) -> PhraseLexicon:
@@ -74,7 +74,7 @@ class PhraseLexicon:
         if not needle.strip():
             return frozenset()
         if self.spaced and " " not in needle.strip():  # one word: the index, not a scan of every caption
-            return self.source_words.get(needle.strip(), frozenset())
+            return self.word_pictures.get(needle.strip(), frozenset())
         return frozenset(i for i, text in enumerate(self.sources) if needle in text)
 
     def template_word(self, word: str) -> bool:

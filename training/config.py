@@ -319,7 +319,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     `data_prep.worlds`), the recipe (`--pivot`, `--self-train-rounds`: on when the token CE trains
     and human translations are scarce — under PSEUDO_TARGETS_BELOW of the training captions, or
     over TEACHABLE_WORDS_ABOVE of the training source words are words no translated caption shows
-    and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs` LEXICON_PAIRS with pivot targets, else 0),
+    and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs`
+    LEXICON_PAIRS with pivot targets, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
