@@ -38,6 +38,7 @@ from models.eot import EOT_MODES
 from models.export import export_student, import_student
 from models.generation import generate_texts, nbest
 from models.inputs import GroundingInputs, TargetInputs
+from models.pair_rerank import PairLexicon
 from models.splice import SPLICES, TOKEN_KINDS, Splice
 from models.student import load_marian_tokenizer
 from models.target_vocab import TargetVocab, labels_for, load_target_vocab
@@ -90,6 +91,7 @@ class GroundedSystem(nn.Module):
         self.eot_finder, self.decoding = eot_finder, decoding
         self.eval_splice = Splice("argmax") if splice.kind == "gumbel" else splice
         self.max_length = min(max_length or self.tower.context_length, self.tower.context_length)
+        self.pair_lexicon: PairLexicon | None = None  # test-time rerank by word pairs (`models.pair_rerank`)
         student.generation_config.max_length = self.max_length
         self.preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(clip)),
                                              is_train=False)
@@ -198,9 +200,15 @@ class GroundedSystem(nn.Module):
 
     @torch.no_grad()
     def translate(self, sources: Sequence[str], *, num_beams: int = 1, batch_size: int = 32) -> list[str]:
-        """Readable translations through `generate()` (greedy or beam search), specials stripped."""
-        return generate_texts(self.student, self.source_tokenizer, sources, self.vocab.decode, num_beams=num_beams,
-                              batch_size=batch_size)
+        """Readable translations through `generate()` (greedy or beam search), specials stripped;
+        with `pair_lexicon` of a size above 0, the candidate of an n-best list at least that wide
+        that names the most of the source's paired phrases (`models.pair_rerank`)."""
+        lexicon = self.pair_lexicon
+        if lexicon is None or not lexicon.size:
+            return generate_texts(self.student, self.source_tokenizer, sources, self.vocab.decode,
+                                  num_beams=num_beams, batch_size=batch_size)
+        candidates, scores = self.nbest(sources, size=max(lexicon.size, num_beams), batch_size=batch_size)
+        return [options[j] for options, j in zip(candidates, lexicon.choose(sources, candidates, scores))]
 
     @torch.no_grad()
     def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:
@@ -217,7 +225,7 @@ class GroundedSystem(nn.Module):
     def save(self, directory: str | Path) -> Path:
         """Write everything `load` needs under `directory` (written to a temporary sibling, then
         renamed): `student/` (the standard export), `source_tokenizer/`, `clip/`, the target
-        vocabulary, the splice's weights and `system.json`."""
+        vocabulary, the splice's weights, `system.json` and the rerank's word pairs (`word_pairs.json`)."""
         directory = Path(directory)
         tmp = directory.with_name(directory.name + ".tmp")
         if tmp.exists():
@@ -234,6 +242,8 @@ class GroundedSystem(nn.Module):
                 "tau": self.splice.tau, "eot_finder": self.eot_finder, "decoding": self.decoding,
                 "max_length": self.max_length}
         (tmp / SYSTEM_FILE).write_text(json.dumps(spec, indent=2) + "\n")
+        if self.pair_lexicon is not None:
+            self.pair_lexicon.save(tmp)
         if directory.exists():
             shutil.rmtree(directory)
         tmp.rename(directory)
@@ -257,4 +267,5 @@ class GroundedSystem(nn.Module):
         system = cls(clip, spec["clip"], clip_tokenizer, student, load_marian_tokenizer(directory / "source_tokenizer"),
                      splice, vocab=vocab, eot_finder=spec["eot_finder"], decoding=spec["decoding"],
                      max_length=spec["max_length"])
+        system.pair_lexicon = PairLexicon.load(directory)
         return system.to(device).eval()

@@ -7,6 +7,7 @@ a tiny pretrained-style MarianMT directory (`pretrained_student`) for `--student
 Under `CI=true` (set by .ci/run) a skipped test fails, unless its reason names CUDA or a GPU:
 CI installs everything else the suite needs, so any other skip there is a broken promise."""
 import json
+import random
 import os
 import re
 from pathlib import Path
@@ -126,3 +127,41 @@ def pretrained_student(tmp_path_factory):
                                eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
                                max_length=16)).save_pretrained(root)
     return root
+
+
+NAME_WORDS = 48  # invented names, each in 3 of the 144 training pictures: rarer than the 5% of a template word
+
+
+def invented(rng: random.Random, syllables: int) -> str:
+    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(syllables))
+
+
+@pytest.fixture(scope="session")
+def name_world(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Pictures captioned "un <name>" / "a <english>", with a human translation for every caption
+    (the run's --parallel-fraction 0 keeps none): a vocabulary only the pictures pair up."""
+    from PIL import Image
+
+    from data_prep.build_report import BuildReport
+    from data_prep.schema import SYNTHETIC, provenance
+    from data_prep.writer import write_dataset
+
+    rng = random.Random(0)
+    names: dict[str, str] = {}
+    while len(names) < NAME_WORDS:
+        source, english = invented(rng, 3), invented(rng, 2)
+        if source not in names and english not in names.values():
+            names[source] = english
+    order = [s for s in names for _ in range(3)]
+    splits = {"train": [], "validation": [], "test": []}
+    for i, source in enumerate(order + list(names)[:16] + list(names)[16:32]):
+        split = "train" if i < len(order) else "validation" if i < len(order) + 16 else "test"
+        english = f"a {names[source]}"
+        splits[split].append({"image": Image.new("RGB", (32, 32), (i % 256, 7 * i % 256, 13 * i % 256)),
+                              "image_id": f"name{i}", "lang": "es", "source": [f"un {source}"], "english": [english],
+                              "parallel": [english],
+                              "provenance": provenance("names", split, source=SYNTHETIC, english=SYNTHETIC,
+                                                       parallel=SYNTHETIC)})
+    out = tmp_path_factory.mktemp("names") / "data"
+    write_dataset(splits, out, BuildReport("names"), show_progress=False)
+    return out, names

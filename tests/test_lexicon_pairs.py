@@ -1,7 +1,6 @@
 """`--lexicon-pairs`: word pairs of the lexicon induced through pictures, as training pairs — the
 pairs against a brute-force count over pictures, the batches that read them, and a student that
 learns words no translation shows from them alone (and not from pairs whose English is shuffled)."""
-import random
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,44 +12,6 @@ from data_prep.phrase_lexicon import TEMPLATE_WORD_SHARE, PhraseLexicon, WordPai
 from data_prep.pivot import english_words
 from data_prep.targets import TargetTable
 from training.batches import TargetStream
-
-WORDS = 48  # invented names, each in 3 of the 144 training pictures: rarer than the 5% of a template word
-
-
-def invented(rng: random.Random, syllables: int) -> str:
-    return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(syllables))
-
-
-@pytest.fixture(scope="module")
-def name_world(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """Pictures captioned "un <name>" / "a <english>", with a human translation for every caption
-    (the run's --parallel-fraction 0 keeps none): a vocabulary only the pictures pair up."""
-    from PIL import Image
-
-    from data_prep.build_report import BuildReport
-    from data_prep.schema import SYNTHETIC, provenance
-    from data_prep.writer import write_dataset
-
-    rng = random.Random(0)
-    names: dict[str, str] = {}
-    while len(names) < WORDS:
-        source, english = invented(rng, 3), invented(rng, 2)
-        if source not in names and english not in names.values():
-            names[source] = english
-    order = [s for s in names for _ in range(3)]
-    splits = {"train": [], "validation": [], "test": []}
-    for i, source in enumerate(order + list(names)[:16] + list(names)[16:32]):
-        split = "train" if i < len(order) else "validation" if i < len(order) + 16 else "test"
-        english = f"a {names[source]}"
-        splits[split].append({"image": Image.new("RGB", (32, 32), (i % 256, 7 * i % 256, 13 * i % 256)),
-                              "image_id": f"name{i}", "lang": "es", "source": [f"un {source}"], "english": [english],
-                              "parallel": [english],
-                              "provenance": provenance("names", split, source=SYNTHETIC, english=SYNTHETIC,
-                                                       parallel=SYNTHETIC)})
-    out = tmp_path_factory.mktemp("names") / "data"
-    write_dataset(splits, out, BuildReport("names"), show_progress=False)
-    return out, names
-
 
 def test_word_pairs_equal_a_brute_force_count_over_pictures(name_world):
     """Each pair's Dice is the brute-force count over pictures and its phrase is among the best; the

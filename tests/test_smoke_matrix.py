@@ -139,6 +139,8 @@ REFUSED = {  # case: (flags, the one-line reason)
     "lexicon pairs without token CE": (["--token-ce-weight", "0", "--lexicon-pairs", "4"],
                                        "--lexicon-pairs are targets of the token cross-entropy, which --token-ce-weight "
                                        "0 turns off"),
+    "pair rerank without pairs": (["--pair-rerank", "4", "--lexicon-pairs", "0"],
+                                  "--pair-rerank chooses translations by the word pairs, which --lexicon-pairs 0 leaves out"),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
                                            ("--pivot-every-name reads the words a pivot target's source explains: "
                                             "it needs --pivot and --pivot-teaches explained")),

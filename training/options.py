@@ -31,6 +31,7 @@ PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when hum
 TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are untranslated words the pictures pair
 # with an English phrase (docs/training.md, "the switch")
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
+PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
 
 
 @dataclass(frozen=True)
@@ -229,6 +230,11 @@ class PseudoOptions:
                                              "pictures, data_prep.phrase_lexicon), weighted by --pivot-weight × "
                                              f"their Dice; 0: none (default: {LEXICON_PAIRS} with --pivot, else 0)",
                                        bound=NON_NEGATIVE)
+    pair_rerank: int | None = option(None, "the run translates (its evaluation, python -m translate) by choosing, of "
+                                           "the student's N-best beam-search translations, the one that names the "
+                                           "most of the English phrases the source's words are paired with by "
+                                           "--lexicon-pairs (then the student's best); 0: greedy decoding (default: "
+                                           f"{PAIR_RERANK} with --lexicon-pairs, else 0)", bound=NON_NEGATIVE)
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -362,23 +368,24 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The long-tail world's targets (`ce+taught`), which `ce+taught+pairs` reads with word pairs.
 _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
                rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
-               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, self_train_replace="agreeing",
+               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, pair_rerank=0,
+               self_train_replace="agreeing",
                self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
     "auto": {},  # pivot, self-training and annealing decided by the share of human translations
     "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, lexicon_pairs=0,
-               pseudo_anneal=False, freeze="both"),
+               pair_rerank=0, pseudo_anneal=False, freeze="both"),
     "ce+contrastive": dict(contrastive_weight=1.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0,
-                           lexicon_pairs=0, pseudo_anneal=False),
+                           lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
-                      lexicon_pairs=0, self_train_replace="all", self_train_start=0.4),
+                      lexicon_pairs=0, pair_rerank=0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
-    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS},
+    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "pair_rerank": PAIR_RERANK},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
-                        lexicon_pairs=0, pseudo_anneal=False),
+                        lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
 }
 
 

@@ -35,6 +35,7 @@ from eval.concept_scores import TrainingConcepts
 from eval.health import collapse_warnings, health_report
 from eval.retrieval import in_batch_recall_at_1
 from eval.system_eval import evaluate_system
+from models.pair_rerank import PairLexicon
 from models.run_dir import RunDir, checkpoint_problem
 from models.student import enable_activation_checkpointing
 from models.target_vocab import BridgedVocab, ClipShortlist
@@ -325,6 +326,11 @@ class StudentTrainer:
             raise Diverged(f"the trained weights are not finite ({bad[0]}"
                            + (f", and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
                            + "): nothing was exported or evaluated")
+        if self.pairs:
+            size = self.cfg.pseudo.pair_rerank
+            model.pair_lexicon = PairLexicon.of(self.cfg.dataset.lang, self.pairs, size)
+            self.log(f"translations: the student's {size}-best list, reranked by the {len(self.pairs)} word pairs"
+                     if size else f"translations: greedy (the {len(self.pairs)} word pairs are saved, --pair-rerank 0)")
         model.save(run.model)
         self.log(f"exported the model to {run.model}")
         e = self.cfg.eval

@@ -1,0 +1,87 @@
+"""Test-time reranking by the word pairs a run learnt from: of the student's n-best translations of
+a source, keep the one that names the most of the English phrases the source's words are paired
+with — the pairs the pictures induced (`data_prep.phrase_lexicon.word_pairs`, `train.py
+--lexicon-pairs`) — and among those the student's best (`train.py --pair-rerank`, docs/translate.md).
+
+The student learns a rare pair well enough to translate the word alone, yet in a sentence of three
+objects it often writes a frequent name in its place; the right name is then often in its n-best
+list. No picture is read at test time: the source's words and the run's pairs choose.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import NonNegativeInt
+from typing_extensions import TypedDict
+
+from data_prep.pivot import english_words
+from data_prep.words import words
+from models.typed_json import read_json
+
+PAIRS_FILE = "word_pairs.json"
+
+
+class PairsFile(TypedDict):
+    """`RUN/model/word_pairs.json` (checked on reading by `models.typed_json`)."""
+
+    lang: str
+    size: NonNegativeInt  # the n-best size of the rerank; 0: the pairs are kept, translation is greedy
+    pairs: dict[str, str]
+
+
+def _padded(text: str) -> str:
+    return f" {' '.join(english_words(text))} "
+
+
+@dataclass(frozen=True)
+class PairLexicon:
+    """Source words (lower-cased, `data_prep.words` of `lang`) and the English phrase each names;
+    `size`: the n-best list a translation is chosen from (0: none, greedy decoding)."""
+    lang: str
+    pairs: dict[str, str]
+    size: int
+
+    @classmethod
+    def of(cls, lang: str, pairs: Iterable, size: int) -> PairLexicon:
+        """From `WordPair`s (or anything with `.source` and `.english`)."""
+        return cls(lang, {p.source.lower(): p.english for p in pairs}, size)
+
+    def phrases(self, source: str) -> list[str]:
+        """The English phrases of the words of `source` that have a pair, each once, in order."""
+        found = dict.fromkeys(self.pairs[w] for w in (w.lower() for w in words(source, self.lang)) if w in self.pairs)
+        return list(found)
+
+    @staticmethod
+    def named(candidate: str, phrases: Sequence[str]) -> int:
+        """How many of `phrases` `candidate` names (as whole lower-cased words, punctuation aside)."""
+        text = _padded(candidate)
+        return sum(_padded(p) in text for p in phrases)
+
+    def choose(self, sources: Sequence[str], candidates: Sequence[Sequence[str]], scores: torch.Tensor) -> list[int]:
+        """Per source, the index of the candidate (best first) naming the most of its phrases; ties
+        go to the higher student score (`scores[i, j]`, the length-normalised log-probability), then
+        to the earlier candidate."""
+        chosen = []
+        for i, (source, options) in enumerate(zip(sources, candidates, strict=True)):
+            phrases = self.phrases(source)
+            chosen.append(max(range(len(options)),
+                              key=lambda j: (self.named(options[j], phrases), float(scores[i, j]), -j)))
+        return chosen
+
+    def save(self, directory: Path) -> None:
+        data = {"lang": self.lang, "size": self.size, "pairs": self.pairs}
+        (Path(directory) / PAIRS_FILE).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n",
+                                                  encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> PairLexicon | None:
+        """The pairs saved in `directory`, or None where none were."""
+        path = Path(directory) / PAIRS_FILE
+        if not path.is_file():
+            return None
+        data = read_json(path, PairsFile)
+        return cls(data["lang"], data["pairs"], data["size"])
