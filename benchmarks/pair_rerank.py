@@ -1,9 +1,10 @@
 """The test-time rerank by word pairs (`train.py --pair-rerank`, `models.pair_rerank`) measured on
 trained ablation grids: per (language, P) cell, the default recipe's runs decoded greedily (as
-their evaluation did before the rerank), by beam search of width N, and by the pair rerank of the same N-best list,
-against token CE (`ce`, greedy) on the same test sentences. chrF, BLEU (sacreBLEU's segment
-statistics) and unseen-/seen-concept accuracy (the run's own split), each difference by the
-paired bootstrap stratified over the seeds of the cell (`eval.stats.stratified_paired_bootstrap`).
+their evaluation did before the rerank), by beam search of width N and by the pair rerank of the
+same N-best list, against token CE (`ce`, greedy) on the same test sentences. chrF, BLEU (sacreBLEU's segment
+statistics) and, on a world whose captions carry concept ids, unseen-/seen-concept accuracy (the
+run's own split), each difference by the paired bootstrap stratified over the seeds of the cell
+(`eval.stats.stratified_paired_bootstrap`).
 
 A run saved before the rerank existed holds no `model/word_pairs.json`: its pairs are induced
 again from its dataset exactly as its training induced them (`TrainingData.word_pairs` at its
@@ -60,6 +61,8 @@ def statistics(hyps: list[str], sentences: list[dict], matcher: ConceptMatcher) 
     for name, metric in (("chrF", "chrf"), ("BLEU", "bleu")):
         sacre, seg = mt_metrics.segment_statistics(metric, hyps, refs, target_lang="en")
         out[name] = Statistic(seg, lambda s, m=sacre: mt_metrics.stats_to_score(m, s))
+    if any(s.get("concepts") is None for s in sentences):  # a dataset without concept ids: chrF and BLEU
+        return out
     entries = [{"unseen": s["concepts"]["unseen"], "seen": s["concepts"]["seen"],
                 "correct": [c for c in s["concepts"]["unseen"] + s["concepts"]["seen"] if matcher.named(c, h)]}
                for s, h in zip(sentences, hyps)]
@@ -75,8 +78,6 @@ def measure_run(run: Path, size: int, ce: Path | None) -> dict:
     config = run_config(run)
     scores = json.loads((run / "eval" / "scores.json").read_text())
     sentences = scores["sentences"]
-    if any(s.get("concepts") is None for s in sentences):
-        raise InputError(f"{run}: its test sentences carry no concept ids (a long-tail world's run is needed)")
     sources = [s["source"] for s in sentences]
     lexicon = run_pairs(run, config, size)
     system = GroundedSystem.load(run / "model")
@@ -86,7 +87,9 @@ def measure_run(run: Path, size: int, ce: Path | None) -> dict:
     candidates, scores_ = system.nbest(sources, size=size)
     seconds = time.perf_counter() - start
     chosen = lexicon.choose(sources, candidates, scores_)
-    matcher = ConceptMatcher.from_names({c.id: c.english for c in load_concepts(config["data_path"]).concepts})
+    concepts = Path(config["data_path"]) / "concepts.json"
+    matcher = ConceptMatcher.from_names({c.id: c.english for c in load_concepts(concepts).concepts}
+                                        if concepts.is_file() else {})
     hyps = {"greedy": greedy, f"beam {size}": [c[0] for c in candidates],
             f"pair rerank {size}": [c[j] for c, j in zip(candidates, chosen)]}
     if ce is not None:
@@ -119,7 +122,8 @@ def measure(grids: list[Path], system: str, size: int) -> dict:
         for run in runs:
             result = measure_run(run, size, ce_run(grid, run))
             print(f"{run.parent.parent.name}/{run.name}: " + ", ".join(
-                f"{name} chrF {s['chrF'].score:.1f} unseen {s['unseen concepts'].score:.3f}"
+                f"{name} chrF {s['chrF'].score:.1f}" + (f" unseen {s['unseen concepts'].score:.3f}"
+                                                        if "unseen concepts" in s else "")
                 for name, s in result["statistics"].items()), flush=True)
             cells[(result["lang"], result["fraction"])].append(result)
     rerank, beam = f"pair rerank {size}", f"beam {size}"
@@ -153,11 +157,12 @@ def markdown(result: dict) -> str:
     rerank = f"pair rerank {result['size']}"
     for c in result["cells"]:
         mean = {name: {m: sum(v) / len(v) for m, v in s.items() if v} for name, s in c["scores"].items()}
+        unseen = (f"{mean['greedy']['unseen concepts']:.3f} → {mean[rerank]['unseen concepts']:.3f}"
+                  if "unseen concepts" in mean["greedy"] else "–")
         lines.append(
             f"| {c['lang']} | {c['fraction']} | {len(c['seeds'])} | {mean['greedy']['chrF']:.1f} → "
             f"{mean[rerank]['chrF']:.1f} | {d(c['rerank_vs_greedy'].get('chrF'), 1)} | "
-            f"{d(c['rerank_vs_beam'].get('chrF'), 1)} | {d(c['rerank_vs_greedy'].get('BLEU'), 1)} | "
-            f"{mean['greedy']['unseen concepts']:.3f} → {mean[rerank]['unseen concepts']:.3f} | "
+            f"{d(c['rerank_vs_beam'].get('chrF'), 1)} | {d(c['rerank_vs_greedy'].get('BLEU'), 1)} | {unseen} | "
             f"{d(c['rerank_vs_greedy'].get('unseen concepts'), 3)} | {d(c.get('rerank_vs_ce', {}).get('chrF'), 1)} |")
     return "\n".join(lines)
 

@@ -1,0 +1,73 @@
+"""benchmarks/pair_rerank.py on a micro grid of the invented-names world (tests/conftest.py,
+`name_world`): the default recipe's run evaluated greedily (`--pair-rerank 0`) and its token-CE
+twin. Greedy's and `ce`'s chrF equal the runs' own evaluations (eval/scores.json), the pair
+rerank's equals sacreBLEU's chrF of the candidates the rule picks from `generate()`'s n-best list,
+and a folder without such runs is refused in one line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import sacrebleu
+
+import train as training
+from models.grounded import GroundedSystem
+from models.pair_rerank import PairLexicon
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.benchmark, pytest.mark.usefixtures("one_thread")]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+SIZE = 4
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory, cache, name_world) -> Path:
+    path, _ = name_world
+    root = tmp_path_factory.mktemp("grid")
+    common = ["--data-dir", str(path), "--clip", "groundmt-micro", "--student-preset", "micro", "--teacher-steps", "3",
+              "--teacher-batch-size", "8", "--batch-size", "8", "--steps", "60", "--lr", "5e-3",
+              "--parallel-fraction", "0.5", "--self-train-rounds", "0", "--quiet", "--threads", "1",
+              "--eval-bootstrap", "0", "--no-eval-untrained", "--no-compare-ce", "--checkpoint-every", "1000",
+              "--cache-dir", str(cache)]
+    assert training.main([*common, "--recipe", "ce+taught+pairs", "--pivot", "--pair-rerank", "0",
+                          "--out", str(root / "runs" / "ce+taught+pairs-p0.5-s0")]) == 0
+    assert training.main([*common, "--recipe", "ce", "--out", str(root / "runs" / "ce-p0.5-s0")]) == 0
+    return root
+
+
+def test_the_benchmark_recounts_greedy_ce_and_the_rerank(grid, tmp_path):
+    import pair_rerank
+
+    out = tmp_path / "r.json"
+    assert pair_rerank.main([str(grid), "--size", str(SIZE), "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (cell,) = result["cells"]
+    assert (cell["lang"], cell["fraction"], cell["seeds"]) == ("es", 0.5, [0])
+    run = grid / "runs" / "ce+taught+pairs-p0.5-s0"
+    lexicon = PairLexicon.load(run / "model")
+    assert cell["pairs"] == [len(lexicon.pairs)] and lexicon.pairs and lexicon.size == 0
+    scores = {name: json.loads((grid / "runs" / name / "eval" / "scores.json").read_text())
+              for name in ("ce+taught+pairs-p0.5-s0", "ce-p0.5-s0")}
+    assert cell["scores"]["greedy"]["chrF"] == [pytest.approx(scores["ce+taught+pairs-p0.5-s0"]["metrics"]["chrf"]["score"])]
+    assert cell["scores"]["ce"]["chrF"] == [pytest.approx(scores["ce-p0.5-s0"]["metrics"]["chrf"]["score"])]
+    sentences = scores["ce+taught+pairs-p0.5-s0"]["sentences"]
+    sources, refs = [s["source"] for s in sentences], [s["references"][0] for s in sentences]
+    system = GroundedSystem.load(run / "model")
+    candidates, logprobs = system.nbest(sources, size=SIZE)
+    picked = [c[j] for c, j in zip(candidates, PairLexicon(lexicon.lang, lexicon.pairs, SIZE).choose(
+        sources, candidates, logprobs))]
+    assert cell["scores"][f"pair rerank {SIZE}"]["chrF"] == [pytest.approx(sacrebleu.corpus_chrf(picked, [refs]).score)]
+    assert cell["scores"][f"beam {SIZE}"]["chrF"] == [
+        pytest.approx(sacrebleu.corpus_chrf([c[0] for c in candidates], [refs]).score)]
+    assert "unseen concepts" not in cell["scores"]["greedy"] or not cell["scores"]["greedy"]["unseen concepts"]
+    assert set(cell["rerank_vs_ce"]) == {"chrF", "BLEU"}  # no concept ids in this world
+
+
+def test_a_folder_without_the_recipe_s_runs_is_refused(grid, tmp_path, capsys):
+    import pair_rerank
+
+    assert pair_rerank.main([str(grid), "--system", "contrastive", "--out", str(tmp_path / "r.json")]) == 2
+    assert "no evaluated contrastive run under" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
