@@ -27,6 +27,7 @@ from data_prep.collate import scan_usable
 from data_prep.concepts import load_concepts
 from data_prep.errors import InputError, Parser, positive_int, run_command
 from data_prep.load import load_dataset_dir
+from data_prep.words import words
 from eval import mt_metrics
 from eval.ablation import cell_scores
 from eval.concepts import ConceptMatcher, sentence_statistic
@@ -42,16 +43,16 @@ METRICS = ("chrF", "BLEU", "unseen concepts", "seen concepts")
 
 def run_pairs(run: Path, config: dict, size: int) -> PairLexicon:
     """The run's saved word pairs, or those its training induced, rebuilt from its dataset."""
-    saved = PairLexicon.load(run / "model")
+    saved = PairLexicon.load(run / "model", words)
     if saved is not None:
-        return PairLexicon(saved.lang, saved.pairs, size)
+        return PairLexicon(saved.lang, saved.pairs, size, words)
     path = Path(config["data_path"])
     dsd = load_dataset_dir(path)
     scans = {split: scan_usable(dsd[split], need_english=1, show_progress=False) for split in dsd}
     rows = scans["train"].usable
     captions = sum(1 for row in dsd["train"].select(rows)["source"] for s in row if s.strip())
     data = TrainingData(path, dsd, scans, captions, None, None, int(config["seed"]))
-    return PairLexicon.of(config["lang"], data.word_pairs(config["parallel_fraction"], config["lang"]), size)
+    return PairLexicon.of(config["lang"], data.word_pairs(config["parallel_fraction"], config["lang"]), size, words)
 
 
 def statistics(hyps: list[str], sentences: list[dict], matcher: ConceptMatcher) -> dict[str, Statistic]:

@@ -91,7 +91,8 @@ class GroundedSystem(nn.Module):
         self.eot_finder, self.decoding = eot_finder, decoding
         self.eval_splice = Splice("argmax") if splice.kind == "gumbel" else splice
         self.max_length = min(max_length or self.tower.context_length, self.tower.context_length)
-        self.pair_lexicon: PairLexicon | None = None  # test-time rerank by word pairs (`models.pair_rerank`)
+        # test-time rerank by word pairs (`models.pair_rerank`): set by training and by `translate`'s loader
+        self.pair_lexicon: PairLexicon | None = None
         student.generation_config.max_length = self.max_length
         self.preprocess = image_transform_v2(PreprocessCfg(**open_clip.get_model_preprocess_cfg(clip)),
                                              is_train=False)
@@ -267,5 +268,4 @@ class GroundedSystem(nn.Module):
         system = cls(clip, spec["clip"], clip_tokenizer, student, load_marian_tokenizer(directory / "source_tokenizer"),
                      splice, vocab=vocab, eot_finder=spec["eot_finder"], decoding=spec["decoding"],
                      max_length=spec["max_length"])
-        system.pair_lexicon = PairLexicon.load(directory)
         return system.to(device).eval()

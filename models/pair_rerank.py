@@ -10,19 +10,20 @@ list. No picture is read at test time: the source's words and the run's pairs ch
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from pydantic import NonNegativeInt
 from typing_extensions import TypedDict
 
-from data_prep.pivot import english_words
-from data_prep.words import words
 from models.typed_json import read_json
 
 PAIRS_FILE = "word_pairs.json"
+_TOKEN = re.compile(r"[^\W_]+")  # English words without punctuation, as the pairs' phrases were cut (data_prep.pivot)
+Segmenter = Callable[[str, str], list[str]]  # (text, language) -> its words: data_prep.words.words
 
 
 class PairsFile(TypedDict):
@@ -34,25 +35,28 @@ class PairsFile(TypedDict):
 
 
 def _padded(text: str) -> str:
-    return f" {' '.join(english_words(text))} "
+    return f" {' '.join(_TOKEN.findall(text.lower()))} "
 
 
 @dataclass(frozen=True)
 class PairLexicon:
-    """Source words (lower-cased, `data_prep.words` of `lang`) and the English phrase each names;
+    """Source words (lower-cased words of `lang` as `segment` cuts them: `data_prep.words.words`, which
+    the caller passes, so that models/ reads no data code) and the English phrase each names;
     `size`: the n-best list a translation is chosen from (0: none, greedy decoding)."""
     lang: str
     pairs: dict[str, str]
     size: int
+    segment: Segmenter = field(compare=False, repr=False)
 
     @classmethod
-    def of(cls, lang: str, pairs: Iterable, size: int) -> PairLexicon:
+    def of(cls, lang: str, pairs: Iterable, size: int, segment: Segmenter) -> PairLexicon:
         """From `WordPair`s (or anything with `.source` and `.english`)."""
-        return cls(lang, {p.source.lower(): p.english for p in pairs}, size)
+        return cls(lang, {p.source.lower(): p.english for p in pairs}, size, segment)
 
     def phrases(self, source: str) -> list[str]:
         """The English phrases of the words of `source` that have a pair, each once, in order."""
-        found = dict.fromkeys(self.pairs[w] for w in (w.lower() for w in words(source, self.lang)) if w in self.pairs)
+        found = dict.fromkeys(self.pairs[w] for w in (w.lower() for w in self.segment(source, self.lang))
+                              if w in self.pairs)
         return list(found)
 
     @staticmethod
@@ -78,10 +82,10 @@ class PairLexicon:
                                                   encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> PairLexicon | None:
+    def load(cls, directory: Path, segment: Segmenter) -> PairLexicon | None:
         """The pairs saved in `directory`, or None where none were."""
         path = Path(directory) / PAIRS_FILE
         if not path.is_file():
             return None
         data = read_json(path, PairsFile)
-        return cls(data["lang"], data["pairs"], data["size"])
+        return cls(data["lang"], data["pairs"], data["size"], segment)

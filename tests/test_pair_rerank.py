@@ -11,13 +11,14 @@ from hypothesis import strategies as st
 
 import train as training
 from data_prep.phrase_lexicon import WordPair
+from data_prep.words import words
 from models.grounded import GroundedSystem
 from models.pair_rerank import PAIRS_FILE, PairLexicon
 from models.typed_json import ReadBackError
 from training.options import PAIR_RERANK
 
 ES = PairLexicon.of("es", [WordPair("Elefante", "elephant", 0.9, 3), WordPair("piña", "pineapple", 0.8, 2),
-                           WordPair("chaleco", "safety vest", 0.7, 2)], 8)
+                           WordPair("chaleco", "safety vest", 0.7, 2)], 8, words)
 
 
 def test_the_phrases_a_source_calls_for_and_the_ones_a_candidate_names():
@@ -25,7 +26,7 @@ def test_the_phrases_a_source_calls_for_and_the_ones_a_candidate_names():
     assert ES.phrases("una elefanta") == []  # whole words only
     assert ES.named("an Elephant, and a safety-vest!", ["elephant", "safety vest"]) == 2
     assert ES.named("an elephants and a pine apple", ["elephant", "pineapple"]) == 0
-    zh = PairLexicon.of("zh", [WordPair("斑马", "zebra", 1.0, 2)], 4)
+    zh = PairLexicon.of("zh", [WordPair("斑马", "zebra", 1.0, 2)], 4, words)
     assert zh.phrases("一头斑马和一个苹果") == ["zebra"]  # jieba's words
 
 
@@ -74,26 +75,26 @@ def test_a_real_student_translates_with_the_candidate_its_pairs_call_for(run, te
     system = GroundedSystem.load(run / "model")
     sources = [s for row in test_split["source"] for s in row][:16]
     source, word, english, k, options = a_pair_that_changes_the_choice(system, sources, 4)
-    system.pair_lexicon = PairLexicon("es", {word.lower(): english}, 4)
+    system.pair_lexicon = PairLexicon("es", {word.lower(): english}, 4, words)
     chosen = system.translate([source])[0]
     assert english in chosen.split() and chosen in options[1:]
     assert chosen == next(o for o in options if english in o.split())  # the best-scored of those that name it
-    system.pair_lexicon = PairLexicon("es", {word.lower(): english}, 0)
+    system.pair_lexicon = PairLexicon("es", {word.lower(): english}, 0, words)
     assert system.translate([source]) == Translator.from_run(run, device="cpu").translate([source])  # 0: greedy
 
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
-    PairLexicon("es", {word.lower(): english}, 4).save(copy / "model")
+    PairLexicon("es", {word.lower(): english}, 4, words).save(copy / "model")
     assert Translator.from_run(copy, device="cpu").translate([source]) == [chosen]
 
 
 def test_the_saved_pairs_read_back_or_fail_in_one_line(tmp_path):
     ES.save(tmp_path)
-    assert PairLexicon.load(tmp_path) == ES and PairLexicon.load(tmp_path / "none") is None
+    assert PairLexicon.load(tmp_path, words) == ES and PairLexicon.load(tmp_path / "none", words) is None
     data = json.loads((tmp_path / PAIRS_FILE).read_text())
     (tmp_path / PAIRS_FILE).write_text(json.dumps({**data, "size": -1}))
     with pytest.raises(ReadBackError, match='word_pairs.json: field "size"'):
-        PairLexicon.load(tmp_path)
+        PairLexicon.load(tmp_path, words)
 
 
 def name_args(path, cache, out, *extra):
@@ -109,13 +110,13 @@ def test_the_default_recipe_saves_its_pairs_and_evaluates_with_the_rerank(cache,
     assert training.main(name_args(path, cache, out, "--recipe", "ce+taught+pairs")) == 0
     log = (out / "train.log").read_text()
     assert f"translations: the student's {PAIR_RERANK}-best list, reranked by the 48 word pairs" in log
-    saved = PairLexicon.load(out / "model")
+    saved = PairLexicon.load(out / "model", words)
     assert saved.size == PAIR_RERANK and saved.pairs == names and json.loads(
         (out / "config.json").read_text())["pair_rerank"] == PAIR_RERANK
     greedy = tmp_path / "greedy"
     assert training.main(name_args(path, cache, greedy, "--recipe", "ce+taught+pairs", "--pair-rerank", "0")) == 0
     assert "translations: greedy (the 48 word pairs are saved, --pair-rerank 0)" in (greedy / "train.log").read_text()
-    assert PairLexicon.load(greedy / "model").size == 0
+    assert PairLexicon.load(greedy / "model", words).size == 0
 
 
 def test_a_rerank_without_pairs_is_refused_once_the_recipe_is_known(cache, name_world, tmp_path, capsys):

@@ -13,6 +13,7 @@ import pytest
 import sacrebleu
 
 import train as training
+from data_prep.words import words
 from models.grounded import GroundedSystem
 from models.pair_rerank import PairLexicon
 from torch_threads import one_thread  # noqa: F401  (fixture)
@@ -46,7 +47,7 @@ def test_the_benchmark_recounts_greedy_ce_and_the_rerank(grid, tmp_path):
     (cell,) = result["cells"]
     assert (cell["lang"], cell["fraction"], cell["seeds"]) == ("es", 0.5, [0])
     run = grid / "runs" / "ce+taught+pairs-p0.5-s0"
-    lexicon = PairLexicon.load(run / "model")
+    lexicon = PairLexicon.load(run / "model", words)
     assert cell["pairs"] == [len(lexicon.pairs)] and lexicon.pairs and lexicon.size == 0
     scores = {name: json.loads((grid / "runs" / name / "eval" / "scores.json").read_text())
               for name in ("ce+taught+pairs-p0.5-s0", "ce-p0.5-s0")}
@@ -56,7 +57,7 @@ def test_the_benchmark_recounts_greedy_ce_and_the_rerank(grid, tmp_path):
     sources, refs = [s["source"] for s in sentences], [s["references"][0] for s in sentences]
     system = GroundedSystem.load(run / "model")
     candidates, logprobs = system.nbest(sources, size=SIZE)
-    picked = [c[j] for c, j in zip(candidates, PairLexicon(lexicon.lang, lexicon.pairs, SIZE).choose(
+    picked = [c[j] for c, j in zip(candidates, PairLexicon(lexicon.lang, lexicon.pairs, SIZE, words).choose(
         sources, candidates, logprobs))]
     assert cell["scores"][f"pair rerank {SIZE}"]["chrF"] == [pytest.approx(sacrebleu.corpus_chrf(picked, [refs]).score)]
     assert cell["scores"][f"beam {SIZE}"]["chrF"] == [

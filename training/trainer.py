@@ -35,6 +35,7 @@ from eval.concept_scores import TrainingConcepts
 from eval.health import collapse_warnings, health_report
 from eval.retrieval import in_batch_recall_at_1
 from eval.system_eval import evaluate_system
+from data_prep.words import words
 from models.pair_rerank import PairLexicon
 from models.run_dir import RunDir, checkpoint_problem
 from models.student import enable_activation_checkpointing
@@ -328,7 +329,7 @@ class StudentTrainer:
                            + "): nothing was exported or evaluated")
         if self.pairs:
             size = self.cfg.pseudo.pair_rerank
-            model.pair_lexicon = PairLexicon.of(self.cfg.dataset.lang, self.pairs, size)
+            model.pair_lexicon = PairLexicon.of(self.cfg.dataset.lang, self.pairs, size, words)
             self.log(f"translations: the student's {size}-best list, reranked by the {len(self.pairs)} word pairs"
                      if size else f"translations: greedy (the {len(self.pairs)} word pairs are saved, --pair-rerank 0)")
         model.save(run.model)

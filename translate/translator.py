@@ -38,6 +38,8 @@ from data_prep.schema import normalize_text
 from eval.retrieval import grounding_scores
 from models.clip_batches import ImageLike, open_rgb
 from models.feature_cache import FeatureTable
+from data_prep.words import words
+from models.pair_rerank import PairLexicon
 from models.grounded import SYSTEM_FILE, GroundedSystem, SystemSpec
 from models.grounded_selection import rerank as rerank_candidates
 from models.run_dir import RunConfig
@@ -226,7 +228,8 @@ def model_files(run: str | Path) -> Path:
 
 
 def load_run_system(run: str | Path, device: str | torch.device | None = None) -> tuple[GroundedSystem, dict]:
-    """`(the GroundedSystem of RUN/model, RUN/config.json)`, checked before and after loading: every
+    """`(the GroundedSystem of RUN/model, RUN/config.json)`, with the run's word pairs where it has
+    them (`models.pair_rerank`), checked before and after loading: every
     file of `MODEL_FILES` there, `system.json` and `config.json` as their schemas declare, no file
     damaged, every weight finite. Anything else is an `InputError`/`ReadBackError` naming the file."""
     run = Path(run)
@@ -235,6 +238,7 @@ def load_run_system(run: str | Path, device: str | torch.device | None = None) -
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         system = GroundedSystem.load(model_dir, device=device)
+        system.pair_lexicon = PairLexicon.load(model_dir, words)
     except ReadBackError:
         raise
     except Exception as exc:
