@@ -35,8 +35,7 @@ from models.run_dir import RunDir
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
 from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, OPTIONS, PAIR_RERANK, PRESETS, PSEUDO_TARGETS_BELOW,
-                              RECIPES,
-                              TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
+                              RECIPES, TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -364,8 +363,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
-                       pair_rerank=rerank,
-                       max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
+                       pair_rerank=rerank, max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 
 def as_argv(values: dict[str, Any]) -> list[str]:
