@@ -71,6 +71,7 @@ def concept_columns(hyps: list[str], greedy: list[str] | None, sentences: list[d
 
 def measure(run: Path, sizes: list[int], betas: list[float], bootstrap: int, device: str | None) -> dict:
     translator = Translator.from_run(run, device=device or "cpu")
+    translator.system.pair_lexicon = None  # greedy and beam search as named, not reranked by the run's word pairs
     config = run_config(run)
     data = config["data_path"]
     dsd = load_dataset_dir(data)
