@@ -72,3 +72,41 @@ def test_a_folder_without_the_recipe_s_runs_is_refused(grid, tmp_path, capsys):
     assert pair_rerank.main([str(grid), "--system", "contrastive", "--out", str(tmp_path / "r.json")]) == 2
     assert "no evaluated contrastive run under" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+
+
+def test_paired_runs_recounts_both_runs_and_their_difference(grid, tmp_path):
+    import paired_runs
+
+    system, baseline = grid / "runs" / "ce+taught+pairs-p0.5-s0", grid / "runs" / "ce-p0.5-s0"
+    out = tmp_path / "p.json"
+    assert paired_runs.main(["--name", "default vs ce", f"{system}:{baseline}", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    own = [json.loads((run / "eval" / "scores.json").read_text())["metrics"]["chrf"]["score"] for run in (system, baseline)]
+    (row,) = result["pairs"]
+    assert (row["system"], row["baseline"]) == (system.name, baseline.name) and str(tmp_path) not in out.read_text()
+    assert row["scores"]["chrF"] == [pytest.approx(own[0]), pytest.approx(own[1])]
+    delta = result["delta"]["chrF"]
+    assert delta["delta"] == pytest.approx(own[0] - own[1]) and delta["delta_low"] <= delta["delta"] <= delta["delta_high"]
+    assert own[0] != own[1]  # the two runs translate differently, so a zero difference would be a bug
+    assert paired_runs.main(["--name", "self", f"{system}:{system}", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["delta"]["chrF"]["delta"] == pytest.approx(0.0)
+
+
+def test_paired_runs_refuses_other_test_sentences_and_foreign_outputs(grid, tmp_path, capsys):
+    import shutil
+
+    import paired_runs
+
+    system, baseline = grid / "runs" / "ce+taught+pairs-p0.5-s0", grid / "runs" / "ce-p0.5-s0"
+    other = tmp_path / "other"
+    shutil.copytree(baseline, other)
+    scores = json.loads((other / "eval" / "scores.json").read_text())
+    scores["sentences"][0]["source"] += " otra"
+    (other / "eval" / "scores.json").write_text(json.dumps(scores))
+    out = tmp_path / "p.json"
+    assert paired_runs.main(["--name", "x", f"{system}:{other}", "--out", str(out)]) == 2
+    assert "not scored on the same test sentences" in capsys.readouterr().err and not out.exists()
+    out.write_text("a user's notes\n")
+    assert paired_runs.main(["--name", "x", f"{system}:{baseline}", "--out", str(out)]) == 2
+    assert "not written by this script" in capsys.readouterr().err and out.read_text() == "a user's notes\n"
+    assert paired_runs.main(["--name", "x", "no-colon", "--out", str(tmp_path / "q.json")]) == 2
