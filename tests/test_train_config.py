@@ -11,7 +11,7 @@ import pytest
 
 import training
 from models.run_dir import RunDir
-from training.config import named_options, parse_config, resumed_config
+from training.config import named_options, parse_config, resolve_place, resumed_config
 from training.metrics import METRICS, unlisted
 from training.options import OPTIONS
 
@@ -93,6 +93,19 @@ def test_a_config_json_with_the_older_names_resumes_under_the_new_ones(tmp_path)
     assert (o.similarity, o.english_anchor, o.english_anchor_weight, o.contrastive_weight) == \
         ("one-minus-sst", "cosine", 0.3, 1.0)
     assert cfg.run.recipe == "auto" and cfg.run.resume
+
+
+@pytest.mark.parametrize("steps, warmup", [(0, 20), (40, 20), (160, 20), (400, 50), (900, 100), (1800, 100)])
+def test_the_warm_up_is_an_eighth_of_the_steps_within_20_and_100_unless_given(steps, warmup, tmp_path):
+    assert resolve_place(parse_config(["--steps", str(steps)]), tmp_path, 1).optim.warmup_steps == warmup
+    given = parse_config(["--steps", str(steps), "--warmup-steps", "7"])
+    assert resolve_place(given, tmp_path, 1).optim.warmup_steps == 7
+
+
+def test_a_resumed_run_keeps_its_warm_up_when_its_steps_change(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(resolve_place(parse_config(["--steps", "400"]), tmp_path, 1).flat()))
+    cfg = resumed_config(RunDir(tmp_path), named_options(["--out", str(tmp_path), "--resume", "--steps", "1800"]))
+    assert cfg.optim.steps == 1800 and resolve_place(cfg, tmp_path, 1).optim.warmup_steps == 50
 
 
 def test_the_metric_keys_of_the_code_are_the_documented_ones():

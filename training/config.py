@@ -32,6 +32,7 @@ from data_prep.errors import InputError, Parser
 from data_prep.worlds import WORLDS
 from models.clip_loading import clip_tokenizer
 from models.run_dir import RunDir
+from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
 from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, OPTIONS, PAIR_RERANK, PRESETS, PSEUDO_TARGETS_BELOW,
@@ -307,13 +308,18 @@ def run_folder(cfg: TrainConfig) -> Path:
 def resolve_place(cfg: TrainConfig, out: Path, local_processes: int) -> TrainConfig:
     """Where and how the run works, decided before any data is read: its folder, its cache
     (`--cache-dir`, else $GROUNDMT_CACHE, else ~/.cache/groundmt), its CPU threads (0: the
-    machine's cores shared among its processes) and the size of an embedded world it builds."""
+    machine's cores shared among its processes), the size of an embedded world it builds and its
+    warm-up (`models.schedules.default_warmup` of its steps)."""
     threads = cfg.run.threads or max(1, (os.cpu_count() or 1) // max(1, local_processes))
     d = cfg.dataset
     images = d.world_images
     if images is None and d.data_dir is None and d.data in WORLDS:
         images = WORLDS[d.data].pictures
-    return cfg.replace(out=str(out), cache_dir=str(cache_root(cfg.run.cache_dir)), threads=threads, world_images=images)
+    warmup = cfg.optim.warmup_steps
+    if warmup is None:
+        warmup = default_warmup(cfg.optim.steps)
+    return cfg.replace(out=str(out), cache_dir=str(cache_root(cfg.run.cache_dir)), threads=threads, world_images=images,
+                       warmup_steps=warmup)
 
 
 def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = lambda _: None) -> TrainConfig:

@@ -23,6 +23,7 @@ from models.axes import AxisLayout
 from models.decoding import DECODING_MODES
 from models.eot import EOT_MODES
 from models.ndim_loss import LABELS
+from models.schedules import WARMUP_LEAST, WARMUP_MOST, WARMUP_SHARE
 from models.similarities import CHOICES as SIMILARITIES
 from models.splice import SPLICES
 from models.tiny_configs import MARIAN_PRESETS
@@ -278,7 +279,8 @@ class OptimOptions:
                                     "fewer captions have one)", bound=at_least(1))
     lr: float = option(2e-3, "stage 1 peak learning rate (AdamW, warm-up then cosine)", bound=positive())
     weight_decay: float = option(0.01, "AdamW weight decay", bound=NON_NEGATIVE)
-    warmup_steps: int = option(20, "linear warm-up steps", bound=NON_NEGATIVE)
+    warmup_steps: int | None = option(None, f"linear warm-up steps (default: --steps / {WARMUP_SHARE}, at least "
+                                            f"{WARMUP_LEAST} and at most {WARMUP_MOST})", bound=NON_NEGATIVE)
     grad_clip: float = option(1.0, "gradient norm clip (0 = off)", bound=NON_NEGATIVE)
     grad_accum: int = option(1, "batches whose gradients are summed per optimizer step (accelerate's accumulate); "
                                 "each batch stays its own contrastive batch of --batch-size", bound=at_least(1))
