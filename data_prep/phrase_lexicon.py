@@ -10,13 +10,15 @@ share every picture tie; a teacher that reads English and pictures (`eval.lexico
 ties. This is the phrase-level twin of the piece-level `data_prep.pivot.Lexicon`; `eval.lexicon`
 measures it against the Unicode CLDR name pairs of the long-tail world (precision at 1).
 `word_pairs` turns it into training pairs: each source word and the English phrase that names it
-(`train.py --lexicon-pairs`, docs/lexicon.md).
+(`train.py --lexicon-pairs`, docs/lexicon.md); `phrase_pairs` does the same for runs of 2 or more
+source words no translation shows as a whole ("luna llena" → "full moon", whose words a translation
+may show one by one; `train.py --lexicon-phrase-words`).
 """
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import datasets
@@ -105,11 +107,17 @@ class PhraseLexicon:
 
 @dataclass(frozen=True)
 class WordPair:
-    """A source word and the English phrase the pictures say it names."""
-    source: str
+    """A source word or phrase and the English phrase the pictures say it names."""
+    source: str  # as the captions write it
     english: str
     dice: float  # of the two picture sets
     pictures: int  # whose source captions hold the word
+    words: tuple[str, ...] = ()  # a source phrase's words (`data_prep.words`); () for one word
+
+    @property
+    def key(self) -> str:
+        """The source's words, lower-cased, joined by one space: how a segmented source is searched for it."""
+        return " ".join(self.words or (self.source,)).lower()
 
 
 def word_pairs(lexicon: PhraseLexicon, source_words: Iterable[str], *, min_pictures: int = 2,
@@ -133,3 +141,50 @@ def word_pairs(lexicon: PhraseLexicon, source_words: Iterable[str], *, min_pictu
         if dice >= min_dice and not any(lexicon.template_word(w) for w in ends):
             pairs.append(WordPair(word, phrase, dice, len(pictures)))
     return pairs
+
+
+def runs(words: Sequence[str], longest: int) -> Iterator[tuple[str, ...]]:
+    """The runs of 2 to `longest` consecutive `words`."""
+    for n in range(2, longest + 1):
+        for start in range(len(words) - n + 1):
+            yield tuple(words[start:start + n])
+
+
+def phrase_pairs(lexicon: PhraseLexicon, captions: Sequence[Sequence[Sequence[str]]], shown: Iterable[Sequence[str]],
+                 *, longest: int, joiner: str, min_pictures: int = 2, min_dice: float = 0.5) -> list[WordPair]:
+    """Pairs of source phrases — runs of 2 to `longest` words of `captions` (per picture of `lexicon`,
+    its source captions as lower-cased words) that no caption of `shown` (the human-translated
+    captions, as words) holds — with the best English phrase of their pictures, by the rules of
+    `word_pairs`: at least `min_pictures` pictures and at most the template's share, Dice at least
+    `min_dice`, no template word at either end of either side. A phrase is dropped where a longer one
+    holding it has the same pictures and the same English phrase (it is part of that name:
+    "revoloteando al" of "hojas revoloteando al viento"). `joiner` writes the words as the captions do
+    (" ", or "" in a language written without spaces). In the order the phrases first occur."""
+    most = TEMPLATE_WORD_SHARE * len(lexicon.phrases)
+    pictures: dict[tuple[str, ...], set[int]] = defaultdict(set)
+    word_pictures: dict[str, set[int]] = defaultdict(set)
+    for picture, texts in enumerate(captions):
+        for words in texts:
+            for word in words:
+                word_pictures[word].add(picture)
+            for run in runs(words, longest):
+                pictures[run].add(picture)
+    template = {w for w, p in word_pictures.items() if len(p) > most or not any(c.isalnum() for c in w)}
+    known = {run for words in shown for run in runs(words, longest)}
+    found: dict[tuple[str, ...], tuple[WordPair, frozenset[int]]] = {}
+    for run, where in pictures.items():
+        if not min_pictures <= len(where) <= most or run in known or run[0] in template or run[-1] in template:
+            continue
+        best = lexicon.candidates(frozenset(where), k=1)
+        if not best:
+            continue
+        phrase, dice = best[0]
+        ends = phrase.split()[0], phrase.split()[-1]
+        if dice >= min_dice and not any(lexicon.template_word(w) for w in ends):
+            found[run] = (WordPair(joiner.join(run), phrase, dice, len(where), run), frozenset(where))
+
+    def part_of_a_longer_name(run: tuple[str, ...], pair: WordPair, where: frozenset[int]) -> bool:
+        return any(len(other) > len(run) and where == other_where and pair.english == other_pair.english
+                   and any(other[i:i + len(run)] == run for i in range(len(other) - len(run) + 1))
+                   for other, (other_pair, other_where) in found.items())
+    return [pair for run, (pair, where) in found.items() if not part_of_a_longer_name(run, pair, where)]

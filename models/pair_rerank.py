@@ -1,6 +1,6 @@
 """Test-time reranking by the word pairs a run learnt from: of the student's n-best translations of
-a source, keep the one that names the most of the English phrases the source's words are paired
-with — the pairs the pictures induced (`data_prep.phrase_lexicon.word_pairs`, `train.py
+a source, keep the one that names the most of the English phrases the source's words and phrases
+are paired with — the pairs the pictures induced (`data_prep.phrase_lexicon.word_pairs`, `train.py
 --lexicon-pairs`) — and among those the student's best (`train.py --pair-rerank`, docs/translate.md).
 
 The student learns a rare pair well enough to translate the word alone, yet in a sentence of three
@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ class PairsFile(TypedDict):
 
     lang: str
     size: NonNegativeInt  # the n-best size of the rerank; 0: the pairs are kept, translation is greedy
-    pairs: dict[str, str]
+    pairs: dict[str, str]  # source words, lower-cased, joined by one space -> English phrase
 
 
 def _padded(text: str) -> str:
@@ -40,9 +41,10 @@ def _padded(text: str) -> str:
 
 @dataclass(frozen=True)
 class PairLexicon:
-    """Source words (lower-cased words of `lang` as `segment` cuts them: `data_prep.words.words`, which
-    the caller passes, so that models/ reads no data code) and the English phrase each names;
-    `size`: the n-best list a translation is chosen from (0: none, greedy decoding)."""
+    """Source words and phrases (lower-cased words of `lang` as `segment` cuts them —
+    `data_prep.words.words`, which the caller passes, so that models/ reads no data code; a phrase's
+    words joined by one space) and the English phrase each names; `size`: the n-best list a translation is
+    chosen from (0: none, greedy decoding)."""
     lang: str
     pairs: dict[str, str]
     size: int
@@ -50,14 +52,21 @@ class PairLexicon:
 
     @classmethod
     def of(cls, lang: str, pairs: Iterable, size: int, segment: Segmenter) -> PairLexicon:
-        """From `WordPair`s (or anything with `.source` and `.english`)."""
-        return cls(lang, {p.source.lower(): p.english for p in pairs}, size, segment)
+        """From `WordPair`s (or anything with `.key` and `.english`)."""
+        return cls(lang, {p.key: p.english for p in pairs}, size, segment)
 
     def phrases(self, source: str) -> list[str]:
-        """The English phrases of the words of `source` that have a pair, each once, in order."""
-        found = dict.fromkeys(self.pairs[w] for w in (w.lower() for w in self.segment(source, self.lang))
-                              if w in self.pairs)
-        return list(found)
+        """The English phrases of the words and runs of words of `source` that have a pair, each once,
+        by where they start (a longer run first)."""
+        cut = [w.lower() for w in self.segment(source, self.lang)]
+        runs = (" ".join(cut[start:start + n]) for start in range(len(cut))
+                for n in range(min(self.longest, len(cut) - start), 0, -1))
+        return list(dict.fromkeys(self.pairs[run] for run in runs if run in self.pairs))
+
+    @cached_property
+    def longest(self) -> int:
+        """The most words of a paired source phrase."""
+        return max((key.count(" ") + 1 for key in self.pairs), default=1)
 
     @staticmethod
     def named(candidate: str, phrases: Sequence[str]) -> int:

@@ -41,7 +41,7 @@ def words(text: str) -> str:
 
 
 def recount(world, run) -> dict:
-    """By training captions and by target coverage, counted from the files."""
+    """By training captions, by training pictures and by target coverage, counted from the files."""
     train = load_dataset_dir(world)["train"]
     english = {c.id: [words(e) for e in c.english] for c in load_concepts(world).concepts}
     human, _, _ = hashed_split(train, P, SEED)
@@ -50,24 +50,27 @@ def recount(world, run) -> dict:
     for line in rounds[-1].read_text().splitlines():
         record = json.loads(line)
         targets[(record["row"], record["caption"])] = record["text"]
-    named, total = Counter(), Counter()
+    named, total, pictures = Counter(), Counter(), Counter()
     for i, row in enumerate(train):
+        shown = [set(ids) for source, ids in zip(row["source"], row["source_concepts"]) if source.strip()]
+        pictures.update(set().union(*shown))
         for j, (source, ids) in enumerate(zip(row["source"], row["source_concepts"])):
             if source.strip():
                 for c in set(ids):
                     total[c] += 1
                     named[c] += (i, j) in targets and any(e in words(targets[(i, j)]) for e in english[c])
-    frequency, coverage = Counter(), Counter()
+    frequency, by_pictures, coverage = Counter(), Counter(), Counter()
     for sentence in json.loads((run / "eval" / "scores.json").read_text())["sentences"]:
         for c in sentence["concepts"]["unseen"]:
             right = c in sentence["concepts"]["correct"]
             band = frequency_label(total[c]) if total[c] else "0"
             cover = ("no training caption" if not total[c] else
                      "at least half" if 2 * named[c] >= total[c] else "under half")
-            for table, key in ((frequency, band), (coverage, cover)):
+            shown = frequency_label(pictures[c]) if pictures[c] else "0"
+            for table, key in ((frequency, band), (by_pictures, shown), (coverage, cover)):
                 table[(key, "mentions")] += 1
                 table[(key, "right")] += right
-    return {"frequency": frequency, "coverage": coverage}
+    return {"frequency": frequency, "pictures": by_pictures, "coverage": coverage}
 
 
 def test_the_tail_tables_equal_a_recount(cache, concept_world, tmp_path):
@@ -77,11 +80,14 @@ def test_the_tail_tables_equal_a_recount(cache, concept_world, tmp_path):
     assert tail["unseen_mentions"] == sum(v for (_, kind), v in oracle["coverage"].items() if kind == "mentions") > 0
     assert {(r["training_captions"], k): r[k] for r in tail["by_training_captions"] for k in ("mentions", "right")} \
         == {k: v for k, v in oracle["frequency"].items() if oracle["frequency"][(k[0], "mentions")]}
+    assert {(r["training_pictures"], k): r[k] for r in tail["by_training_pictures"] for k in ("mentions", "right")} \
+        == {k: v for k, v in oracle["pictures"].items() if oracle["pictures"][(k[0], "mentions")]}
     assert {(c, k): v[k] for c, v in tail["by_target_coverage"].items() for k in ("mentions", "right")} \
         == {k: v for k, v in oracle["coverage"].items() if oracle["coverage"][(k[0], "mentions")]}
     assert sum(oracle["coverage"][(c, "mentions")] for c in ("under half", "at least half")) > 0  # a real test
     assert [label for label, _ in summary_lines({"parts": {"tail": tail}})] == [
-        "unseen concepts named, by training captions", "unseen concepts named, by how often the final targets name them"]
+        "unseen concepts named, by training captions", "unseen concepts named, by training pictures",
+        "unseen concepts named, by how often the final targets name them"]
 
 
 def test_without_a_round_the_coverage_is_not_guessed(cache, concept_world, tmp_path):

@@ -33,7 +33,7 @@ RECIPES = {
     "token-ce-only": ["--grounding-weight", "0"],
     "grounding-only": ["--token-ce-weight", "0"],
     "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1", "--pivot-every-name",
-                            "--pivot-source-words", "--lexicon-pairs", "4",
+                            "--pivot-source-words", "--lexicon-pairs", "4", "--lexicon-phrase-words", "3",
                             "--self-train-rounds", "1", "--self-train-start", "0.5", "--self-train-lexicon", "0.5",
                             "--pseudo-anneal"],
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
@@ -141,6 +141,9 @@ REFUSED = {  # case: (flags, the one-line reason)
                                        "0 turns off"),
     "pair rerank without pairs": (["--pair-rerank", "4", "--lexicon-pairs", "0"],
                                   "--pair-rerank chooses translations by the word pairs, which --lexicon-pairs 0 leaves out"),
+    "phrase pairs without pairs": (["--lexicon-phrase-words", "3", "--lexicon-pairs", "0"],
+                                   "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 "
+                                   "leaves out"),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
                                            ("--pivot-every-name reads the words a pivot target's source explains: "
                                             "it needs --pivot and --pivot-teaches explained")),

@@ -15,6 +15,7 @@ import datasets
 import pytest
 import torch
 
+from data_prep.errors import InputError
 from data_prep.targets import Target, TargetTable
 from models.inputs import TargetInputs
 from models.run_dir import RunDir
@@ -24,7 +25,7 @@ from paused_run import start_paused
 from plain_transformers import transformers_translations
 from tiny_run import tiny
 from training.config import build_parser, named_options, parse_config, resolve, resumed_config
-from training.options import LEXICON_PAIRS, OPTIONS, RECIPES
+from training.options import LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, RECIPES
 from training.task import annealed
 from two_processes import accelerate_launch
 
@@ -368,6 +369,7 @@ def test_the_unset_recipe_follows_the_share_of_human_translations(cache, tmp_pat
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert (config["pivot"], config["self_train_rounds"]) == (pivot, rounds)
     assert config["lexicon_pairs"] == (LEXICON_PAIRS if pivot else 0)  # word pairs come with pivot targets
+    assert config["lexicon_phrase_words"] == (LEXICON_PHRASE_WORDS if pivot else 1)  # and phrase pairs with them
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"pivot {'on' if pivot else 'off'}, {rounds} self-training round(s)" in log
     assert f"lexicon pairs: {config['lexicon_pairs']} per batch" in log
@@ -427,6 +429,9 @@ def test_a_recipe_flag_overrides_the_share_rule():
     cfg = resolve(parse_config(["--pivot", "--self-train-rounds", "2", "--lexicon-pairs", "0"]), Shares(0.0),
                   logged.append)
     assert cfg.pseudo.lexicon_pairs == 0 and len(logged) == 2  # all set by flags: nothing more to log
+    assert cfg.pseudo.lexicon_phrase_words == 1  # no pairs: no phrase pairs
+    with pytest.raises(InputError, match="--lexicon-phrase-words adds phrases to the word pairs, and this run reads none"):
+        resolve(parse_config(["--lexicon-phrase-words", "3"]), Shares(0.5), logged.append)  # no pivot: no pairs
     cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 

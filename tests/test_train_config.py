@@ -95,6 +95,14 @@ def test_a_config_json_with_the_older_names_resumes_under_the_new_ones(tmp_path)
     assert cfg.run.recipe == "auto" and cfg.run.resume
 
 
+def test_a_run_saved_before_phrase_pairs_resumes_with_words_only(tmp_path):
+    saved = {**parse_config(["--lexicon-pairs", "16"]).flat()}
+    del saved["lexicon_phrase_words"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    cfg = resumed_config(RunDir(tmp_path), named_options(["--out", str(tmp_path), "--resume"]))
+    assert (cfg.pseudo.lexicon_pairs, cfg.pseudo.lexicon_phrase_words) == (16, 1)  # as it trained
+
+
 @pytest.mark.parametrize("steps, warmup", [(0, 20), (40, 20), (160, 20), (400, 50), (900, 100), (1800, 100)])
 def test_the_warm_up_is_an_eighth_of_the_steps_within_20_and_100_unless_given(steps, warmup, tmp_path):
     assert resolve_place(parse_config(["--steps", str(steps)]), tmp_path, 1).optim.warmup_steps == warmup

@@ -35,8 +35,8 @@ from models.run_dir import RunDir
 from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, OPTIONS, PAIR_RERANK, PRESETS, PSEUDO_TARGETS_BELOW,
-                              RECIPES, TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
+from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_RERANK, PRESETS,
+                              PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -189,6 +189,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
                     "--pivot-teaches explained")
     if p.pair_rerank and p.lexicon_pairs == 0:
         return "--pair-rerank chooses translations by the word pairs, which --lexicon-pairs 0 leaves out"
+    if p.lexicon_phrase_words and p.lexicon_phrase_words > 1 and p.lexicon_pairs == 0:
+        return "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 leaves out"
     if o.token_ce_weight == 0 and p.lexicon_pairs:
         return "--lexicon-pairs are targets of the token cross-entropy, which --token-ce-weight 0 turns off"
     if o.token_ce_weight == 0 and (p.pivot or p.self_train_rounds):
@@ -201,9 +203,9 @@ def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
     """A config.json's options under today's names: renamed options under their new names,
     similarities under their descriptive names, and the options a run saved before they existed
     trained without: `pseudo_anneal`, `pivot_every_name` and `pivot_source_words` False, `pivot_teaches`
-    and `self_train_replace` 'all', `lexicon_pairs` and `pair_rerank` 0."""
+    and `self_train_replace` 'all', `lexicon_pairs` and `pair_rerank` 0, `lexicon_phrase_words` 1."""
     values = {"pseudo_anneal": False, "pivot_every_name": False, "pivot_source_words": False, "pivot_teaches": "all",
-              "self_train_replace": "all", "lexicon_pairs": 0, "pair_rerank": 0}
+              "self_train_replace": "all", "lexicon_pairs": 0, "pair_rerank": 0, "lexicon_phrase_words": 1}
     for key, value in saved.items():
         name = ALIASES.get(key, key)
         if name in OPTIONS:
@@ -328,7 +330,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     and human translations are scarce — under PSEUDO_TARGETS_BELOW of the training captions, or
     over TEACHABLE_WORDS_ABOVE of the training source words are words no translated caption shows
     and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs`
-    LEXICON_PAIRS with pivot targets, else 0; `--pair-rerank` PAIR_RERANK with word pairs, else 0),
+    LEXICON_PAIRS with pivot targets, else 0; `--lexicon-phrase-words` LEXICON_PHRASE_WORDS with word
+    pairs, else 1; `--pair-rerank` PAIR_RERANK with word pairs, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
@@ -354,6 +357,12 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if pairs is None:
         pairs = LEXICON_PAIRS if pivot else 0
         log(f"lexicon pairs: {pairs} per batch ({'with' if pivot else 'without'} pivot targets)")
+    phrase_words = p.lexicon_phrase_words
+    if phrase_words is None:
+        phrase_words = LEXICON_PHRASE_WORDS if pairs else 1
+    elif phrase_words > 1 and not pairs:
+        raise InputError("--lexicon-phrase-words adds phrases to the word pairs, and this run reads none "
+                         "(--lexicon-pairs resolved to 0: no pivot targets)")
     rerank = p.pair_rerank
     if rerank is None:
         rerank = PAIR_RERANK if pairs else 0
@@ -369,7 +378,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
-                       pair_rerank=rerank, max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
+                       lexicon_phrase_words=phrase_words, pair_rerank=rerank, max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 
 def as_argv(values: dict[str, Any]) -> list[str]:

@@ -23,12 +23,12 @@ from data_prep.builders import get_builder
 from data_prep.collate import ScanResult, scan_usable
 from data_prep.errors import InputError, Parser
 from data_prep.load import load_dataset_dir
-from data_prep.phrase_lexicon import PhraseLexicon, WordPair, word_pairs
+from data_prep.phrase_lexicon import PhraseLexicon, WordPair, phrase_pairs, word_pairs
 from data_prep.pivot import Lexicon, induce_lexicon, pivot_targets
 from data_prep.source_tokenizer import source_tokenizer_for
 from data_prep.targets import TargetTable
 from data_prep.worlds import WORLDS
-from data_prep.words import words
+from data_prep.words import UNSPACED, words
 from data_prep.writer import publish, staging_name
 from training.options import TrainConfig
 from training.stage0 import TeacherPairs
@@ -49,6 +49,7 @@ class TrainingData:
     seed: int  # of the hashed subset of human translations
     _human: dict = field(default_factory=dict, init=False, repr=False)
     _pairs: dict = field(default_factory=dict, init=False, repr=False)
+    _lexicons: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
     def train(self) -> datasets.Dataset:
@@ -94,9 +95,31 @@ class TrainingData:
         if key not in self._pairs:
             shown = {w.lower() for w in self.shown_words(fraction, lang)}
             unshown = {w.lower() for w in self.source_words(lang)} - shown
-            self._pairs[key] = word_pairs(PhraseLexicon.induce(self.train, self.train_rows, lang),
-                                          [w for w in unshown if any(c.isalnum() for c in w)])
+            self._pairs[key] = word_pairs(self.phrase_lexicon(lang), [w for w in unshown if any(c.isalnum() for c in w)])
         return self._pairs[key]
+
+    def phrase_pairs(self, fraction: float | None, lang: str, longest: int) -> list[WordPair]:
+        """The source phrases of 2 to `longest` words that no human translation at `fraction` shows
+        as a whole, each with the English phrase its pictures name (`data_prep.phrase_lexicon.phrase_pairs`)."""
+        key = (fraction, lang, longest)
+        if key not in self._pairs:
+            source = self.train["source"]
+            captions = [[[w.lower() for w in words(c, lang)] for c in source[row]] for row in self.train_rows]
+            shown = [[w.lower() for w in words(source[row][k], lang)] for row, k in self.human_targets(fraction).human_keys()]
+            joiner = "" if lang.split("-")[0].lower() in UNSPACED else " "
+            self._pairs[key] = phrase_pairs(self.phrase_lexicon(lang), captions, shown, longest=longest, joiner=joiner)
+        return self._pairs[key]
+
+    def phrase_lexicon(self, lang: str) -> PhraseLexicon:
+        """The phrase lexicon of the training pictures (induced once per language)."""
+        if lang not in self._lexicons:
+            self._lexicons[lang] = PhraseLexicon.induce(self.train, self.train_rows, lang)
+        return self._lexicons[lang]
+
+    def lexicon_pairs(self, fraction: float | None, lang: str, phrase_words: int) -> list[WordPair]:
+        """The word pairs, then with `phrase_words` over 1 the phrase pairs of up to that many words."""
+        return self.word_pairs(fraction, lang) + (self.phrase_pairs(fraction, lang, phrase_words)
+                                                  if phrase_words > 1 else [])
 
     def teachable_word_share(self, fraction: float | None, lang: str) -> float:
         """The share of the training source words (tokens) that no human translation at `fraction`
@@ -214,14 +237,17 @@ def explaining_units(cfg: TrainConfig, data: TrainingData) -> Callable[[str], li
 
 
 def lexicon_pairs(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None]) -> list[WordPair]:
-    """`--lexicon-pairs`: the source words (lower-cased) that no human translation at
-    `--parallel-fraction` shows, each with the English phrase its pictures name
-    (`data_prep.phrase_lexicon.word_pairs`); none without the option."""
-    if not cfg.pseudo.lexicon_pairs:
+    """`--lexicon-pairs`: the source words (lower-cased) and, with `--lexicon-phrase-words`, the source
+    phrases that no human translation at `--parallel-fraction` shows, each with the English phrase its
+    pictures name (`data_prep.phrase_lexicon`); none without the option."""
+    p = cfg.pseudo
+    if not p.lexicon_pairs:
         return []
-    pairs = data.word_pairs(cfg.dataset.parallel_fraction, cfg.dataset.lang)
-    log(f"lexicon pairs: {len(pairs)} source words no translation shows are paired with an English phrase "
-        f"through the pictures ({cfg.pseudo.lexicon_pairs} per batch)")
+    pairs = data.lexicon_pairs(cfg.dataset.parallel_fraction, cfg.dataset.lang, p.lexicon_phrase_words)
+    phrases = sum(bool(pair.words) for pair in pairs)
+    also = f" and {phrases} source phrases of 2 to {p.lexicon_phrase_words} words" if p.lexicon_phrase_words > 1 else ""
+    log(f"lexicon pairs: {len(pairs) - phrases} source words{also} no translation shows are paired with an English "
+        f"phrase through the pictures ({p.lexicon_pairs} per batch)")
     return pairs
 
 

@@ -32,6 +32,7 @@ PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when hum
 TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are untranslated words the pictures pair
 # with an English phrase (docs/training.md, "the switch")
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
+LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/ablation.md, "Phrase pairs")
 PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
 
 
@@ -231,9 +232,16 @@ class PseudoOptions:
                                              "pictures, data_prep.phrase_lexicon), weighted by --pivot-weight × "
                                              f"their Dice; 0: none (default: {LEXICON_PAIRS} with --pivot, else 0)",
                                        bound=NON_NEGATIVE)
+    lexicon_phrase_words: int | None = option(None, "with --lexicon-pairs, pair as well every run of 2 to N source "
+                                                    "words that no human translation shows as a whole (a name whose "
+                                                    "words translations show one by one) with the English phrase of "
+                                                    "its pictures; 1: single words only (default: "
+                                                    f"{LEXICON_PHRASE_WORDS} with --lexicon-pairs, else 1)",
+                                              bound=within(1, 6))
     pair_rerank: int | None = option(None, "the run translates (its evaluation, python -m translate) by choosing, of "
                                            "the student's N-best beam-search translations, the one that names the "
-                                           "most of the English phrases the source's words are paired with by "
+                                           "most of the English phrases the source's words and phrases are paired "
+                                           "with by "
                                            "--lexicon-pairs (then the student's best); 0: greedy decoding (default: "
                                            f"{PAIR_RERANK} with --lexicon-pairs, else 0)", bound=NON_NEGATIVE)
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
@@ -370,8 +378,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # The long-tail world's targets (`ce+taught`), which `ce+taught+pairs` reads with word pairs.
 _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
                rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
-               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, pair_rerank=0,
-               self_train_replace="agreeing",
+               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, lexicon_phrase_words=1,
+               pair_rerank=0, self_train_replace="agreeing",
                self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -385,7 +393,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
                       lexicon_pairs=0, pair_rerank=0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
-    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "pair_rerank": PAIR_RERANK},
+    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": LEXICON_PHRASE_WORDS,
+                        "pair_rerank": PAIR_RERANK},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
 }

@@ -14,7 +14,7 @@ CLIP-read translation vs the teacher's English text tower (mean and EOT pooling)
 trained jointly vs the stage-0 teacher; linear probes (test-time LM head, online and heldout;
 attribute probes on image / English / student features); parameter movement per layer over the
 checkpoints; the student's target-token usage vs the references; embedding health over training
-and on the final test features; where the unseen concepts are lost (tail: by training captions
+and on the final test features; where the unseen concepts are lost (tail: by training captions and pictures
 and by how often the final targets name them). Writes analysis.json and PNG figures per run; `python -m eval
 report` shows them in an Analysis section."""
 

@@ -86,7 +86,9 @@ def _tail_lines(tail: dict) -> list[tuple[str, str]]:
         return ", ".join(f"{key} {v['right']}/{v['mentions']}" for key, v in table.items())
 
     lines = [("unseen concepts named, by training captions",
-              cells({row["training_captions"]: row for row in tail["by_training_captions"]}))]
+              cells({row["training_captions"]: row for row in tail["by_training_captions"]})),
+             ("unseen concepts named, by training pictures",
+              cells({row["training_pictures"]: row for row in tail["by_training_pictures"]}))]
     if tail["by_target_coverage"]:
         lines.append(("unseen concepts named, by how often the final targets name them",
                       cells(tail["by_target_coverage"]) + "; the under-covered concepts' captions had targets: "

@@ -6,7 +6,9 @@ final targets hold one of its English forms (`eval.concepts.ConceptMatcher`, as 
 The final targets are the human translations the run kept (`--parallel-fraction`, `--seed`) and its
 last self-training round's table (`RUN/targets/round_NN.jsonl`, which carries the pivot targets it
 kept); a run without a round saved none, and the part says so. Reported: the student's accuracy on
-these mentions by training captions (log2 bins) and by coverage — the concept is in no training
+these mentions by training captions and by training pictures (log2 bins: a concept of one picture
+comes with that picture's other objects in every caption, so co-occurrence alone cannot single out
+its name) and by coverage — the concept is in no training
 caption, in under half of its captions' targets, or in at least half — and, for the under-covered
 concepts, what their captions' targets were: none, or of which origin. docs/ablation.md ("Levers for
 the tail") reads it.
@@ -44,11 +46,15 @@ def analyse(ctx) -> tuple[dict, list[Plot]]:
     training = TrainingConcepts.of_run(ctx.run.config["data_path"], train, rows, targets.human_keys())
     matcher = training.matcher()
     captions: dict[str, list] = {}  # concept -> the targets of the training captions naming it (None: no target)
+    pictures: Counter = Counter()  # concept -> the training pictures whose captions name it
     for row, item in zip(rows, train.select(rows).select_columns(["source", COLUMN])):
+        named_here = set()
         for j, (source, ids) in enumerate(zip(item["source"], item[COLUMN])):
             if source.strip():
+                named_here.update(ids)
                 for concept in set(ids):
                     captions.setdefault(concept, []).append(targets.get((row, j)))
+        pictures.update(named_here)
 
     def coverage(concept: str) -> str:
         given = captions.get(concept, [])
@@ -58,14 +64,16 @@ def analyse(ctx) -> tuple[dict, list[Plot]]:
         return COVERAGE[2] if 2 * named >= len(given) else COVERAGE[1]
 
     covered = {c: coverage(c) for s in ctx.run.sentences for c in s["concepts"]["unseen"]}  # once per concept
-    by_frequency, by_coverage, origins = Counter(), Counter(), Counter()
-    right_frequency, right_coverage = Counter(), Counter()
+    by_frequency, by_pictures, by_coverage, origins = Counter(), Counter(), Counter(), Counter()
+    right_frequency, right_pictures, right_coverage = Counter(), Counter(), Counter()
     for sentence in ctx.run.sentences:
         for concept in sentence["concepts"]["unseen"]:
             right = concept in sentence["concepts"]["correct"]
             band, cover = frequency_bin(len(captions.get(concept, []))), covered[concept]
             by_frequency[band] += 1
             right_frequency[band] += right
+            by_pictures[frequency_bin(pictures[concept])] += 1
+            right_pictures[frequency_bin(pictures[concept])] += right
             by_coverage[cover] += 1
             right_coverage[cover] += right
     for concept, cover in covered.items():
@@ -80,6 +88,8 @@ def analyse(ctx) -> tuple[dict, list[Plot]]:
         "target_table": round_file,
         "by_training_captions": [{"training_captions": b, **share(right_frequency, by_frequency, b)}
                                  for b in sorted(by_frequency, key=bin_order)],
+        "by_training_pictures": [{"training_pictures": b, **share(right_pictures, by_pictures, b)}
+                                 for b in sorted(by_pictures, key=bin_order)],
         "by_target_coverage": ({c: share(right_coverage, by_coverage, c) for c in COVERAGE if by_coverage[c]}
                                if round_file else None),
         "under_covered_caption_targets": dict(origins) if round_file else None,
