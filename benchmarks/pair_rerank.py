@@ -56,6 +56,23 @@ def run_pairs(run: Path, config: dict, size: int) -> PairLexicon:
     return PairLexicon.of(config["lang"], pairs, size, words)
 
 
+def run_matcher(config: dict) -> ConceptMatcher:
+    """The concept matcher of the run's dataset (none without a concept inventory)."""
+    concepts = Path(config["data_path"]) / "concepts.json"
+    return ConceptMatcher.from_names({c.id: c.english for c in load_concepts(concepts).concepts}
+                                     if concepts.is_file() else {})
+
+
+def pair_reranked(run: Path, size: int) -> list[str]:
+    """The run's test sentences (`eval/scores.json`) translated by the pair rerank of `size`."""
+    sources = [s["source"] for s in json.loads((run / "eval" / "scores.json").read_text())["sentences"]]
+    system = GroundedSystem.load(run / "model")
+    system.pair_lexicon = None
+    candidates, scores = system.nbest(sources, size=size)
+    chosen = run_pairs(run, run_config(run), size).choose(sources, candidates, scores)
+    return [c[j] for c, j in zip(candidates, chosen)]
+
+
 def statistics(hyps: list[str], sentences: list[dict], matcher: ConceptMatcher) -> dict[str, Statistic]:
     """chrF, BLEU and concept accuracy statistics of `hyps` on the run's scored test sentences."""
     refs = [s["references"] for s in sentences]
@@ -89,9 +106,7 @@ def measure_run(run: Path, size: int, ce: Path | None) -> dict:
     candidates, scores_ = system.nbest(sources, size=size)
     seconds = time.perf_counter() - start
     chosen = lexicon.choose(sources, candidates, scores_)
-    concepts = Path(config["data_path"]) / "concepts.json"
-    matcher = ConceptMatcher.from_names({c.id: c.english for c in load_concepts(concepts).concepts}
-                                        if concepts.is_file() else {})
+    matcher = run_matcher(config)
     hyps = {"greedy": greedy, f"beam {size}": [c[0] for c in candidates],
             f"pair rerank {size}": [c[j] for c, j in zip(candidates, chosen)]}
     if ce is not None:

@@ -5,10 +5,12 @@ unseen-/seen-concept accuracy (counted with the baseline's split, as the ablatio
 
 For what an ablation grid cannot hold — runs trained with other options than their twins, such as
 `ce` with a longer warm-up against the default recipe (docs/ablation.md, "Token CE with a longer
-warm-up"). Each run is scored as its own evaluation decoded it (`eval/hyp.txt`). Writes JSON with
-the runs' folder names only.
+warm-up"). Each run is scored as its own evaluation decoded it (`eval/hyp.txt`); with `--rerank N`,
+a run that kept word pairs but decoded greedily (trained with `--pair-rerank 0`, or before the rerank
+existed) is decoded again by the pair rerank of N (`benchmarks/pair_rerank.py`), so that two runs of
+the default recipe are compared as the default translates. Writes JSON with the runs' folder names only.
 
-    python benchmarks/paired_runs.py --name NAME SYSTEM_RUN:BASELINE_RUN [...] --out FILE
+    python benchmarks/paired_runs.py --name NAME SYSTEM_RUN:BASELINE_RUN [...] [--rerank N] --out FILE
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.errors import InputError, Parser, run_command
+from data_prep.errors import InputError, Parser, positive_int, run_command
 from eval.ablation import cell_scores, concept_statistics
 from eval.stats import stratified_paired_bootstrap
+from pair_rerank import pair_reranked, run_matcher, statistics  # a sibling script: benchmarks/ is on the path
+from translate.translator import run_config
 
 METRICS = ("chrF", "BLEU", "unseen concepts", "seen concepts")
 
@@ -45,17 +49,35 @@ def written_here(path: Path) -> bool:
     return isinstance(data, dict) and set(data) == {"name", "pairs", "delta"}
 
 
-def compare(name: str, pairs: list[tuple[Path, Path]]) -> dict:
+def scored(run: Path, rerank: int | None) -> dict:
+    """`eval.ablation.cell_scores` of the run, decoded again by the pair rerank of `rerank` where its
+    evaluation was greedy although it kept word pairs; `decoded` says how it was decoded."""
+    cell = cell_scores(run)
+    config = run_config(run)
+    if not rerank or config.get("pair_rerank") or not config.get("lexicon_pairs"):
+        return {**cell, "decoded": "as evaluated"}
+    hyps = pair_reranked(run, rerank)
+    sentences = json.loads((run / "eval" / "scores.json").read_text())["sentences"]
+    matcher = run_matcher(config)
+    fresh = statistics(hyps, sentences, matcher)
+    concepts = cell["concepts"] and [{**c, "correct": [k for k in c["unseen"] + c["seen"] if matcher.named(k, h)]}
+                                     for c, h in zip(cell["concepts"], hyps)]
+    return {**cell, "hypotheses": hyps, "concepts": concepts, "decoded": f"pair rerank {rerank}",
+            "statistics": {**cell["statistics"], "chrF": fresh["chrF"], "BLEU": fresh["BLEU"]}}
+
+
+def compare(name: str, pairs: list[tuple[Path, Path]], rerank: int | None = None) -> dict:
     """Per-pair scores and the stratified paired differences `system − baseline`."""
     per_pair, stats = [], []
     for system, baseline in pairs:
-        a, b = cell_scores(system), cell_scores(baseline)
+        a, b = scored(system, rerank), scored(baseline, rerank)
         if sources(system) != sources(baseline):
             raise InputError(f"{system.name} and {baseline.name} were not scored on the same test sentences")
         sa = {**a["statistics"], **concept_statistics(a, b)}
         sb = {**b["statistics"], **concept_statistics(b, b)}
         stats.append((sa, sb))
         per_pair.append({"system": system.name, "baseline": baseline.name,
+                         "decoded": [a["decoded"], b["decoded"]],
                          "scores": {m: [sa[m].score, sb[m].score] for m in METRICS if m in sa and m in sb}})
     shared = [m for m in METRICS if all(m in sa and m in sb for sa, sb in stats)]
     deltas = {m: stratified_paired_bootstrap([(sa[m], sb[m]) for sa, sb in stats]) for m in shared}
@@ -67,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("pairs", nargs="+", help="SYSTEM_RUN:BASELINE_RUN, one per seed")
     parser.add_argument("--name", required=True, help="what the comparison is, recorded in the JSON")
     parser.add_argument("--out", type=Path, required=True, help="JSON output")
+    parser.add_argument("--rerank", type=positive_int, default=None,
+                        help="decode a run that kept word pairs but was evaluated greedily by the pair rerank of "
+                             "this n-best size (default: every run as it was evaluated)")
     args = parser.parse_args(argv)
 
     def command() -> int:
@@ -74,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         for run in {p for two in pairs for p in two}:
             if not (run / "eval" / "scores.json").is_file():
                 raise InputError(f"{run}: no evaluated run (eval/scores.json)")
-        result = compare(args.name, pairs)
+        result = compare(args.name, pairs, args.rerank)
         if args.out.exists() and not written_here(args.out):
             raise InputError(f"{args.out} exists and was not written by this script; choose another --out")
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,18 @@ def grid(tmp_path_factory, cache, name_world) -> Path:
     return root
 
 
+def by_hand(run: Path) -> tuple[list[str], list[list[str]], list[str]]:
+    """The run's test sentences reranked by its pairs here (n-best, then `PairLexicon.choose`), its
+    n-best lists and the references."""
+    sentences = json.loads((run / "eval" / "scores.json").read_text())["sentences"]
+    sources, refs = [s["source"] for s in sentences], [s["references"][0] for s in sentences]
+    lexicon = PairLexicon.load(run / "model", words)
+    candidates, logprobs = GroundedSystem.load(run / "model").nbest(sources, size=SIZE)
+    picked = [c[j] for c, j in zip(candidates, PairLexicon(lexicon.lang, lexicon.pairs, SIZE, words).choose(
+        sources, candidates, logprobs))]
+    return picked, candidates, refs
+
+
 def test_the_benchmark_recounts_greedy_ce_and_the_rerank(grid, tmp_path):
     import pair_rerank
 
@@ -53,12 +65,7 @@ def test_the_benchmark_recounts_greedy_ce_and_the_rerank(grid, tmp_path):
               for name in ("ce+taught+pairs-p0.5-s0", "ce-p0.5-s0")}
     assert cell["scores"]["greedy"]["chrF"] == [pytest.approx(scores["ce+taught+pairs-p0.5-s0"]["metrics"]["chrf"]["score"])]
     assert cell["scores"]["ce"]["chrF"] == [pytest.approx(scores["ce-p0.5-s0"]["metrics"]["chrf"]["score"])]
-    sentences = scores["ce+taught+pairs-p0.5-s0"]["sentences"]
-    sources, refs = [s["source"] for s in sentences], [s["references"][0] for s in sentences]
-    system = GroundedSystem.load(run / "model")
-    candidates, logprobs = system.nbest(sources, size=SIZE)
-    picked = [c[j] for c, j in zip(candidates, PairLexicon(lexicon.lang, lexicon.pairs, SIZE, words).choose(
-        sources, candidates, logprobs))]
+    picked, candidates, refs = by_hand(run)
     assert cell["scores"][f"pair rerank {SIZE}"]["chrF"] == [pytest.approx(sacrebleu.corpus_chrf(picked, [refs]).score)]
     assert cell["scores"][f"beam {SIZE}"]["chrF"] == [
         pytest.approx(sacrebleu.corpus_chrf([c[0] for c in candidates], [refs]).score)]
@@ -90,6 +97,21 @@ def test_paired_runs_recounts_both_runs_and_their_difference(grid, tmp_path):
     assert own[0] != own[1]  # the two runs translate differently, so a zero difference would be a bug
     assert paired_runs.main(["--name", "self", f"{system}:{system}", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["delta"]["chrF"]["delta"] == pytest.approx(0.0)
+
+
+def test_paired_runs_decodes_a_greedy_run_of_pairs_by_the_rerank(grid, tmp_path):
+    import paired_runs
+
+    system, baseline = grid / "runs" / "ce+taught+pairs-p0.5-s0", grid / "runs" / "ce-p0.5-s0"
+    out = tmp_path / "p.json"
+    assert paired_runs.main(["--name", "reranked", f"{system}:{baseline}", "--rerank", str(SIZE),
+                             "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["pairs"]
+    assert row["decoded"] == [f"pair rerank {SIZE}", "as evaluated"]  # token CE keeps no pairs to rerank by
+    picked, _, refs = by_hand(system)
+    assert row["scores"]["chrF"][0] == pytest.approx(sacrebleu.corpus_chrf(picked, [refs]).score)
+    greedy = json.loads((system / "eval" / "scores.json").read_text())["metrics"]["chrf"]["score"]
+    assert picked != (system / "eval" / "hyp.txt").read_text().splitlines() and row["scores"]["chrF"][0] != greedy
 
 
 def test_paired_runs_refuses_other_test_sentences_and_foreign_outputs(grid, tmp_path, capsys):
