@@ -35,8 +35,9 @@ from models.run_dir import RunDir
 from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_RERANK, PRESETS,
-                              PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
+from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_RERANK,
+                              PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE,
+                              TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -331,7 +332,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     over TEACHABLE_WORDS_ABOVE of the training source words are words no translated caption shows
     and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs`
     LEXICON_PAIRS with pivot targets, else 0; `--lexicon-phrase-words` LEXICON_PHRASE_WORDS with word
-    pairs, else 1; `--pair-rerank` PAIR_RERANK with word pairs, else 0),
+    pairs where human translations cover at least PHRASE_PAIRS_FROM of the captions, else 1; `--pair-rerank` PAIR_RERANK with word pairs, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
@@ -359,7 +360,11 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
         log(f"lexicon pairs: {pairs} per batch ({'with' if pivot else 'without'} pivot targets)")
     phrase_words = p.lexicon_phrase_words
     if phrase_words is None:
-        phrase_words = LEXICON_PHRASE_WORDS if pairs else 1
+        phrase_words = LEXICON_PHRASE_WORDS if pairs and share >= PHRASE_PAIRS_FROM else 1
+        if pairs:
+            log(f"phrase pairs: {f'2 to {phrase_words} words' if phrase_words > 1 else 'none'} (human translations "
+                f"for {share:.1%} of the training captions, {'at least' if phrase_words > 1 else 'under'} "
+                f"{PHRASE_PAIRS_FROM:.0%})")
     elif phrase_words > 1 and not pairs:
         raise InputError("--lexicon-phrase-words adds phrases to the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")

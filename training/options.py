@@ -32,7 +32,8 @@ PSEUDO_TARGETS_BELOW = 0.03  # pivot and self-training targets are made when hum
 TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are untranslated words the pictures pair
 # with an English phrase (docs/training.md, "the switch")
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
-LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/ablation.md, "Phrase pairs")
+LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/ablation.md, "Phrase pairs") ...
+PHRASE_PAIRS_FROM = 0.1  # ... where human translations cover at least this share of the training captions
 PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
 
 
@@ -236,7 +237,9 @@ class PseudoOptions:
                                                     "words that no human translation shows as a whole (a name whose "
                                                     "words translations show one by one) with the English phrase of "
                                                     "its pictures; 1: single words only (default: "
-                                                    f"{LEXICON_PHRASE_WORDS} with --lexicon-pairs, else 1)",
+                                                    f"{LEXICON_PHRASE_WORDS} with --lexicon-pairs where human "
+                                                    f"translations cover at least {PHRASE_PAIRS_FROM:.0%} of the "
+                                                    "training captions, else 1)",
                                               bound=within(1, 6))
     pair_rerank: int | None = option(None, "the run translates (its evaluation, python -m translate) by choosing, of "
                                            "the student's N-best beam-search translations, the one that names the "
@@ -393,8 +396,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
                       lexicon_pairs=0, pair_rerank=0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
-    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": LEXICON_PHRASE_WORDS,
-                        "pair_rerank": PAIR_RERANK},
+    "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": None,
+                        "pair_rerank": PAIR_RERANK},  # phrase pairs by the share of translations (PHRASE_PAIRS_FROM)
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
 }
