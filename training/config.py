@@ -332,7 +332,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     over TEACHABLE_WORDS_ABOVE of the training source words are words no translated caption shows
     and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs`
     LEXICON_PAIRS with pivot targets, else 0; `--lexicon-phrase-words` LEXICON_PHRASE_WORDS with word
-    pairs where human translations cover at least PHRASE_PAIRS_FROM of the captions, else 1; `--pair-rerank` PAIR_RERANK with word pairs, else 0),
+    pairs where human translations cover at least PHRASE_PAIRS_FROM of the captions, else 1 (logged);
+    `--pair-rerank` PAIR_RERANK with word pairs, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
@@ -383,7 +384,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
-                       lexicon_phrase_words=phrase_words, pair_rerank=rerank, max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
+                       lexicon_phrase_words=phrase_words, pair_rerank=rerank, max_target_length=length,
+                       tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 
 def as_argv(values: dict[str, Any]) -> list[str]:

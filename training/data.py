@@ -105,7 +105,8 @@ class TrainingData:
         if key not in self._pairs:
             source = self.train["source"]
             captions = [[[w.lower() for w in words(c, lang)] for c in source[row]] for row in self.train_rows]
-            shown = [[w.lower() for w in words(source[row][k], lang)] for row, k in self.human_targets(fraction).human_keys()]
+            shown = [[w.lower() for w in words(source[row][k], lang)]
+                     for row, k in self.human_targets(fraction).human_keys()]
             joiner = "" if lang.split("-")[0].lower() in UNSPACED else " "
             self._pairs[key] = phrase_pairs(self.phrase_lexicon(lang), captions, shown, longest=longest, joiner=joiner)
         return self._pairs[key]
