@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from caption_pairs import caption_pairs  # noqa: E402
+from eval.bertscore import model_name  # noqa: E402
 from eval.lisascore import LiSAScorer, assignment_match  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def main() -> None:
     fastest = {k: min(v) for k, v in wall.items()}
     fastest_ratio = fastest["lisascore_exact"] / fastest["bertscore"]
     result = {
-        "pairs": args.pairs, "repeats": args.repeats, "model": lisa.model_type,
+        "pairs": args.pairs, "repeats": args.repeats, "model": model_name(lisa.model_type),
         "num_layers": lisa.num_layers, "device": lisa.device,
         "cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,

@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shown_paths import shown_command
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -63,7 +65,7 @@ def main() -> None:
     result["bf16_time_per_step_over_fp32"] = bf16["s_per_step_after_step_10"] / fp32["s_per_step_after_step_10"]
     result["chrf_intervals_overlap"] = (bf16["chrf"]["ci"]["low"] <= fp32["chrf"]["ci"]["high"]
                                         and fp32["chrf"]["ci"]["low"] <= bf16["chrf"]["ci"]["high"])
-    result["commands"] = {p: command(run, args.work / "cache", args.steps, "no" if p == "fp32" else "bf16")
+    result["commands"] = {p: shown_command(command(run, args.work / "cache", args.steps, "no" if p == "fp32" else "bf16"))
                           for p, run in runs.items()}
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "cpu_count": os.cpu_count()}

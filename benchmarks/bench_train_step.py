@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peak_memory import PeakMemory, fresh_process_env, status_bytes, sync  # noqa: E402
+from shown_paths import shown_path  # noqa: E402
 
 CONFIGS: dict[str, list[str]] = {
     "embedded": [],
@@ -235,7 +236,7 @@ def run_cell(spec: dict) -> dict:
         "ndim_loss_fwd_bwd_s": loss_s, "ndim_loss_share": loss_s / as_trained,
         "peak_step_bytes": step_peak, "peak_part_bytes": {k: v for k, v in parts.peaks.items()},
         "process_peak_bytes": status_bytes("VmHWM") if device.type == "cpu" else torch.cuda.max_memory_allocated(),
-        "repeats": len(runs), "config": cfg.flat(),
+        "repeats": len(runs), "config": {**cfg.flat(), "cache_dir": shown_path(spec["cache"])},
         "parameters": {"trainable": sum(p.numel() for p in trainable),
                        "total": sum(p.numel() for p in core.parameters())},
         "n_axes": len(axes), "sequences_per_step": B * M,

@@ -480,3 +480,26 @@ def test_line_art_redraws_every_picture_as_edges_on_white_and_destroys_nothing(t
     assert line_art(["--pictures", str(pictures), "--out", str(pictures)]) == 2
     assert sorted(p.name for p in out.iterdir()) == before
     assert "is not empty" in capsys.readouterr().err
+
+
+def test_examples_page_shows_each_world_by_its_folder_name_and_destroys_nothing(builds, tmp_path, capsys):
+    """`python -m data_prep.longtail.examples`: one section per dataset, named by its folder (no local
+    path), `--rows` pictures of `--split` each, with their captions; an existing --out is one line and
+    exit 2 unless --overwrite."""
+    import html
+
+    from data_prep.longtail.examples import main as examples
+
+    out = tmp_path / "examples.html"
+    argv = [str(builds["es"]), str(builds["zh"]), "--rows", "2", "--split", "train", "--out", str(out)]
+    assert examples(argv) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.count("<h2>") == 2 and "<h2>es — es, train split, first 2 pictures</h2>" in page
+    assert str(builds["es"].parent) not in page
+    assert page.count('<img src="data:image/png;base64,') == 4
+    first = datasets.load_from_disk(str(builds["zh"]))["train"][0]
+    assert all(html.escape(text) in page for text in (*first["source"], *first["english"]))
+    out.write_text("mine")
+    assert examples(argv) == 2 and out.read_text() == "mine"
+    assert "Traceback" not in capsys.readouterr().err
+    assert examples([*argv, "--overwrite"]) == 0 and out.read_text(encoding="utf-8") == page

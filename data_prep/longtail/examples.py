@@ -62,7 +62,7 @@ def section(path: str | Path, rows: int, split: str) -> str:
         cards.append(f'<div class="card"><img src="{_picture(row["image"])}" alt="{html.escape(row["image_id"])}">'
                      f'<div><div class="id">{html.escape(row["image_id"])}</div><ul>{"".join(items)}</ul></div></div>')
     lang = ds[0]["lang"] if len(ds) else "?"
-    return (f"<h2>{html.escape(str(path))} — {html.escape(lang)}, {split} split, first {len(ds)} pictures</h2>"
+    return (f"<h2>{html.escape(Path(path).name)} — {html.escape(lang)}, {split} split, first {len(ds)} pictures</h2>"
             f'<div class="grid">{"".join(cards)}</div>')
 
 
