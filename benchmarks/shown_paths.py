@@ -9,8 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shown_path(path: str | os.PathLike) -> str:
-    """A path under the repository relative to it; any other path by its name alone."""
-    p = Path(path).resolve()
+    """A path under the repository relative to it; any other path by its name alone (links are not
+    followed: a virtual environment's `python` inside the repository stays inside it)."""
+    p = Path(os.path.abspath(path))
     return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else p.name
 
 

@@ -29,3 +29,14 @@ def test_any_other_path_is_shown_by_its_name(parts):
 def test_a_command_keeps_its_options_and_loses_its_local_paths():
     argv = [sys.executable, str(ROOT / "train.py"), "--steps", "3", "--out", "/scratch/runs/fp32"]
     assert shown_command(argv) == ["python", "train.py", "--steps", "3", "--out", "fp32"]
+
+
+def test_a_link_inside_the_repository_is_not_followed_out_of_it(tmp_path, monkeypatch):
+    import shown_paths
+
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir()
+    elsewhere.mkdir()
+    (repo / "venv").symlink_to(elsewhere)
+    monkeypatch.setattr(shown_paths, "ROOT", repo)
+    assert shown_path(repo / "venv" / "python") == os.path.join("venv", "python")
