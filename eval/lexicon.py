@@ -4,9 +4,11 @@ CLDR name pairs of a world that knows what its captions name (`concepts.json`).
 For every concept whose source name occurs in the training captions, the name's pictures (the
 training pictures whose source captions hold one of its source forms) are looked up in the
 `data_prep.phrase_lexicon.PhraseLexicon` of the training split, and its best English phrase is
-right when it is one of the concept's English forms. Three rankings:
+right when it is one of the concept's English forms. Four rankings:
 
 - `cooccurrence`: the Dice coefficient of the picture sets alone;
+- `explained`: the same, counting a phrase in a picture only where the picture's other source words
+  (not the name's own) do not already claim it (`PhraseLexicon.candidates(explain=...)`);
 - `teacher`: among the `k` best by co-occurrence, the CLIP teacher's choice — the phrase whose
   text embedding is closest to the name's pictures, centred by its mean closeness to all training
   pictures (a phrase CLIP likes everywhere gains nothing);
@@ -30,9 +32,10 @@ import torch.nn.functional as F
 
 from data_prep.concepts import ConceptInventory
 from data_prep.phrase_lexicon import PhraseLexicon
+from data_prep.words import words
 from eval.concepts import bin_order, frequency_bin, normalise
 
-RANKINGS = ("cooccurrence", "teacher", "both")
+RANKINGS = ("cooccurrence", "explained", "teacher", "both")
 CEILINGS = ("top_k", "within_tie")
 
 
@@ -58,7 +61,7 @@ def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_
     """Precision at 1 of each ranking (`teacher` and `both` need `teacher`) and the two ceilings,
     overall, by training frequency and for seen/unseen concepts, with each concept's top phrases
     and the rank of its first right phrase among the `k` candidates (None: not among them)."""
-    rankings = RANKINGS if teacher is not None else RANKINGS[:1]
+    rankings = RANKINGS if teacher is not None else RANKINGS[:2]
     tally = {r: {"all": [0, 0], "seen": [0, 0], "unseen": [0, 0], "by_frequency": {}} for r in rankings + CEILINGS}
     entries = []
     for concept in inventory.concepts:
@@ -68,7 +71,10 @@ def evaluate_lexicon(lexicon: PhraseLexicon, inventory: ConceptInventory, train_
             continue
         candidates = lexicon.candidates(pictures, k)
         gold = {normalise(form).strip() for form in concept.english}
-        picks = {"cooccurrence": candidates[0][0] if candidates else None}
+        own = frozenset(w.lower() for form in concept.source for w in words(form, inventory.lang))
+        explained = lexicon.candidates(pictures, 1, explain=own)
+        picks = {"cooccurrence": candidates[0][0] if candidates else None,
+                 "explained": explained[0][0] if explained else None}
         near = [i for i, (_, dice) in enumerate(candidates) if dice >= candidates[0][1] - tie]
         if teacher is not None and candidates:
             scores = teacher(sorted(pictures), [p for p, _ in candidates])

@@ -19,6 +19,7 @@ from concept_oracle import frequency_label, hashed_split
 from data_prep.concepts import load_concepts
 from data_prep.longtail.build import build_longtail
 from data_prep.longtail.pictures import twemoji_folder
+from data_prep.words import words as segmented
 from eval.__main__ import main
 from models.clip_loading import load_clip
 from tiny_run import tiny
@@ -80,6 +81,7 @@ def recount(world) -> dict:
                 for start in range(len(w) - n + 1):
                     english.setdefault(" ".join(w[start:start + n]), set()).add(i)
     template = {w for w, e in english.items() if " " not in w and len(e) > 0.05 * len(train)}
+    english_of = [{p for p, e in english.items() if i in e} for i in range(len(train))]
 
     def padded(phrase: str) -> bool:  # a template word at either end: "a joker", "button and"
         return phrase.split()[0] in template or phrase.split()[-1] in template
@@ -88,7 +90,23 @@ def recount(world) -> dict:
     frequency = Counter(c for r in train for source, ids in zip(r["source"], r["source_concepts"]) if source.strip()
                         for c in set(ids))
     tallies = {name: {"all": [0, 0], "seen": [0, 0], "unseen": [0, 0], "bins": {}}
-               for name in ("cooccurrence", "top_k", "within_tie")}
+               for name in ("cooccurrence", "explained", "top_k", "within_tie")}
+
+    def ranked_by(counts: dict[str, int], pictures: set[int]) -> list[tuple[float, str, set[int]]]:
+        dice = ((2 * n / (len(english[p]) + len(pictures)), p, english[p]) for p, n in counts.items() if n)
+        return sorted(dice, key=lambda t: (-t[0], padded(t[1]), -len(t[1].split()), len(t[2]), t[1]))
+
+    # explaining away: a source word of 4 or more pictures (at most 5% of them) claims the words of its
+    # best phrase (Dice at least 0.5, no template word at either end) that are no template words
+    picture_words = [{w.lower() for s in row["source"] for w in segmented(s, inventory.lang) if w.isalnum()}
+                     for row in train]
+    claims = {}
+    for word in set().union(*picture_words):
+        where = {i for i, mine in enumerate(picture_words) if word in mine}
+        if 4 <= len(where) <= 0.05 * len(train):
+            best = ranked_by({p: len(e & where) for p, e in english.items()}, where)
+            if best and best[0][0] >= 0.5 and not padded(best[0][1]):
+                claims[word] = {w for w in best[0][1].split() if w not in template}
     concepts = {}
     for concept in inventory.concepts:
         pictures = {i for i, row in enumerate(train) for form in concept.source
@@ -97,9 +115,14 @@ def recount(world) -> dict:
             continue
         dice = ((2 * len(e & pictures) / (len(e) + len(pictures)), phrase, e) for phrase, e in english.items())
         ranked = sorted(dice, key=lambda t: (-t[0], padded(t[1]), -len(t[1].split()), len(t[2]), t[1]))[:K]
+        own = {w.lower() for form in concept.source for w in segmented(form, inventory.lang)}
+        unexplained = Counter(p for i in pictures for p in english_of[i] if not set(p.split()) & set().union(
+            *(claims.get(w, ()) for w in picture_words[i] - own)))
+        explained = ranked_by(unexplained, pictures)
         gold = {" ".join(words(form)) for form in concept.english}
         kind = "seen" if concept.id in seen else "unseen"
-        hits = {"cooccurrence": ranked[0][1] in gold, "top_k": any(p in gold for _, p, _ in ranked),
+        hits = {"cooccurrence": ranked[0][1] in gold, "explained": bool(explained) and explained[0][1] in gold,
+                "top_k": any(p in gold for _, p, _ in ranked),
                 "within_tie": any(p in gold for d, p, _ in ranked if d >= ranked[0][0] - TIE)}
         for name, hit in hits.items():
             for key in ("all", kind):
@@ -108,7 +131,8 @@ def recount(world) -> dict:
             cell = tallies[name]["bins"].setdefault(frequency_label(frequency[concept.id]), [0, 0])
             cell[0] += hit
             cell[1] += 1
-        concepts[concept.id] = {"pick": ranked[0][1], "pictures": sorted(pictures),
+        concepts[concept.id] = {"pick": ranked[0][1], "explained": explained[0][1] if explained else None,
+                                "pictures": sorted(pictures),
                                 "ranked": [(p, d) for d, p, _ in ranked]}
     return {"tallies": tallies, "concepts": concepts, "seen": len(seen), "named": len(frequency)}
 
@@ -132,12 +156,15 @@ def test_the_json_equals_a_brute_force_recount(world, tmp_path, capsys):
                            str(out))
     assert code == 0
     report, oracle = json.loads(out.read_text()), recount(world)
-    assert set(report["rankings"]) == {"cooccurrence"} and report["teacher"] is None
-    assert as_tally(report["rankings"]["cooccurrence"]) == oracle["tallies"]["cooccurrence"]
+    assert set(report["rankings"]) == {"cooccurrence", "explained"} and report["teacher"] is None
+    for name in ("cooccurrence", "explained"):
+        assert as_tally(report["rankings"][name]) == oracle["tallies"][name], name
     for name in ("top_k", "within_tie"):
         assert as_tally(report["ceilings"][name]) == oracle["tallies"][name], name
     assert {e["id"]: e["picks"]["cooccurrence"] for e in report["concepts"]} == \
         {cid: c["pick"] for cid, c in oracle["concepts"].items()}
+    assert {e["id"]: e["picks"]["explained"] for e in report["concepts"]} == \
+        {cid: c["explained"] for cid, c in oracle["concepts"].items()}
     assert report["training"]["seen_concepts"] == oracle["seen"]
     assert report["training"]["concepts_named"] == oracle["named"]
     assert report["rankings"]["cooccurrence"]["all"]["concepts"] >= 10  # a real test: many concepts queried
@@ -183,7 +210,7 @@ def test_the_teacher_rankings_equal_a_recount_with_the_runs_clip(lexicon_run, co
                              "--device", "cpu")
     assert code == 0, err
     report, oracle = json.loads(out.read_text()), recount(concept_world)
-    assert set(report["rankings"]) == {"cooccurrence", "teacher", "both"}
+    assert set(report["rankings"]) == {"cooccurrence", "explained", "teacher", "both"}
     assert report["teacher"]["run"] == "run" and report["teacher"]["clip"] == "groundmt-micro"
     assert report["rankings"]["teacher"]["all"]["concepts"] == len(oracle["concepts"]) >= 5
     score = teacher_scores(lexicon_run, concept_world)
