@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import datasets
 
 from .pivot import english_words
-from .words import UNSPACED, words
+from .words import UNSPACED
+from .words import words as segmented
 
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 TEMPLATE_WORD_SHARE = 0.05  # a word in more of the pictures' English captions belongs to the template
@@ -77,7 +78,7 @@ class PhraseLexicon:
             phrases.append(frozenset(mine))
             sources.append(" ".join(_normalised(s) for s in item["source"] if s.strip()))
             if not spaced:  # segmented (`data_prep.words`): what explaining away reads as a caption's words
-                source_words.append(frozenset(w.lower() for s in item["source"] for w in words(s, lang)
+                source_words.append(frozenset(w.lower() for s in item["source"] for w in segmented(s, lang)
                                               if any(c.isalnum() for c in w)))
         return cls({k: frozenset(v) for k, v in english.items()}, phrases, sources, spaced=spaced,
                    source_words=source_words)
