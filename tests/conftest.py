@@ -136,32 +136,62 @@ def invented(rng: random.Random, syllables: int) -> str:
     return "".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(syllables))
 
 
-@pytest.fixture(scope="session")
-def name_world(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """Pictures captioned "un <name>" / "a <english>", with a human translation for every caption
-    (the run's --parallel-fraction 0 keeps none): a vocabulary only the pictures pair up."""
+def invented_names(rng: random.Random, n: int) -> dict[str, str]:
+    """`n` invented source words, each with an invented English word (all distinct)."""
+    names: dict[str, str] = {}
+    while len(names) < n:
+        source, english = invented(rng, 3), invented(rng, 2)
+        if source not in names and english not in names.values() and english not in names:
+            names[source] = english
+    return names
+
+
+def write_caption_world(out: Path, train: list[tuple[str, str]], held_out: list[tuple[str, str]]) -> Path:
+    """A dataset of one (source, English) caption per picture, each its own human translation: `train`,
+    then `held_out` split evenly into validation and test; every picture a different flat colour."""
     from PIL import Image
 
     from data_prep.build_report import BuildReport
     from data_prep.schema import SYNTHETIC, provenance
     from data_prep.writer import write_dataset
 
-    rng = random.Random(0)
-    names: dict[str, str] = {}
-    while len(names) < NAME_WORDS:
-        source, english = invented(rng, 3), invented(rng, 2)
-        if source not in names and english not in names.values():
-            names[source] = english
-    order = [s for s in names for _ in range(3)]
+    half = len(held_out) // 2
     splits = {"train": [], "validation": [], "test": []}
-    for i, source in enumerate(order + list(names)[:16] + list(names)[16:32]):
-        split = "train" if i < len(order) else "validation" if i < len(order) + 16 else "test"
-        english = f"a {names[source]}"
+    for i, (source, english) in enumerate(train + held_out):
+        split = "train" if i < len(train) else "validation" if i < len(train) + half else "test"
         splits[split].append({"image": Image.new("RGB", (32, 32), (i % 256, 7 * i % 256, 13 * i % 256)),
-                              "image_id": f"name{i}", "lang": "es", "source": [f"un {source}"], "english": [english],
+                              "image_id": f"name{i}", "lang": "es", "source": [source], "english": [english],
                               "parallel": [english],
                               "provenance": provenance("names", split, source=SYNTHETIC, english=SYNTHETIC,
                                                        parallel=SYNTHETIC)})
-    out = tmp_path_factory.mktemp("names") / "data"
     write_dataset(splits, out, BuildReport("names"), show_progress=False)
-    return out, names
+    return out
+
+
+@pytest.fixture(scope="session")
+def name_world(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Pictures captioned "un <name>" / "a <english>", with a human translation for every caption
+    (the run's --parallel-fraction 0 keeps none): a vocabulary only the pictures pair up."""
+    names = invented_names(random.Random(0), NAME_WORDS)
+    captions = {source: (f"un {source}", f"a {english}") for source, english in names.items()}
+    train = [captions[s] for s in names for _ in range(3)]
+    held_out = [captions[s] for s in list(names)[:32]]
+    return write_caption_world(tmp_path_factory.mktemp("names") / "data", train, held_out), names
+
+
+@pytest.fixture(scope="session")
+def lonely_name_world(tmp_path_factory) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """48 invented words, each in a single training picture beside one of 12 companion words ("un
+    <companion> y un <name>" / "a <english> and a <english>"), each companion in 4 of them, and 8 more
+    words alone in 4 pictures each: 80 pictures, so 4 is the most a word may show before it counts as
+    a template word (5%). Co-occurrence alone cannot pair a word of one picture; explaining the
+    companion away can. Returns the dataset, the lonely words' names and the companions' names."""
+    rng = random.Random(1)
+    names = invented_names(rng, 48 + 12 + 8)
+    lonely, companions, alone = (dict(list(names.items())[a:b]) for a, b in ((0, 48), (48, 60), (60, 68)))
+    pairs = list(companions.items())
+    train = [(f"un {c} y un {w}", f"a {companions[c]} and a {e}")
+             for i, (w, e) in enumerate(lonely.items()) for c in [pairs[i % 12][0]]]
+    train += [(f"un {w}", f"a {e}") for w, e in alone.items() for _ in range(4)]
+    held_out = [(f"un {w}", f"a {e}") for w, e in list(lonely.items())[:16]]
+    return write_caption_world(tmp_path_factory.mktemp("lonely") / "data", train, held_out), lonely, companions

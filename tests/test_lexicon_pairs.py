@@ -89,3 +89,40 @@ def test_a_student_learns_words_no_translation_shows_from_the_pairs_alone(cache,
     monkeypatch.setattr("training.trainer.lexicon_pairs", shuffled)
     assert training.main([*args, "--out", str(tmp_path / "shuffled")]) == 0
     assert learned >= 0.9 and hits(tmp_path / "shuffled", names) <= 0.1, (learned, hits(tmp_path / "shuffled", names))
+
+
+def test_a_word_of_one_picture_is_paired_once_the_other_words_explain_their_names_away(lonely_name_world):
+    """A word of one picture ties with every phrase of it; once its companion (a word of 4 pictures)
+    claims its own name, the phrase left is the word's name — and with no claims it is the longer
+    phrase of both names, which shows that the claims did the pairing."""
+    path, lonely, companions = lonely_name_world
+    ds = load_dataset_dir(path)["train"]
+    lexicon = PhraseLexicon.induce(ds, list(range(len(ds))), "es")
+    assert {w: set(c) for w, c in lexicon.claims().items() if w in companions} == \
+        {c: {e} for c, e in companions.items()}
+    assert "y" not in lexicon.claims() and lexicon.template_word("and")  # 48 of 80 pictures
+    assert word_pairs(lexicon, lonely) == []  # one picture each
+    explained = word_pairs(lexicon, [*lonely, *companions], explain=True)
+    assert {p.source: p.english for p in explained} == {**lonely, **companions}
+    assert all(p.pictures == 1 and p.dice == 1.0 for p in explained if p.source in lonely)
+    lexicon._claims = {}  # nothing explained away
+    unexplained = {p.source: p.english for p in word_pairs(lexicon, lonely, explain=True)}
+    assert len(unexplained) == len(lonely) and not set(unexplained.items()) & set(lonely.items())
+    assert all(english.endswith(f"and a {lonely[w]}") for w, english in unexplained.items())
+
+
+def test_a_student_learns_words_of_one_picture_from_the_explained_pairs(cache, lonely_name_world, tmp_path):
+    """`--lexicon-explain` end to end: with no human translation, the pairs of words one picture shows
+    teach the student their names; without it those words get no pair and the student names none."""
+    path, lonely, _ = lonely_name_world
+    args = ["--data-dir", str(path), "--clip", "groundmt-micro", "--student-preset", "micro", "--teacher-steps", "3",
+            "--teacher-batch-size", "8", "--batch-size", "8", "--steps", "300", "--lr", "5e-3", "--recipe", "ce",
+            "--parallel-fraction", "0", "--lexicon-pairs", "16", "--no-evaluate", "--quiet", "--threads", "1",
+            "--no-compare-ce", "--cache-dir", str(cache)]
+    assert training.main([*args, "--lexicon-explain", "--out", str(tmp_path / "explained")]) == 0
+    log = (tmp_path / "explained" / "train.log").read_text()
+    assert "lexicon pairs: 68 source words no translation shows" in log and "48 of them of one picture" in log
+    assert training.main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert "lexicon pairs: 20 source words" in (tmp_path / "plain" / "train.log").read_text()
+    learned, plain = hits(tmp_path / "explained", lonely), hits(tmp_path / "plain", lonely)
+    assert learned >= 0.9 and plain <= 0.1, (learned, plain)
