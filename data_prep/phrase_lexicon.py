@@ -104,24 +104,32 @@ class PhraseLexicon:
 
     def claims(self) -> dict[str, frozenset[str]]:
         """Each source word of `CLAIM_PICTURES` or more pictures (and at most the template's share) whose
-        best English phrase has a Dice of at least 0.5 and no template word at either end, with that
-        phrase's words that are not template words: the names the frequent words already explain."""
+        best English phrase has a Dice of at least 0.5, no template word at either end, and no other
+        such word with a higher Dice for the same phrase (the noun, not the Chinese classifier that
+        comes with it), with that phrase's words that are not template words: the names the frequent
+        words already explain."""
         if self._claims is None:
             most = TEMPLATE_WORD_SHARE * len(self.phrases)
-            claims = {}
+            best: dict[str, tuple[str, float]] = {}
             for word, pictures in self.word_pictures.items():
-                if CLAIM_PICTURES <= len(pictures) <= most and (best := self.candidates(pictures, k=1)):
-                    phrase, dice = best[0]
-                    if dice >= 0.5 and self.name_phrase(phrase):
-                        claims[word] = frozenset(w for w in phrase.split() if not self.template_word(w))
-            self._claims = claims
+                if CLAIM_PICTURES <= len(pictures) <= most and (top := self.candidates(pictures, k=1)):
+                    if top[0][1] >= 0.5 and self.name_phrase(top[0][0]):
+                        best[word] = top[0]
+            strongest: dict[str, float] = defaultdict(float)
+            for phrase, dice in best.values():
+                strongest[phrase] = max(strongest[phrase], dice)
+            self._claims = {word: frozenset(w for w in phrase.split() if not self.template_word(w))
+                            for word, (phrase, dice) in best.items() if dice == strongest[phrase]}
         return self._claims
 
     def _unexplained(self, picture: int, own: frozenset[str]) -> Iterator[str]:
         """The English phrases of `picture` that share no word with a claim of its source words other
-        than `own`."""
-        claims = self.claims()
-        named = set().union(*(claims.get(w, ()) for w in self.source_words[picture] - own))
+        than `own` (and, where the language writes no spaces, other than a word inside `own`'s text or
+        holding it: a name the segmenter cuts in two, or writes as part of a longer word, is still the
+        name — the pictures of a name are found as a substring there)."""
+        claims, text = self.claims(), "" if self.spaced else "".join(own)
+        others = (w for w in self.source_words[picture] - own if not (text and (w in text or text in w)))
+        named = set().union(*(claims.get(w, ()) for w in others))
         return (p for p in self.phrases[picture] if named.isdisjoint(p.split()))
 
     def candidates(self, pictures: frozenset[int], k: int = 20, *,

@@ -97,16 +97,23 @@ def recount(world) -> dict:
         return sorted(dice, key=lambda t: (-t[0], padded(t[1]), -len(t[1].split()), len(t[2]), t[1]))
 
     # explaining away: a source word of 4 or more pictures (at most 5% of them) claims the words of its
-    # best phrase (Dice at least 0.5, no template word at either end) that are no template words
+    # best phrase (Dice at least 0.5, no template word at either end) that are no template words, unless
+    # another such word has a higher Dice for that phrase
     picture_words = [{w.lower() for s in row["source"] for w in segmented(s, inventory.lang) if w.isalnum()}
                      for row in train]
-    claims = {}
+    best = {}
     for word in set().union(*picture_words):
         where = {i for i, mine in enumerate(picture_words) if word in mine}
         if 4 <= len(where) <= 0.05 * len(train):
-            best = ranked_by({p: len(e & where) for p, e in english.items()}, where)
-            if best and best[0][0] >= 0.5 and not padded(best[0][1]):
-                claims[word] = {w for w in best[0][1].split() if w not in template}
+            top = ranked_by({p: len(e & where) for p, e in english.items()}, where)
+            if top and top[0][0] >= 0.5 and not padded(top[0][1]):
+                best[word] = top[0][:2]
+    claims = {word: {w for w in phrase.split() if w not in template} for word, (dice, phrase) in best.items()
+              if dice == max(d for d, p in best.values() if p == phrase)}
+
+    def another_word(word: str, own: set[str]) -> bool:  # unspaced: a word inside the name or holding it is the name
+        text = "".join(own)
+        return word not in own and (spaced or not (word in text or text in word))
     concepts = {}
     for concept in inventory.concepts:
         pictures = {i for i, row in enumerate(train) for form in concept.source
@@ -117,7 +124,7 @@ def recount(world) -> dict:
         ranked = sorted(dice, key=lambda t: (-t[0], padded(t[1]), -len(t[1].split()), len(t[2]), t[1]))[:K]
         own = {w.lower() for form in concept.source for w in segmented(form, inventory.lang)}
         unexplained = Counter(p for i in pictures for p in english_of[i] if not set(p.split()) & set().union(
-            *(claims.get(w, ()) for w in picture_words[i] - own)))
+            *(claims.get(w, ()) for w in picture_words[i] if another_word(w, own))))
         explained = ranked_by(unexplained, pictures)
         gold = {" ".join(words(form)) for form in concept.english}
         kind = "seen" if concept.id in seen else "unseen"

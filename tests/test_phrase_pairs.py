@@ -74,3 +74,16 @@ def test_a_phrase_of_one_picture_is_paired_once_the_other_words_explain_their_na
     explained = {p.source: p.english for p in phrase_pairs(lex, captions, shown, longest=2, joiner=" ", explain=True)}
     assert explained == {"luna llena": "full moon", "oso polar": "polar bear"}
     assert lex.claims()["zorro"] == {"fox"}
+
+
+def test_a_name_is_claimed_by_its_own_word_not_by_the_classifier_that_comes_with_it():
+    """A word that comes with a name more often than the name's own word ("kl", a classifier, with
+    "zorro" in 4 of its 5 pictures) does not claim the name: the word with the higher Dice does."""
+    pictures = ([("kl zorro", "a fox")] * 4 + [("kl gato", "a cat")] + [("un gato", "a cat")] * 3
+                + [("un zorro", "a fox")] + [(f"un {w} y un {w}", f"a {w} and a {w}") for w in FILLER[1:]
+                                             for _ in range(11)])
+    ds = datasets.Dataset.from_dict({"source": [[s] for s, _ in pictures], "english": [[e] for _, e in pictures]})
+    lex = PhraseLexicon.induce(ds, list(range(len(ds))), "es")
+    dice = dict(lex.candidates(lex.pictures_of("kl"), k=3))
+    assert 4 <= len(lex.pictures_of("kl")) <= 0.05 * len(pictures) and dice["fox"] >= 0.5
+    assert lex.claims() == {"zorro": {"fox"}, "gato": {"cat"}}
