@@ -53,7 +53,7 @@ def run_pairs(run: Path, config: dict, size: int) -> PairLexicon:
     captions = sum(1 for row in dsd["train"].select(rows)["source"] for s in row if s.strip())
     data = TrainingData(path, dsd, scans, captions, None, None, int(config["seed"]))
     pairs = data.lexicon_pairs(config["parallel_fraction"], config["lang"], config.get("lexicon_phrase_words") or 1,
-                               config.get("lexicon_explain", False))
+                               config.get("lexicon_explain_away", False))
     return PairLexicon.of(config["lang"], pairs, size, words)
 
 

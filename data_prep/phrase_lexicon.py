@@ -14,8 +14,8 @@ measures it against the Unicode CLDR name pairs of the long-tail world (precisio
 source words no translation shows as a whole ("luna llena" → "full moon", whose words a translation
 may show one by one; `train.py --lexicon-phrase-words`). With `explain`, a phrase is counted in a
 picture only where no other source word of that picture already names it (`PhraseLexicon.claims`):
-the frequent words explain their names away, and what is left of a rare word's few pictures is its
-own name (`train.py --lexicon-explain`, docs/lexicon.md "Explaining away").
+the frequent words explain their names away, and what is left of a word of one picture is its own
+name (`word_pairs(explain=True)`, `train.py --lexicon-explain-away`, docs/lexicon.md "Explaining away").
 """
 from __future__ import annotations
 
@@ -204,14 +204,12 @@ def runs(words: Sequence[str], longest: int) -> Iterator[tuple[str, ...]]:
 
 
 def phrase_pairs(lexicon: PhraseLexicon, captions: Sequence[Sequence[Sequence[str]]], shown: Iterable[Sequence[str]],
-                 *, longest: int, joiner: str, min_pictures: int = 2, min_dice: float = 0.5,
-                 explain: bool = False) -> list[WordPair]:
+                 *, longest: int, joiner: str, min_pictures: int = 2, min_dice: float = 0.5) -> list[WordPair]:
     """Pairs of source phrases — runs of 2 to `longest` words of `captions` (per picture of `lexicon`,
     its source captions as lower-cased words) that no caption of `shown` (the human-translated
     captions, as words) holds — with the best English phrase of their pictures, by the rules of
     `word_pairs`: at least `min_pictures` pictures and at most the template's share, Dice at least
-    `min_dice`, no template word at either end of either side (with `explain`, a phrase of one picture
-    too, as in `word_pairs`). A phrase is dropped where a longer one
+    `min_dice`, no template word at either end of either side. A phrase is dropped where a longer one
     holding it has the same pictures and the same English phrase (it is part of that name:
     "revoloteando al" of "hojas revoloteando al viento"). `joiner` writes the words as the captions do
     (" ", or "" in a language written without spaces). In the order the phrases first occur."""
@@ -228,11 +226,9 @@ def phrase_pairs(lexicon: PhraseLexicon, captions: Sequence[Sequence[Sequence[st
     known = {run for words in shown for run in runs(words, longest)}
     found: dict[tuple[str, ...], tuple[WordPair, frozenset[int]]] = {}
     for run, where in pictures.items():
-        single = explain and len(where) == 1
-        if (not (single or min_pictures <= len(where)) or len(where) > most or run in known or run[0] in template
-                or run[-1] in template):
+        if not min_pictures <= len(where) <= most or run in known or run[0] in template or run[-1] in template:
             continue
-        best = lexicon.candidates(frozenset(where), k=1, explain=frozenset(run) if single else None)
+        best = lexicon.candidates(frozenset(where), k=1)
         if best and best[0][1] >= min_dice and lexicon.name_phrase(best[0][0]):
             phrase, dice = best[0]
             found[run] = (WordPair(joiner.join(run), phrase, dice, len(where), run), frozenset(where))

@@ -112,14 +112,14 @@ def test_a_word_of_one_picture_is_paired_once_the_other_words_explain_their_name
 
 
 def test_a_student_learns_words_of_one_picture_from_the_explained_pairs(cache, lonely_name_world, tmp_path):
-    """`--lexicon-explain` end to end: with no human translation, the pairs of words one picture shows
+    """`--lexicon-explain-away` end to end: with no human translation, the pairs of words one picture shows
     teach the student their names; without it those words get no pair and the student names none."""
     path, lonely, _ = lonely_name_world
     args = ["--data-dir", str(path), "--clip", "groundmt-micro", "--student-preset", "micro", "--teacher-steps", "3",
             "--teacher-batch-size", "8", "--batch-size", "8", "--steps", "300", "--lr", "5e-3", "--recipe", "ce",
             "--parallel-fraction", "0", "--lexicon-pairs", "16", "--no-evaluate", "--quiet", "--threads", "1",
             "--no-compare-ce", "--cache-dir", str(cache)]
-    assert training.main([*args, "--lexicon-explain", "--out", str(tmp_path / "explained")]) == 0
+    assert training.main([*args, "--lexicon-explain-away", "--out", str(tmp_path / "explained")]) == 0
     log = (tmp_path / "explained" / "train.log").read_text()
     assert "lexicon pairs: 68 source words no translation shows" in log and "48 of them of one picture" in log
     assert training.main([*args, "--out", str(tmp_path / "plain")]) == 0

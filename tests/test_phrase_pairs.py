@@ -59,23 +59,6 @@ def test_the_rerank_finds_a_phrase_and_its_words_in_a_source():
     assert len(cut[1:3]) == 2 and zh.phrases(source) == ["red thing"]
 
 
-def test_a_phrase_of_one_picture_is_paired_once_the_other_words_explain_their_names_away():
-    """"oso polar" in one picture beside "zorro" (a word of 4 pictures, which claims "fox"): with
-    `explain` it pairs with "polar bear", and a phrase of 2 or more pictures keeps its pair unchanged;
-    without `explain` no phrase of one picture is paired."""
-    pictures = ([("un zorro y un oso polar", "a fox and a polar bear")] + [("un zorro", "a fox")] * 3
-                + [("una luna llena", "a full moon")] * 2
-                + [(f"un {w} y un {w}", f"a {w} and a {w}") for w in FILLER for _ in range(8)])  # "y", "and": template
-    ds = datasets.Dataset.from_dict({"source": [[s] for s, _ in pictures], "english": [[e] for _, e in pictures]})
-    lex, captions = PhraseLexicon.induce(ds, list(range(len(ds))), "es"), [[s.split()] for s, _ in pictures]
-    shown = [["un", "oso"], ["polar"], ["una", "luna"], ["llena"]]
-    plain = {p.source: p.english for p in phrase_pairs(lex, captions, shown, longest=2, joiner=" ")}
-    assert plain == {"luna llena": "full moon"}
-    explained = {p.source: p.english for p in phrase_pairs(lex, captions, shown, longest=2, joiner=" ", explain=True)}
-    assert explained == {"luna llena": "full moon", "oso polar": "polar bear"}
-    assert lex.claims()["zorro"] == {"fox"}
-
-
 def test_a_name_is_claimed_by_its_own_word_not_by_the_classifier_that_comes_with_it():
     """A word that comes with a name more often than the name's own word ("kl", a classifier, with
     "zorro" in 4 of its 5 pictures) does not claim the name: the word with the higher Dice does."""

@@ -34,7 +34,7 @@ RECIPES = {
     "grounding-only": ["--token-ce-weight", "0"],
     "pivot+self-training": ["--grounding-weight", "0", "--pivot", "--pivot-threshold", "0.1", "--pivot-every-name",
                             "--pivot-source-words", "--lexicon-pairs", "4", "--lexicon-phrase-words", "3",
-                            "--lexicon-explain", "--self-train-rounds", "1", "--self-train-start", "0.5",
+                            "--lexicon-explain-away", "--self-train-rounds", "1", "--self-train-start", "0.5",
                             "--self-train-lexicon", "0.5", "--pseudo-anneal"],
     "self-training-confidence": ["--grounding-weight", "0", "--self-train-rounds", "1", "--self-train-start", "0.5",
                                  "--self-train-judge", "confidence"],
@@ -144,8 +144,8 @@ REFUSED = {  # case: (flags, the one-line reason)
     "phrase pairs without pairs": (["--lexicon-phrase-words", "3", "--lexicon-pairs", "0"],
                                    "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 "
                                    "leaves out"),
-    "explained pairs without pairs": (["--lexicon-explain", "--lexicon-pairs", "0"],
-                                      "--lexicon-explain adds pairs to the word pairs, which --lexicon-pairs 0 leaves out"),
+    "explained pairs without pairs": (["--lexicon-explain-away", "--lexicon-pairs", "0"],
+                                      "--lexicon-explain-away adds pairs to the word pairs, which --lexicon-pairs 0 leaves out"),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],
                                            ("--pivot-every-name reads the words a pivot target's source explains: "
                                             "it needs --pivot and --pivot-teaches explained")),

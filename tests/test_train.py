@@ -444,8 +444,8 @@ def test_a_recipe_flag_overrides_the_share_rule():
     assert cfg.pseudo.lexicon_phrase_words == 1  # no pairs: no phrase pairs
     with pytest.raises(InputError, match="--lexicon-phrase-words adds phrases to the word pairs, and this run reads none"):
         resolve(parse_config(["--lexicon-phrase-words", "3"]), Shares(0.5), logged.append)  # no pivot: no pairs
-    with pytest.raises(InputError, match="--lexicon-explain adds pairs to the word pairs, and this run reads none"):
-        resolve(parse_config(["--lexicon-explain"]), Shares(0.5), logged.append)
+    with pytest.raises(InputError, match="--lexicon-explain-away adds pairs to the word pairs, and this run reads none"):
+        resolve(parse_config(["--lexicon-explain-away"]), Shares(0.5), logged.append)
     cfg = resolve(parse_config(["--token-ce-weight", "0", "--contrastive-weight", "1"]), Shares(0.0), logged.append)
     assert (cfg.pseudo.pivot, cfg.pseudo.self_train_rounds) == (False, 0)  # no token CE: nothing reads pseudo targets
 

@@ -192,8 +192,8 @@ def config_problem(cfg: TrainConfig) -> str | None:
         return "--pair-rerank chooses translations by the word pairs, which --lexicon-pairs 0 leaves out"
     if p.lexicon_phrase_words and p.lexicon_phrase_words > 1 and p.lexicon_pairs == 0:
         return "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 leaves out"
-    if p.lexicon_explain and p.lexicon_pairs == 0:
-        return "--lexicon-explain adds pairs to the word pairs, which --lexicon-pairs 0 leaves out"
+    if p.lexicon_explain_away and p.lexicon_pairs == 0:
+        return "--lexicon-explain-away adds pairs to the word pairs, which --lexicon-pairs 0 leaves out"
     if o.token_ce_weight == 0 and p.lexicon_pairs:
         return "--lexicon-pairs are targets of the token cross-entropy, which --token-ce-weight 0 turns off"
     if o.token_ce_weight == 0 and (p.pivot or p.self_train_rounds):
@@ -207,10 +207,10 @@ def upgraded(saved: dict[str, Any]) -> dict[str, Any]:
     similarities under their descriptive names, and the options a run saved before they existed
     trained without: `pseudo_anneal`, `pivot_every_name` and `pivot_source_words` False, `pivot_teaches`
     and `self_train_replace` 'all', `lexicon_pairs` and `pair_rerank` 0, `lexicon_phrase_words` 1,
-    `lexicon_explain` False."""
+    `lexicon_explain_away` False."""
     values = {"pseudo_anneal": False, "pivot_every_name": False, "pivot_source_words": False, "pivot_teaches": "all",
               "self_train_replace": "all", "lexicon_pairs": 0, "pair_rerank": 0, "lexicon_phrase_words": 1,
-              "lexicon_explain": False}
+              "lexicon_explain_away": False}
     for key, value in saved.items():
         name = ALIASES.get(key, key)
         if name in OPTIONS:
@@ -373,8 +373,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     elif phrase_words > 1 and not pairs:
         raise InputError("--lexicon-phrase-words adds phrases to the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")
-    if p.lexicon_explain and not pairs:
-        raise InputError("--lexicon-explain adds pairs to the word pairs, and this run reads none "
+    if p.lexicon_explain_away and not pairs:
+        raise InputError("--lexicon-explain-away adds pairs to the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")
     rerank = p.pair_rerank
     if rerank is None:

@@ -100,19 +100,17 @@ class TrainingData:
                                           explain=explain)
         return self._pairs[key]
 
-    def phrase_pairs(self, fraction: float | None, lang: str, longest: int, explain: bool = False) -> list[WordPair]:
+    def phrase_pairs(self, fraction: float | None, lang: str, longest: int) -> list[WordPair]:
         """The source phrases of 2 to `longest` words that no human translation at `fraction` shows
-        as a whole, each with the English phrase its pictures name (`data_prep.phrase_lexicon.phrase_pairs`;
-        `explain`: phrases of one picture too)."""
-        key = (fraction, lang, longest, explain)
+        as a whole, each with the English phrase its pictures name (`data_prep.phrase_lexicon.phrase_pairs`)."""
+        key = (fraction, lang, longest)
         if key not in self._pairs:
             source = self.train["source"]
             captions = [[[w.lower() for w in words(c, lang)] for c in source[row]] for row in self.train_rows]
             shown = [[w.lower() for w in words(source[row][k], lang)]
                      for row, k in self.human_targets(fraction).human_keys()]
             joiner = "" if lang.split("-")[0].lower() in UNSPACED else " "
-            self._pairs[key] = phrase_pairs(self.phrase_lexicon(lang), captions, shown, longest=longest, joiner=joiner,
-                                            explain=explain)
+            self._pairs[key] = phrase_pairs(self.phrase_lexicon(lang), captions, shown, longest=longest, joiner=joiner)
         return self._pairs[key]
 
     def phrase_lexicon(self, lang: str) -> PhraseLexicon:
@@ -123,9 +121,9 @@ class TrainingData:
 
     def lexicon_pairs(self, fraction: float | None, lang: str, phrase_words: int,
                       explain: bool = False) -> list[WordPair]:
-        """The word pairs, then with `phrase_words` over 1 the phrase pairs of up to that many words
-        (`explain`: of one picture too, by explaining away)."""
-        return self.word_pairs(fraction, lang, explain) + (self.phrase_pairs(fraction, lang, phrase_words, explain)
+        """The word pairs (`explain`: words of one picture too, by explaining away), then with
+        `phrase_words` over 1 the phrase pairs of up to that many words."""
+        return self.word_pairs(fraction, lang, explain) + (self.phrase_pairs(fraction, lang, phrase_words)
                                                            if phrase_words > 1 else [])
 
     def teachable_word_share(self, fraction: float | None, lang: str) -> float:
@@ -246,17 +244,17 @@ def explaining_units(cfg: TrainConfig, data: TrainingData) -> Callable[[str], li
 def lexicon_pairs(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None]) -> list[WordPair]:
     """`--lexicon-pairs`: the source words (lower-cased) and, with `--lexicon-phrase-words`, the source
     phrases that no human translation at `--parallel-fraction` shows, each with the English phrase its
-    pictures name (`data_prep.phrase_lexicon`; with `--lexicon-explain`, those of one picture too);
+    pictures name (`data_prep.phrase_lexicon`; with `--lexicon-explain-away`, the words of one picture too);
     none without the option."""
     p = cfg.pseudo
     if not p.lexicon_pairs:
         return []
     pairs = data.lexicon_pairs(cfg.dataset.parallel_fraction, cfg.dataset.lang, p.lexicon_phrase_words,
-                               p.lexicon_explain)
+                               p.lexicon_explain_away)
     phrases = sum(bool(pair.words) for pair in pairs)
     single = sum(pair.pictures == 1 for pair in pairs)
     also = f" and {phrases} source phrases of 2 to {p.lexicon_phrase_words} words" if p.lexicon_phrase_words > 1 else ""
-    explained = f"; {single} of them of one picture, by explaining away" if p.lexicon_explain else ""
+    explained = f"; {single} of them of one picture, by explaining away" if p.lexicon_explain_away else ""
     log(f"lexicon pairs: {len(pairs) - phrases} source words{also} no translation shows are paired with an English "
         f"phrase through the pictures ({p.lexicon_pairs} per batch{explained})")
     return pairs

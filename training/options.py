@@ -241,10 +241,11 @@ class PseudoOptions:
                                                     f"translations cover at least {PHRASE_PAIRS_FROM:.0%} of the "
                                                     "training captions, else 1)",
                                               bound=within(1, 6))
-    lexicon_explain: bool = option(False, "with --lexicon-pairs, pair as well the source words and phrases that one "
-                                          "picture shows: with the English phrase of that picture that no other "
-                                          "source word of it already names (each word of 4 or more pictures claims "
-                                          "its best phrase: explaining away, data_prep.phrase_lexicon)")
+    lexicon_explain_away: bool = option(False, "with --lexicon-pairs, pair as well the source words that one "
+                                               "picture shows: with the English phrase of that picture that no "
+                                               "other source word of it already names (each word of 4 or more "
+                                               "pictures claims its best phrase: explaining away, "
+                                               "data_prep.phrase_lexicon)", aliases=("--lexicon-explain",))
     pair_rerank: int | None = option(None, "the run translates (its evaluation, python -m translate) by choosing, of "
                                            "the student's N-best beam-search translations, the one that names the "
                                            "most of the English phrases the source's words and phrases are paired "
