@@ -426,8 +426,24 @@ def test_phrase_pairs_follow_the_share_of_translations(share, words):
     logged = []
     cfg = resolve(parse_config([]), Shares(share, teachable=0.002), logged.append)
     assert cfg.pseudo.lexicon_pairs == LEXICON_PAIRS and cfg.pseudo.lexicon_phrase_words == words
-    assert f"phrase pairs: {'2 to 4 words' if words > 1 else 'none'} (human translations for {share:.1%}" in logged[-1]
+    assert any(f"phrase pairs: {'2 to 4 words' if words > 1 else 'none'} (human translations for {share:.1%}" in line
+               for line in logged)
     assert resolve(parse_config(["--lexicon-phrase-words", "2"]), Shares(share, 0.002)).pseudo.lexicon_phrase_words == 2
+
+
+@pytest.mark.parametrize("share, on", [(0.02, False), (0.05, False), (0.099, False), (0.1, True), (0.5, True)])
+def test_words_of_one_picture_are_paired_from_ten_percent_translated(share, on):
+    """Explaining away pairs the words of one picture where human translations cover at least 10% of
+    the captions (docs/ablation.md, "Explaining away": 3 seeds per language at 10%); the log says why,
+    and the flag overrides the rule either way."""
+    logged = []
+    cfg = resolve(parse_config([]), Shares(share, teachable=0.002, n_captions=1000), logged.append)
+    assert cfg.pseudo.lexicon_explain_away is on
+    assert any(line.startswith(f"words of one picture: {'paired by explaining away' if on else 'not paired'} "
+                               f"(human translations for {share:.1%}") for line in logged)
+    for flag, value in (("--lexicon-explain-away", True), ("--no-lexicon-explain-away", False)):
+        assert resolve(parse_config([flag]), Shares(share, 0.002, n_captions=1000)).pseudo.lexicon_explain_away is value
+    assert resolve(parse_config(["--recipe", "ce"]), Shares(share, 0.002)).pseudo.lexicon_explain_away is False
 
 
 def test_a_recipe_flag_overrides_the_share_rule():

@@ -36,7 +36,7 @@ from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
 from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_RERANK,
-                              PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE,
+                              EXPLAIN_AWAY_FROM, PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE,
                               TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
@@ -337,6 +337,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     and the pictures pair with an English phrase; the choice is logged; `--lexicon-pairs`
     LEXICON_PAIRS with pivot targets, else 0; `--lexicon-phrase-words` LEXICON_PHRASE_WORDS with word
     pairs where human translations cover at least PHRASE_PAIRS_FROM of the captions, else 1 (logged);
+    `--lexicon-explain-away` on with word pairs from EXPLAIN_AWAY_FROM of the captions (logged);
     `--pair-rerank` PAIR_RERANK with word pairs, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
@@ -373,7 +374,14 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     elif phrase_words > 1 and not pairs:
         raise InputError("--lexicon-phrase-words adds phrases to the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")
-    if p.lexicon_explain_away and not pairs:
+    explain = p.lexicon_explain_away
+    if explain is None:
+        explain = bool(pairs) and share >= EXPLAIN_AWAY_FROM
+        if pairs:
+            log(f"words of one picture: {'paired by explaining away' if explain else 'not paired'} (human "
+                f"translations for {share:.1%} of the training captions, {'at least' if explain else 'under'} "
+                f"{EXPLAIN_AWAY_FROM:.0%})")
+    elif explain and not pairs:
         raise InputError("--lexicon-explain-away adds pairs to the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")
     rerank = p.pair_rerank
@@ -391,7 +399,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
-                       lexicon_phrase_words=phrase_words, pair_rerank=rerank, max_target_length=length,
+                       lexicon_phrase_words=phrase_words, lexicon_explain_away=explain, pair_rerank=rerank, max_target_length=length,
                        tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 

@@ -34,6 +34,7 @@ TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are u
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
 LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/ablation.md, "Phrase pairs") ...
 PHRASE_PAIRS_FROM = 0.1  # ... where human translations cover at least this share of the training captions
+EXPLAIN_AWAY_FROM = 0.1  # words of one picture paired by explaining away from this share on (docs/ablation.md)
 PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
 
 
@@ -241,11 +242,12 @@ class PseudoOptions:
                                                     f"translations cover at least {PHRASE_PAIRS_FROM:.0%} of the "
                                                     "training captions, else 1)",
                                               bound=within(1, 6))
-    lexicon_explain_away: bool = option(False, "with --lexicon-pairs, pair as well the source words that one "
-                                               "picture shows: with the English phrase of that picture that no "
-                                               "other source word of it already names (each word of 4 or more "
-                                               "pictures claims its best phrase: explaining away, "
-                                               "data_prep.phrase_lexicon)", aliases=("--lexicon-explain",))
+    lexicon_explain_away: bool | None = option(
+        None, "with --lexicon-pairs, pair as well the source words that one picture shows: with the English phrase of "
+              "that picture that no other source word of it already names (each word of 4 or more pictures claims its "
+              "best phrase: explaining away, data_prep.phrase_lexicon; default: on with word pairs where human "
+              f"translations cover at least {EXPLAIN_AWAY_FROM:.0%} of the training captions, else off)",
+        aliases=("--lexicon-explain",))
     pair_rerank: int | None = option(None, "the run translates (its evaluation, python -m translate) by choosing, of "
                                            "the student's N-best beam-search translations, the one that names the "
                                            "most of the English phrases the source's words and phrases are paired "
@@ -387,7 +389,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
                rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
                pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, lexicon_phrase_words=1,
-               pair_rerank=0, self_train_replace="agreeing",
+               lexicon_explain_away=False, pair_rerank=0, self_train_replace="agreeing",
                self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
@@ -402,7 +404,7 @@ RECIPES: dict[str, dict[str, Any]] = {
                       lexicon_pairs=0, pair_rerank=0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
     "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": None,
-                        "pair_rerank": PAIR_RERANK},  # phrase pairs by the share of translations (PHRASE_PAIRS_FROM)
+                        "lexicon_explain_away": None, "pair_rerank": PAIR_RERANK},  # both by the share of translations
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
                         lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
 }
