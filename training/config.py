@@ -35,9 +35,9 @@ from models.run_dir import RunDir
 from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
-from training.options import (ALIASES, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_RERANK,
-                              EXPLAIN_AWAY_FROM, PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES, TEACHABLE_WORDS_ABOVE,
-                              TrainConfig, bound_problem)
+from training.options import (ALIASES, EXPLAIN_AWAY_FROM, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS,
+                              PAIR_RERANK, PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
+                              TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
     from training.data import TrainingData
@@ -399,8 +399,8 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     if compare is None:
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
-                       lexicon_phrase_words=phrase_words, lexicon_explain_away=explain, pair_rerank=rerank, max_target_length=length,
-                       tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
+                       lexicon_phrase_words=phrase_words, lexicon_explain_away=explain, pair_rerank=rerank,
+                       max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 
 def as_argv(values: dict[str, Any]) -> list[str]:
