@@ -36,7 +36,7 @@ from models.axes import Axes
 from models.decoding import DECODING_MODES, Decoded, splice_decode
 from models.eot import EOT_MODES
 from models.export import export_student, import_student
-from models.generation import generate_texts, nbest
+from models.generation import continue_greedily, generate_texts, nbest, sequence_scores
 from models.inputs import GroundingInputs, TargetInputs
 from models.pair_rerank import PairLexicon
 from models.splice import SPLICES, TOKEN_KINDS, Splice
@@ -203,13 +203,48 @@ class GroundedSystem(nn.Module):
     def translate(self, sources: Sequence[str], *, num_beams: int = 1, batch_size: int = 32) -> list[str]:
         """Readable translations through `generate()` (greedy or beam search), specials stripped;
         with `pair_lexicon` of a size above 0, the candidate of an n-best list at least that wide
-        that names the most of the source's paired phrases (`models.pair_rerank`)."""
+        that names the most of the source's paired phrases, and with its `force` above 0 the
+        forced names' candidates as well (`models.pair_rerank`)."""
         lexicon = self.pair_lexicon
         if lexicon is None or not lexicon.size:
             return generate_texts(self.student, self.source_tokenizer, sources, self.vocab.decode,
                                   num_beams=num_beams, batch_size=batch_size)
         candidates, scores = self.nbest(sources, size=max(lexicon.size, num_beams), batch_size=batch_size)
-        return [options[j] for options, j in zip(candidates, lexicon.choose(sources, candidates, scores))]
+        chosen = [options[j] for options, j in zip(candidates, lexicon.choose(sources, candidates, scores))]
+        if not lexicon.force:
+            return chosen
+        for i, (options, rescored) in self.forced_options(sources, candidates, chosen, batch_size=batch_size).items():
+            chosen[i] = options[lexicon.choose_forced(sources[i], options, rescored)]
+        return chosen
+
+    @torch.no_grad()
+    def forced_options(self, sources: Sequence[str], candidates: Sequence[Sequence[str]], chosen: Sequence[str], *,
+                       batch_size: int = 32) -> dict[int, tuple[list[str], list[float]]]:
+        """For each source whose `chosen` translation misses one of its paired phrases
+        (`pair_lexicon.forced_prefixes`): its n-best `candidates` and the student's greedy
+        continuations of the forced prefixes, each text once, with the student's length-normalised
+        log-probability of each (`models.generation.sequence_scores`), by the source's index."""
+        forced = (self.pair_lexicon.forced_prefixes(source, text) for source, text in zip(sources, chosen))
+        prefixes = {i: p for i, p in enumerate(forced) if p}
+        if not prefixes:
+            return {}
+        pending = [(i, p) for i, ps in prefixes.items() for p in ps]
+        end = self.student.generation_config.eos_token_id
+        ids = [[t for t in row if t >= 0 and t != end] for row in self.labels_for([p for _, p in pending]).tolist()]
+        continued = self.vocab.decode(continue_greedily(self.student, self.source_tokenizer,
+                                                        [sources[i] for i, _ in pending], ids, batch_size=batch_size))
+        options = {i: list(candidates[i]) for i in prefixes}
+        for (i, _), text in zip(pending, continued):
+            options[i].append(text)
+        options = {i: list(dict.fromkeys(o)) for i, o in options.items()}
+        flat = [(i, text) for i, o in options.items() for text in o]
+        scores = sequence_scores(self.student, self.source_tokenizer, [sources[i] for i, _ in flat],
+                                 self.labels_for([t for _, t in flat]), batch_size=batch_size).tolist()
+        out, at = {}, 0
+        for i, o in options.items():
+            out[i] = (o, scores[at:at + len(o)])
+            at += len(o)
+        return out
 
     @torch.no_grad()
     def nbest(self, sources: Sequence[str], *, size: int, batch_size: int = 32) -> tuple[list[list[str]], Tensor]:

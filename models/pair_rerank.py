@@ -5,7 +5,10 @@ are paired with — the pairs the pictures induced (`data_prep.phrase_lexicon.wo
 
 The student learns a rare pair well enough to translate the word alone, yet in a sentence of three
 objects it often writes a frequent name in its place; the right name is then often in its n-best
-list. No picture is read at test time: the source's words and the run's pairs choose.
+list. Where it is in none, forced names (`train.py --pair-force`) add candidates that write a missing
+phrase at each word boundary of the chosen translation and let the student go on from there; one of
+them is kept only if the student's own score of it is within a margin of its best. No picture is
+read at test time: the source's words and the run's pairs choose.
 """
 from __future__ import annotations
 
@@ -15,9 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import NotRequired
 
 import torch
-from pydantic import NonNegativeInt
+from pydantic import NonNegativeFloat, NonNegativeInt
 from typing_extensions import TypedDict
 
 from models.typed_json import read_json
@@ -33,6 +37,7 @@ class PairsFile(TypedDict):
     lang: str
     size: NonNegativeInt  # the n-best size of the rerank; 0: the pairs are kept, translation is greedy
     pairs: dict[str, str]  # source words, lower-cased, joined by one space -> English phrase
+    force: NotRequired[NonNegativeFloat]  # the forced names' margin; 0 or absent (files before it): none
 
 
 def _padded(text: str) -> str:
@@ -44,16 +49,18 @@ class PairLexicon:
     """Source words and phrases (lower-cased words of `lang` as `segment` cuts them —
     `data_prep.words.words`, which the caller passes, so that models/ reads no data code; a phrase's
     words joined by one space) and the English phrase each names; `size`: the n-best list a translation is
-    chosen from (0: none, greedy decoding)."""
+    chosen from (0: none, greedy decoding); `force`: the margin, in the student's length-normalised
+    log-probability, within which a forced name's candidate may be chosen (0: no forced names)."""
     lang: str
     pairs: dict[str, str]
     size: int
     segment: Segmenter = field(compare=False, repr=False)
+    force: float = 0.0
 
     @classmethod
-    def of(cls, lang: str, pairs: Iterable, size: int, segment: Segmenter) -> PairLexicon:
+    def of(cls, lang: str, pairs: Iterable, size: int, segment: Segmenter, force: float = 0.0) -> PairLexicon:
         """From `WordPair`s (or anything with `.key` and `.english`)."""
-        return cls(lang, {p.key: p.english for p in pairs}, size, segment)
+        return cls(lang, {p.key: p.english for p in pairs}, size, segment, force)
 
     def phrases(self, source: str) -> list[str]:
         """The English phrases of the words and runs of words of `source` that have a pair, each once,
@@ -85,8 +92,22 @@ class PairLexicon:
                               key=lambda j: (self.named(options[j], phrases), float(scores[i, j]), -j)))
         return chosen
 
+    def forced_prefixes(self, source: str, translation: str) -> list[str]:
+        """The forced names' prefixes of `translation`: for each paired phrase of `source` that it
+        does not name, its first i words and then the phrase, for every i from 0 to all its words."""
+        cut = translation.split()
+        return [" ".join([*cut[:i], phrase]) for phrase in self.phrases(source) if not self.named(translation, [phrase])
+                for i in range(len(cut) + 1)]
+
+    def choose_forced(self, source: str, options: Sequence[str], scores: Sequence[float]) -> int:
+        """The index of the option naming the most of `source`'s phrases among those whose student
+        score is within `force` of the best option's; ties as in `choose`."""
+        phrases, best = self.phrases(source), max(scores)
+        return max((j for j in range(len(options)) if scores[j] >= best - self.force),
+                   key=lambda j: (self.named(options[j], phrases), scores[j], -j))
+
     def save(self, directory: Path) -> None:
-        data = {"lang": self.lang, "size": self.size, "pairs": self.pairs}
+        data = {"lang": self.lang, "size": self.size, "force": float(self.force), "pairs": self.pairs}
         (Path(directory) / PAIRS_FILE).write_text(json.dumps(data, ensure_ascii=False, indent=0) + "\n",
                                                   encoding="utf-8")
 
@@ -97,4 +118,4 @@ class PairLexicon:
         if not path.is_file():
             return None
         data = read_json(path, PairsFile)
-        return cls(data["lang"], data["pairs"], data["size"], segment)
+        return cls(data["lang"], data["pairs"], data["size"], segment, data.get("force", 0.0))

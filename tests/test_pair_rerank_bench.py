@@ -1,11 +1,13 @@
-"""benchmarks/pair_rerank.py on a micro grid of the invented-names world (tests/conftest.py,
-`name_world`): the default recipe's run evaluated greedily (`--pair-rerank 0`) and its token-CE
-twin. Greedy's and `ce`'s chrF equal the runs' own evaluations (eval/scores.json), the pair
-rerank's equals sacreBLEU's chrF of the candidates the rule picks from `generate()`'s n-best list,
-and a folder without such runs is refused in one line."""
+"""benchmarks/pair_rerank.py and benchmarks/forced_names.py on a micro grid of the invented-names
+world (tests/conftest.py, `name_world`): the default recipe's run evaluated greedily (`--pair-rerank
+0`) and its token-CE twin. Greedy's and `ce`'s chrF equal the runs' own evaluations
+(eval/scores.json), the pair rerank's equals sacreBLEU's chrF of the candidates the rule picks from
+`generate()`'s n-best list, forced names' equals that of the system's own translations with the
+margin, and a folder without such runs or a bad margin is refused in one line."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -132,3 +134,32 @@ def test_paired_runs_refuses_other_test_sentences_and_foreign_outputs(grid, tmp_
     assert paired_runs.main(["--name", "x", f"{system}:{baseline}", "--out", str(out)]) == 2
     assert "not written by this script" in capsys.readouterr().err and out.read_text() == "a user's notes\n"
     assert paired_runs.main(["--name", "x", "no-colon", "--out", str(tmp_path / "q.json")]) == 2
+
+
+def test_the_forced_names_benchmark_recounts_the_rerank_and_each_margin(grid, name_world, tmp_path, capsys):
+    """On a copy of the run whose saved pairs are every name of the world (the run's own pair only
+    the names no kept translation shows, none of the test sentences' words)."""
+    import forced_names
+
+    run, ce = tmp_path / "ce+taught+pairs-p0.5-s0", grid / "runs" / "ce-p0.5-s0"
+    shutil.copytree(grid / "runs" / run.name, run, ignore=shutil.ignore_patterns("checkpoints"))
+    PairLexicon("es", name_world[1], 0, words).save(run / "model")
+    out = tmp_path / "f.json"
+    assert forced_names.main([str(run), "--ce", str(ce), "--size", str(SIZE), "--margins", "0,100",
+                              "--out", str(out)]) == 0
+    (cell,) = json.loads(out.read_text())["cells"]
+    picked, _, refs = by_hand(run)
+    assert cell["scores"]["rerank"]["chrF"] == [pytest.approx(sacrebleu.corpus_chrf(picked, [refs]).score)]
+    system = GroundedSystem.load(run / "model")
+    sources = [s["source"] for s in json.loads((run / "eval" / "scores.json").read_text())["sentences"]]
+    lexicon = PairLexicon.load(run / "model", words)
+    for margin in (0, 100):
+        system.pair_lexicon = PairLexicon(lexicon.lang, lexicon.pairs, SIZE, words, margin)
+        assert cell["scores"][f"forced {margin}"]["chrF"] == [
+            pytest.approx(sacrebleu.corpus_chrf(system.translate(sources), [refs]).score)]
+    assert cell["forced_sentences"][0] > 0 and cell["changed"][0]["forced 100"] > 0  # the names were missing
+    assert cell["scores"]["ce"]["chrF"] == [pytest.approx(json.loads((ce / "eval" / "scores.json").read_text())[
+        "metrics"]["chrf"]["score"])]
+    assert set(cell["vs_rerank"]) == {"forced 0", "forced 100"} and set(cell["vs_ce"]["forced 100"]) == {"chrF", "BLEU"}
+    assert forced_names.main([str(run), "--margins", "1,-1", "--out", str(tmp_path / "g.json")]) == 2
+    assert "--margins: expected numbers of at least 0" in capsys.readouterr().err

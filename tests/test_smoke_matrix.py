@@ -144,6 +144,9 @@ REFUSED = {  # case: (flags, the one-line reason)
     "phrase pairs without pairs": (["--lexicon-phrase-words", "3", "--lexicon-pairs", "0"],
                                    "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 "
                                    "leaves out"),
+    "forced names without the rerank": (["--pair-force", "1", "--pair-rerank", "0"],
+                                         "--pair-force adds candidates to the rerank by word pairs, which "
+                                         "--pair-rerank 0 turns off"),
     "explained pairs without pairs": (["--lexicon-explain-away", "--lexicon-pairs", "0"],
                                       "--lexicon-explain-away adds pairs to the word pairs, which --lexicon-pairs 0 leaves out"),
     "every name without explained words": (["--pivot", "--pivot-every-name", "--pivot-teaches", "all"],

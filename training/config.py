@@ -36,7 +36,7 @@ from models.schedules import default_warmup
 from models.similarities import descriptive_name
 from models.typed_json import ReadBackError, read_json
 from training.options import (ALIASES, EXPLAIN_AWAY_FROM, GROUPS, LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS,
-                              PAIR_RERANK, PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
+                              PAIR_FORCE, PAIR_RERANK, PHRASE_PAIRS_FROM, PRESETS, PSEUDO_TARGETS_BELOW, RECIPES,
                               TEACHABLE_WORDS_ABOVE, TrainConfig, bound_problem)
 
 if TYPE_CHECKING:
@@ -190,6 +190,9 @@ def config_problem(cfg: TrainConfig) -> str | None:
                     "--pivot-teaches explained")
     if p.pair_rerank and p.lexicon_pairs == 0:
         return "--pair-rerank chooses translations by the word pairs, which --lexicon-pairs 0 leaves out"
+    if p.pair_force and (p.lexicon_pairs == 0 or p.pair_rerank == 0):
+        return ("--pair-force adds candidates to the rerank by word pairs, which "
+                + ("--lexicon-pairs 0 leaves out" if p.lexicon_pairs == 0 else "--pair-rerank 0 turns off"))
     if p.lexicon_phrase_words and p.lexicon_phrase_words > 1 and p.lexicon_pairs == 0:
         return "--lexicon-phrase-words adds phrases to the word pairs, which --lexicon-pairs 0 leaves out"
     if p.lexicon_explain_away and p.lexicon_pairs == 0:
@@ -338,7 +341,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     LEXICON_PAIRS with pivot targets, else 0; `--lexicon-phrase-words` LEXICON_PHRASE_WORDS with word
     pairs where human translations cover at least PHRASE_PAIRS_FROM of the captions, else 1 (logged);
     `--lexicon-explain-away` on with word pairs from EXPLAIN_AWAY_FROM of the captions (logged);
-    `--pair-rerank` PAIR_RERANK with word pairs, else 0),
+    `--pair-rerank` PAIR_RERANK with word pairs, else 0; `--pair-force` PAIR_FORCE with that rerank, else 0),
     `--max-target-length` (the longest training English text + 2, at most CLIP's context),
     `--tower-lr` (--lr) and `--compare-ce` (on for an embedded-world run that uses images)."""
     d, p, o = cfg.dataset, cfg.pseudo, cfg.objective
@@ -390,6 +393,12 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
     elif rerank and not pairs:
         raise InputError("--pair-rerank chooses translations by the word pairs, and this run reads none "
                          "(--lexicon-pairs resolved to 0: no pivot targets)")
+    force = p.pair_force
+    if force is None:
+        force = PAIR_FORCE if rerank else 0.0
+    elif force and not rerank:
+        raise InputError("--pair-force adds candidates to the rerank by word pairs, and this run has none "
+                         + ("(--lexicon-pairs resolved to 0: no pivot targets)" if not pairs else "(--pair-rerank 0)"))
     length = cfg.student.max_target_length
     if not length:
         tokenize = clip_tokenizer(cfg.teacher.clip)
@@ -400,6 +409,7 @@ def resolve(cfg: TrainConfig, data: TrainingData, log: Callable[[str], None] = l
         compare = data.world is not None and (o.contrastive_weight > 0 or pivot or rounds > 0)
     return cfg.replace(parallel_fraction=fraction, pivot=pivot, self_train_rounds=rounds, lexicon_pairs=pairs,
                        lexicon_phrase_words=phrase_words, lexicon_explain_away=explain, pair_rerank=rerank,
+                       pair_force=force,
                        max_target_length=length, tower_lr=cfg.teacher.tower_lr or cfg.optim.lr, compare_ce=compare)
 
 

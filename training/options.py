@@ -36,6 +36,7 @@ LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/
 PHRASE_PAIRS_FROM = 0.1  # ... where human translations cover at least this share of the training captions
 EXPLAIN_AWAY_FROM = 0.1  # words of one picture paired by explaining away from this share on (docs/ablation.md)
 PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
+PAIR_FORCE = 1.0  # margin of the forced names beside that rerank (docs/translate.md, "Forced names")
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,12 @@ class PseudoOptions:
                                            "with by "
                                            "--lexicon-pairs (then the student's best); 0: greedy decoding (default: "
                                            f"{PAIR_RERANK} with --lexicon-pairs, else 0)", bound=NON_NEGATIVE)
+    pair_force: float | None = option(None, "with --pair-rerank, where the chosen translation misses a paired "
+                                            "phrase, add candidates that write it at each word boundary and let "
+                                            "the student go on; one is kept if the student's score of it (mean "
+                                            "log-probability per token) is within this margin of its best "
+                                            f"candidate's; 0: off (default: {PAIR_FORCE} with --pair-rerank, else 0)",
+                                      bound=NON_NEGATIVE)
     self_train_rounds: int | None = option(None, "rounds in which the student translates the training captions "
                                                  "without a human translation and keeps, as pseudo-parallel targets, "
                                                  "the translations whose CLIP pair ranks their own image first "
@@ -389,24 +396,25 @@ PRESETS: dict[str, dict[str, Any]] = {
 _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
                rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
                pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, lexicon_phrase_words=1,
-               lexicon_explain_away=False, pair_rerank=0, self_train_replace="agreeing",
+               lexicon_explain_away=False, pair_rerank=0, pair_force=0.0, self_train_replace="agreeing",
                self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
     "auto": {},  # pivot, self-training and annealing decided by the share of human translations
     "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, lexicon_pairs=0,
-               pair_rerank=0, pseudo_anneal=False, freeze="both"),
+               pair_rerank=0, pair_force=0.0, pseudo_anneal=False, freeze="both"),
     "ce+contrastive": dict(contrastive_weight=1.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0,
-                           lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
+                           lexicon_pairs=0, pair_rerank=0, pair_force=0.0, pseudo_anneal=False),
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
-                      lexicon_pairs=0, pair_rerank=0, self_train_replace="all", self_train_start=0.4),
+                      lexicon_pairs=0, pair_rerank=0, pair_force=0.0, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
     "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": None,
-                        "lexicon_explain_away": None, "pair_rerank": PAIR_RERANK},  # both by the share of translations
+                        "lexicon_explain_away": None, "pair_rerank": PAIR_RERANK,  # both by the share of translations
+                        "pair_force": None},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
-                        lexicon_pairs=0, pair_rerank=0, pseudo_anneal=False),
+                        lexicon_pairs=0, pair_rerank=0, pair_force=0.0, pseudo_anneal=False),
 }
 
 

@@ -328,10 +328,12 @@ class StudentTrainer:
                            + (f", and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else "")
                            + "): nothing was exported or evaluated")
         if self.pairs:
-            size = self.cfg.pseudo.pair_rerank
-            model.pair_lexicon = PairLexicon.of(self.cfg.dataset.lang, self.pairs, size, words)
+            size, force = self.cfg.pseudo.pair_rerank, self.cfg.pseudo.pair_force
+            model.pair_lexicon = PairLexicon.of(self.cfg.dataset.lang, self.pairs, size, words, force)
+            forced = f", with forced names within {force:g} of the student's best" if force else ""
             self.log(f"translations: the student's {size}-best list, reranked by the {len(self.pairs)} word pairs"
-                     if size else f"translations: greedy (the {len(self.pairs)} word pairs are saved, --pair-rerank 0)")
+                     + forced if size else
+                     f"translations: greedy (the {len(self.pairs)} word pairs are saved, --pair-rerank 0)")
         model.save(run.model)
         self.log(f"exported the model to {run.model}")
         e = self.cfg.eval
