@@ -1,7 +1,8 @@
 """`--pair-force`: forced names beside the rerank by word pairs — the student's continuations of
 forced prefixes against `generate()` one at a time, the rescoring against greedy `nbest`'s own
 scores, the choice within the margin against a brute-force check, a real student made to write a
-name none of its candidates holds (and not without the option), and the option end to end."""
+name none of its candidates holds (and not without the option), through `translate` and the corpus
+builder, and the option end to end."""
 import json
 import shutil
 
@@ -17,6 +18,7 @@ from models.generation import continue_greedily, nbest, sequence_scores
 from models.grounded import GroundedSystem
 from models.pair_rerank import PairLexicon
 from test_pair_rerank import name_args
+from test_translate import corpus_args
 from training.options import PAIR_FORCE, PAIR_RERANK
 
 ES = PairLexicon.of("es", [WordPair("elefante", "elephant", 0.9, 3), WordPair("chaleco", "safety vest", 0.7, 2)],
@@ -99,14 +101,16 @@ def a_name_no_candidate_writes(system: GroundedSystem, sources: list[str], size:
     pytest.skip("every candidate list of the session's run writes every word")
 
 
-def test_a_real_student_writes_a_name_no_candidate_holds_only_when_forced(system, sources, run, tmp_path):
-    """With a pair whose English none of the 4-best candidates writes: the rerank alone cannot name it,
-    forced names with a wide margin do (the student's own continuation around it), a margin near 0
-    keeps the student's best-scored option, and a run whose saved pairs carry the margin
-    translates the same through `python -m translate`."""
-    from translate import Translator
+@pytest.fixture(scope="module")
+def unwritten(system, sources) -> tuple[str, str, str]:
+    return a_name_no_candidate_writes(system, sources, 4)
 
-    source, word, english = a_name_no_candidate_writes(system, sources, 4)
+
+def test_a_real_student_writes_a_name_no_candidate_holds_only_when_forced(system, unwritten):
+    """With a pair whose English none of the 4-best candidates writes: the rerank alone cannot name it,
+    forced names with a wide margin do (the student's own continuation around it), and a margin
+    near 0 keeps the student's best-scored option."""
+    source, word, english = unwritten
     system.pair_lexicon = PairLexicon("es", {word: english}, 4, words)
     assert english not in system.translate([source])[0].split()
     system.pair_lexicon = PairLexicon("es", {word: english}, 4, words, force=100.0)
@@ -120,10 +124,28 @@ def test_a_real_student_writes_a_name_no_candidate_holds_only_when_forced(system
                              system.labels_for([tight, forced, *options]))
     assert float(scored[0]) >= float(scored.max()) - 1e-5
 
+
+def test_a_run_with_forced_names_translates_and_builds_a_corpus_with_them(system, unwritten, run, data, tmp_path):
+    """A run whose saved pairs carry the margin: `python -m translate text` and `corpus` translate as
+    the system does, and the corpus summary says how it decoded."""
+    from translate import Translator
+    from translate.__main__ import main
+
+    source, word, english = unwritten
+    system.pair_lexicon = PairLexicon("es", {word: english}, 4, words, force=100.0)
     copy = tmp_path / "run"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
-    PairLexicon("es", {word: english}, 4, words, force=100.0).save(copy / "model")
-    assert Translator.from_run(copy, device="cpu").translate([source]) == [forced]
+    system.pair_lexicon.save(copy / "model")
+    assert Translator.from_run(copy, device="cpu").translate([source]) == system.translate([source])
+    out = tmp_path / "corpus"
+    assert main(corpus_args(copy, data, out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["decoding"] == {"num_beams": 4, "rerank": None, "word_pairs": {"pairs": 1, "size": 4, "force": 100.0}}
+    assert ("beam search, 4 beams; the n-best list reranked by the run's 1 word pairs, with forced names within 100 "
+            "of the student's best") in (out / "summary.md").read_text()
+    records = [json.loads(line) for line in (out / "corpus.jsonl").read_text().splitlines()]
+    chosen = [r["translation"] for r in records if r["source"] == source]
+    assert chosen and set(chosen) == set(system.translate([source]))
 
 
 def test_pairs_saved_before_forced_names_read_back_without_them(tmp_path):

@@ -236,5 +236,9 @@ def build_corpus(translator: Translator, inputs: Inputs, out: str | Path, *, src
     atomic_write(out / INPUT_REPORT, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in inputs.report))
     records = finalize(read_records(writer.corpus), filters)
     writer.rewrite(records)
+    pairs = translator.system.pair_lexicon
+    word_pairs = ({"pairs": len(pairs.pairs), "size": pairs.size, "force": pairs.force}
+                  if rerank is None and pairs is not None and pairs.size else None)
     return write_outputs(records, out, src_lang=src_lang, filters=filters, tmx=tmx, inputs=inputs,
-                         resumed=writer.resumed, model=model, num_beams=num_beams, rerank=rerank)
+                         resumed=writer.resumed, model=model, num_beams=num_beams, rerank=rerank,
+                         word_pairs=word_pairs)

@@ -38,7 +38,8 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def write_outputs(records: list[dict], out: Path, *, src_lang: str, filters: Filters, tmx: bool, inputs: Inputs,
-                  resumed: int, model: dict, num_beams: int = 1, rerank: dict | None = None) -> dict:
+                  resumed: int, model: dict, num_beams: int = 1, rerank: dict | None = None,
+                  word_pairs: dict | None = None) -> dict:
     """Write every derived file into `out`; return the summary dict (also `summary.json`)."""
     aligned = [r for r in records if r["aligned_line"] is not None]
     atomic_write(out / f"corpus.{src_lang}", "".join(r["source"] + "\n" for r in aligned))
@@ -50,7 +51,7 @@ def write_outputs(records: list[dict], out: Path, *, src_lang: str, filters: Fil
     files = sorted([f"corpus.{src_lang}", "corpus.en", "corpus.tsv", "corpus.jsonl", "input_report.jsonl",
                     *(["corpus.tmx"] if tmx else []), *plots])
     summary = summarize(records, aligned, src_lang=src_lang, filters=filters, inputs=inputs, resumed=resumed,
-                        model=model, num_beams=num_beams, rerank=rerank, files=files)
+                        model=model, num_beams=num_beams, rerank=rerank, word_pairs=word_pairs, files=files)
     atomic_write(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     atomic_write(out / "summary.md", summary_markdown(summary))
     return summary
@@ -97,15 +98,20 @@ def _stats(values: list[float]) -> dict | None:
 
 
 def summarize(records: list[dict], aligned: list[dict], *, src_lang: str, filters: Filters, inputs: Inputs,
-              resumed: int, model: dict, files: list[str], num_beams: int = 1, rerank: dict | None = None) -> dict:
+              resumed: int, model: dict, files: list[str], num_beams: int = 1, rerank: dict | None = None,
+              word_pairs: dict | None = None) -> dict:
     """The summary dict; `decoding.rerank.changed` counts the records whose translation is not the
-    student's best candidate (`nbest_index` > 0)."""
+    student's best candidate (`nbest_index` > 0); `decoding.word_pairs` (where the run's word pairs
+    chose the translations: `{"pairs", "size", "force"}`) says how."""
     flags = Counter(f for r in records for f in r["flags"])
     if rerank is not None:
         rerank = {**rerank, "changed": sum(1 for r in records if (r.get("nbest_index") or 0) > 0)}
+    if word_pairs:
+        num_beams = max(num_beams, word_pairs["size"])  # the n-best list the pairs choose from
     return {
         **model, "input": inputs.fingerprint, "src_lang": src_lang,
-        "decoding": {"num_beams": num_beams if rerank is None else rerank["size"], "rerank": rerank},
+        "decoding": {"num_beams": num_beams if rerank is None else rerank["size"], "rerank": rerank,
+                     **({"word_pairs": word_pairs} if word_pairs else {})},
         "records": len(records), "aligned_pairs": len(aligned), "resumed_records": resumed,
         "flags": dict(sorted(flags.items())),
         "thresholds": {"min_grounding": filters.min_grounding, "dedupe": filters.dedupe,
@@ -141,7 +147,10 @@ def decoding_line(decoding: dict) -> str:
     """One line for summary.md: the search, and the reranking when there was one."""
     beams = decoding["num_beams"]
     search = "greedy" if beams == 1 else f"beam search, {beams} beams"
-    rerank = decoding["rerank"]
+    rerank, pairs = decoding["rerank"], decoding.get("word_pairs")
+    if pairs:
+        forced = f", with forced names within {pairs['force']:g} of the student's best" if pairs["force"] else ""
+        return f"{search}; the n-best list reranked by the run's {pairs['pairs']} word pairs{forced}"
     if rerank is None:
         return search
     return (f"{search}; n-best of {rerank['size']} reranked by {rerank['method'].upper()} with each caption's image "
