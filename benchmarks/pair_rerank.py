@@ -64,14 +64,14 @@ def run_matcher(config: dict) -> ConceptMatcher:
                                      if concepts.is_file() else {})
 
 
-def pair_reranked(run: Path, size: int) -> list[str]:
-    """The run's test sentences (`eval/scores.json`) translated by the pair rerank of `size`."""
+def pair_reranked(run: Path, size: int, force: float = 0.0) -> list[str]:
+    """The run's test sentences (`eval/scores.json`) translated by the pair rerank of `size`, with
+    forced names at margin `force` above 0 (`GroundedSystem.translate`)."""
     sources = [s["source"] for s in json.loads((run / "eval" / "scores.json").read_text())["sentences"]]
     system = GroundedSystem.load(run / "model")
-    system.pair_lexicon = None
-    candidates, scores = system.nbest(sources, size=size)
-    chosen = run_pairs(run, run_config(run), size).choose(sources, candidates, scores)
-    return [c[j] for c, j in zip(candidates, chosen)]
+    pairs = run_pairs(run, run_config(run), size)
+    system.pair_lexicon = PairLexicon(pairs.lang, pairs.pairs, size, words, force)
+    return system.translate(sources)
 
 
 def statistics(hyps: list[str], sentences: list[dict], matcher: ConceptMatcher) -> dict[str, Statistic]:

@@ -8,9 +8,11 @@ For what an ablation grid cannot hold — runs trained with other options than t
 warm-up"). Each run is scored as its own evaluation decoded it (`eval/hyp.txt`); with `--rerank N`,
 a run that kept word pairs but decoded greedily (trained with `--pair-rerank 0`, or before the rerank
 existed) is decoded again by the pair rerank of N (`benchmarks/pair_rerank.py`), so that two runs of
-the default recipe are compared as the default translates. Writes JSON with the runs' folder names only.
+the default recipe are compared as the default translates; with `--force MARGIN` as well, every run
+that kept word pairs is decoded again by that rerank with forced names (docs/translate.md, "Forced
+names"), as runs saved before them are. Writes JSON with the runs' folder names only.
 
-    python benchmarks/paired_runs.py --name NAME SYSTEM_RUN:BASELINE_RUN [...] [--rerank N] --out FILE
+    python benchmarks/paired_runs.py --name NAME SYSTEM_RUN:BASELINE_RUN [...] [--rerank N [--force M]] --out FILE
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from data_prep.errors import InputError, Parser, positive_int, run_command
+from data_prep.errors import InputError, Parser, non_negative_float, positive_int, run_command
 from eval.ablation import cell_scores, concept_statistics
 from eval.stats import stratified_paired_bootstrap
 from pair_rerank import pair_reranked, run_matcher, statistics  # a sibling script: benchmarks/ is on the path
@@ -49,28 +51,30 @@ def written_here(path: Path) -> bool:
     return isinstance(data, dict) and set(data) == {"name", "pairs", "delta"}
 
 
-def scored(run: Path, rerank: int | None) -> dict:
+def scored(run: Path, rerank: int | None, force: float = 0.0) -> dict:
     """`eval.ablation.cell_scores` of the run, decoded again by the pair rerank of `rerank` where its
-    evaluation was greedy although it kept word pairs; `decoded` says how it was decoded."""
+    evaluation was greedy although it kept word pairs — with `force` above 0, wherever it kept word
+    pairs, by that rerank with forced names; `decoded` says how it was decoded."""
     cell = cell_scores(run)
     config = run_config(run)
-    if not rerank or config.get("pair_rerank") or not config.get("lexicon_pairs"):
+    if not rerank or not config.get("lexicon_pairs") or (config.get("pair_rerank") and not force):
         return {**cell, "decoded": "as evaluated"}
-    hyps = pair_reranked(run, rerank)
+    hyps = pair_reranked(run, rerank, force)
     sentences = json.loads((run / "eval" / "scores.json").read_text())["sentences"]
     matcher = run_matcher(config)
     fresh = statistics(hyps, sentences, matcher)
     concepts = cell["concepts"] and [{**c, "correct": [k for k in c["unseen"] + c["seen"] if matcher.named(k, h)]}
                                      for c, h in zip(cell["concepts"], hyps)]
-    return {**cell, "hypotheses": hyps, "concepts": concepts, "decoded": f"pair rerank {rerank}",
+    decoded = f"pair rerank {rerank}" + (f", forced names {force:g}" if force else "")
+    return {**cell, "hypotheses": hyps, "concepts": concepts, "decoded": decoded,
             "statistics": {**cell["statistics"], "chrF": fresh["chrF"], "BLEU": fresh["BLEU"]}}
 
 
-def compare(name: str, pairs: list[tuple[Path, Path]], rerank: int | None = None) -> dict:
+def compare(name: str, pairs: list[tuple[Path, Path]], rerank: int | None = None, force: float = 0.0) -> dict:
     """Per-pair scores and the stratified paired differences `system − baseline`."""
     per_pair, stats = [], []
     for system, baseline in pairs:
-        a, b = scored(system, rerank), scored(baseline, rerank)
+        a, b = scored(system, rerank, force), scored(baseline, rerank, force)
         if sources(system) != sources(baseline):
             raise InputError(f"{system.name} and {baseline.name} were not scored on the same test sentences")
         sa = {**a["statistics"], **concept_statistics(a, b)}
@@ -92,14 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank", type=positive_int, default=None,
                         help="decode a run that kept word pairs but was evaluated greedily by the pair rerank of "
                              "this n-best size (default: every run as it was evaluated)")
+    parser.add_argument("--force", type=non_negative_float, default=0.0,
+                        help="with --rerank: decode every run that kept word pairs by that rerank with forced names "
+                             "at this margin (default 0: none)")
     args = parser.parse_args(argv)
 
     def command() -> int:
+        if args.force and not args.rerank:
+            raise InputError("--force adds forced names to the rerank: give --rerank N as well")
         pairs = [pair(p) for p in args.pairs]
         for run in {p for two in pairs for p in two}:
             if not (run / "eval" / "scores.json").is_file():
                 raise InputError(f"{run}: no evaluated run (eval/scores.json)")
-        result = compare(args.name, pairs, args.rerank)
+        result = compare(args.name, pairs, args.rerank, args.force)
         if args.out.exists() and not written_here(args.out):
             raise InputError(f"{args.out} exists and was not written by this script; choose another --out")
         args.out.parent.mkdir(parents=True, exist_ok=True)

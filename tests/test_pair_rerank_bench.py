@@ -163,3 +163,26 @@ def test_the_forced_names_benchmark_recounts_the_rerank_and_each_margin(grid, na
     assert set(cell["vs_rerank"]) == {"forced 0", "forced 100"} and set(cell["vs_ce"]["forced 100"]) == {"chrF", "BLEU"}
     assert forced_names.main([str(run), "--margins", "1,-1", "--out", str(tmp_path / "g.json")]) == 2
     assert "--margins: expected numbers of at least 0" in capsys.readouterr().err
+
+
+def test_paired_runs_decodes_with_forced_names(grid, name_world, tmp_path, capsys):
+    import paired_runs
+
+    system, baseline = tmp_path / "ce+taught+pairs-p0.5-s0", grid / "runs" / "ce-p0.5-s0"
+    shutil.copytree(grid / "runs" / system.name, system, ignore=shutil.ignore_patterns("checkpoints"))
+    PairLexicon("es", name_world[1], SIZE, words).save(system / "model")  # evaluated greedily, now saved with a rerank
+    out = tmp_path / "p.json"
+    assert paired_runs.main(["--name", "forced", f"{system}:{baseline}", "--rerank", str(SIZE), "--force", "100",
+                             "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["pairs"]
+    assert row["decoded"] == [f"pair rerank {SIZE}, forced names 100", "as evaluated"]
+    model = GroundedSystem.load(system / "model")
+    model.pair_lexicon = PairLexicon("es", name_world[1], SIZE, words, 100.0)
+    sentences = json.loads((system / "eval" / "scores.json").read_text())["sentences"]
+    forced = model.translate([s["source"] for s in sentences])
+    assert row["scores"]["chrF"][0] == pytest.approx(
+        sacrebleu.corpus_chrf(forced, [[s["references"][0] for s in sentences]]).score)
+    picked, _, _ = by_hand(system)
+    assert forced != picked  # the forced names changed translations
+    assert paired_runs.main(["--name", "x", f"{system}:{baseline}", "--force", "1", "--out", str(out)]) == 2
+    assert "--force adds forced names to the rerank: give --rerank N as well" in capsys.readouterr().err
