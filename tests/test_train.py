@@ -25,7 +25,7 @@ from paused_run import start_paused
 from plain_transformers import transformers_translations
 from tiny_run import tiny
 from training.config import build_parser, named_options, parse_config, resolve, resumed_config
-from training.options import LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, RECIPES
+from training.options import LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_FORCE, PAIR_RERANK, RECIPES
 from training.task import annealed
 from two_processes import accelerate_launch
 
@@ -444,6 +444,19 @@ def test_words_of_one_picture_are_paired_from_ten_percent_translated(share, on):
     for flag, value in (("--lexicon-explain-away", True), ("--no-lexicon-explain-away", False)):
         assert resolve(parse_config([flag]), Shares(share, 0.002, n_captions=1000)).pseudo.lexicon_explain_away is value
     assert resolve(parse_config(["--recipe", "ce"]), Shares(share, 0.002)).pseudo.lexicon_explain_away is False
+
+
+def test_forced_names_follow_the_rerank():
+    """`--pair-force` is PAIR_FORCE wherever the rerank by word pairs is on (docs/ablation.md, "Forced
+    names"), 0 where it is off, and refused where the run reads no word pairs."""
+    cfg = resolve(parse_config([]), Shares(0.05, teachable=0.002))
+    assert (cfg.pseudo.pair_rerank, cfg.pseudo.pair_force) == (PAIR_RERANK, PAIR_FORCE)
+    assert resolve(parse_config(["--pair-rerank", "0"]), Shares(0.05, 0.002)).pseudo.pair_force == 0
+    assert resolve(parse_config(["--recipe", "ce"]), Shares(0.05, 0.002)).pseudo.pair_force == 0
+    assert resolve(parse_config(["--pair-force", "0.5"]), Shares(0.05, 0.002)).pseudo.pair_force == 0.5
+    with pytest.raises(InputError, match=r"--pair-force adds candidates to the rerank by word pairs, and this run "
+                                         r"has none \(--lexicon-pairs resolved to 0"):
+        resolve(parse_config(["--pair-force", "1"]), Shares(0.5))  # no pivot targets: no pairs
 
 
 def test_a_recipe_flag_overrides_the_share_rule():
