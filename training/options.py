@@ -34,7 +34,7 @@ TEACHABLE_WORDS_ABOVE = 0.001  # or when more of the training source words are u
 LEXICON_PAIRS = 16  # word pairs per batch where pivot targets are made (docs/training.md, "Defaults and why")
 LEXICON_PHRASE_WORDS = 4  # longest source phrase paired beside the words (docs/ablation.md, "Phrase pairs") ...
 PHRASE_PAIRS_FROM = 0.1  # ... where human translations cover at least this share of the training captions
-EXPLAIN_AWAY_FROM = 0.1  # words of one picture paired by explaining away from this share on (docs/ablation.md)
+EXPLAIN_AWAY_FROM = 0.05  # words of one picture paired by explaining away from this share on (docs/ablation.md)
 PAIR_RERANK = 16  # n-best size of the test-time rerank by those word pairs (docs/translate.md, "Rerank by word pairs")
 PAIR_FORCE = 1.0  # margin of the forced names beside that rerank (docs/translate.md, "Forced names")
 
