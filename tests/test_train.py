@@ -24,7 +24,7 @@ import training
 from paused_run import start_paused
 from plain_transformers import transformers_translations
 from tiny_run import tiny
-from training.config import build_parser, named_options, parse_config, resolve, resumed_config
+from training.config import build_parser, named_options, parse_config, resolve, resumed_config, with_recipe
 from training.options import LEXICON_PAIRS, LEXICON_PHRASE_WORDS, OPTIONS, PAIR_FORCE, PAIR_RERANK, RECIPES
 from training.task import annealed
 from two_processes import accelerate_launch
@@ -457,6 +457,20 @@ def test_forced_names_follow_the_rerank():
     with pytest.raises(InputError, match=r"--pair-force adds candidates to the rerank by word pairs, and this run "
                                          r"has none \(--lexicon-pairs resolved to 0"):
         resolve(parse_config(["--pair-force", "1"]), Shares(0.5))  # no pivot targets: no pairs
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.1, 0.5])
+def test_the_token_ce_twin_of_a_resolved_run_reads_no_pairs(share):
+    """`--compare-ce` trains `with_recipe(run's resolved config, "ce")`: every option the run resolved
+    from its word pairs must go with them (a run at 5% once trained for 20 minutes and then failed
+    here, its twin still asking to explain words away)."""
+    shares = Shares(share, teachable=0.002, n_captions=1000)
+    run = resolve(parse_config([]), shares)
+    twin = resolve(with_recipe(run, "ce", compare_ce=False), shares)
+    assert (twin.pseudo.lexicon_pairs, twin.pseudo.lexicon_phrase_words, twin.pseudo.lexicon_explain_away,
+            twin.pseudo.pair_rerank, twin.pseudo.pair_force) == (0, 1, False, 0, 0.0)
+    if share in (0.05, 0.1):
+        assert run.pseudo.lexicon_explain_away and run.pseudo.pair_force  # what the twin had to undo
 
 
 def test_a_recipe_flag_overrides_the_share_rule():

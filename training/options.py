@@ -392,29 +392,31 @@ PRESETS: dict[str, dict[str, Any]] = {
     "thesis": dict(clip="ViT-B-32", teacher_steps=0, student_preset="thesis", target_vocab="full", batch_size=256,
                    mixed_precision="bf16"),
 }
+# A recipe without word pairs names every option that reads them, so that it also replaces the
+# values a resolved run gave them (the token-CE twin of --compare-ce is the run's config with "ce").
+_NO_PAIRS = dict(lexicon_pairs=0, lexicon_phrase_words=1, lexicon_explain_away=False, pair_rerank=0, pair_force=0.0)
 # The long-tail world's targets (`ce+taught`), which `ce+taught+pairs` reads with word pairs.
 _TAUGHT = dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2, self_train_nbest=8,
                rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0, pseudo_anneal=False, pivot_teaches="explained",
-               pivot_every_name=False, pivot_source_words=False, lexicon_pairs=0, lexicon_phrase_words=1,
-               lexicon_explain_away=False, pair_rerank=0, pair_force=0.0, self_train_replace="agreeing",
+               pivot_every_name=False, pivot_source_words=False, **_NO_PAIRS, self_train_replace="agreeing",
                self_train_start=0.5)
 # What teaches the student; each names every option of its recipe (docs/training.md, docs/ablation.md).
 RECIPES: dict[str, dict[str, Any]] = {
     "auto": {},  # pivot, self-training and annealing decided by the share of human translations
-    "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, lexicon_pairs=0,
-               pair_rerank=0, pair_force=0.0, pseudo_anneal=False, freeze="both"),
+    "ce": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0, **_NO_PAIRS,
+               pseudo_anneal=False, freeze="both"),
     "ce+contrastive": dict(contrastive_weight=1.0, token_ce_weight=1.0, pivot=False, self_train_rounds=0,
-                           lexicon_pairs=0, pair_rerank=0, pair_force=0.0, pseudo_anneal=False),
+                           **_NO_PAIRS, pseudo_anneal=False),
     "ce+pseudo": dict(contrastive_weight=0.0, token_ce_weight=1.0, pivot=True, self_train_rounds=2,
                       self_train_nbest=8, rerank_beta=0.2, self_train_lexicon=1.0, pseudo_weight=1.0,
                       pseudo_anneal=True, pivot_teaches="all", pivot_every_name=False, pivot_source_words=False,
-                      lexicon_pairs=0, pair_rerank=0, pair_force=0.0, self_train_replace="all", self_train_start=0.4),
+                      **_NO_PAIRS, self_train_replace="all", self_train_start=0.4),
     "ce+taught": _TAUGHT,
     "ce+taught+pairs": {**_TAUGHT, "lexicon_pairs": LEXICON_PAIRS, "lexicon_phrase_words": None,
                         "lexicon_explain_away": None, "pair_rerank": PAIR_RERANK,  # both by the share of translations
                         "pair_force": None},
     "contrastive": dict(contrastive_weight=1.0, token_ce_weight=0.0, pivot=False, self_train_rounds=0,
-                        lexicon_pairs=0, pair_rerank=0, pair_force=0.0, pseudo_anneal=False),
+                        **_NO_PAIRS, pseudo_anneal=False),
 }
 
 
