@@ -22,7 +22,8 @@ import torch
 
 from data_prep.errors import InputError, Parser, positive_int, run_command
 from eval.ablation import cell_scores
-from pair_rerank import METRICS, compare, run_matcher, run_pairs, statistics  # a sibling script on the path
+from pair_rerank import (METRICS, cell_means, compare, interval, run_matcher, run_pairs,  # a sibling script on the path
+                         statistics)
 from models.grounded import GroundedSystem
 from models.pair_rerank import PairLexicon
 from translate.translator import run_config
@@ -97,22 +98,17 @@ def measure(runs: list[Path], ce_runs: list[Path], margins: list[float], size: i
 
 
 def markdown(result: dict) -> str:
-    def d(p: dict | None, digits: int) -> str:
-        if p is None:
-            return "–"
-        return f"{p['delta']:+.{digits}f} [{p['delta_low']:+.{digits}f}, {p['delta_high']:+.{digits}f}]"
-
     lines = ["| lang | P | seeds | margin | chrF | Δ chrF vs rerank | Δ BLEU vs rerank | unseen rerank → forced | "
              "Δ unseen | Δ seen | Δ chrF vs `ce` |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in result["cells"]:
-        mean = {name: {m: sum(v) / len(v) for m, v in s.items() if v} for name, s in c["scores"].items()}
+        mean = cell_means(c)
         for name, vs in c["vs_rerank"].items():
             unseen = (f"{mean['rerank']['unseen concepts']:.3f} → {mean[name]['unseen concepts']:.3f}"
                       if "unseen concepts" in mean["rerank"] else "–")
             lines.append(
                 f"| {c['lang']} | {c['fraction']} | {len(c['seeds'])} | {name.split()[1]} | {mean[name]['chrF']:.1f} | "
-                f"{d(vs.get('chrF'), 1)} | {d(vs.get('BLEU'), 1)} | {unseen} | {d(vs.get('unseen concepts'), 3)} | "
-                f"{d(vs.get('seen concepts'), 3)} | {d(c['vs_ce'].get(name, {}).get('chrF'), 1)} |")
+                f"{interval(vs.get('chrF'), 1)} | {interval(vs.get('BLEU'), 1)} | {unseen} | {interval(vs.get('unseen concepts'), 3)} | "
+                f"{interval(vs.get('seen concepts'), 3)} | {interval(c['vs_ce'].get(name, {}).get('chrF'), 1)} |")
     return "\n".join(lines)
 
 

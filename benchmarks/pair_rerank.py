@@ -164,24 +164,31 @@ def measure(grids: list[Path], system: str, size: int) -> dict:
             "cells": table}
 
 
-def markdown(result: dict) -> str:
-    def d(p: dict | None, digits: int) -> str:
-        if p is None:
-            return "–"
-        return f"{p['delta']:+.{digits}f} [{p['delta_low']:+.{digits}f}, {p['delta_high']:+.{digits}f}]"
+def interval(p: dict | None, digits: int) -> str:
+    """A paired difference as "+1.2 [+0.8, +1.6]" ("–" for none)."""
+    if p is None:
+        return "–"
+    return f"{p['delta']:+.{digits}f} [{p['delta_low']:+.{digits}f}, {p['delta_high']:+.{digits}f}]"
 
+
+def cell_means(cell: dict) -> dict[str, dict[str, float]]:
+    """Each decoding's mean score over the seeds of a table cell, by metric."""
+    return {name: {m: sum(v) / len(v) for m, v in s.items() if v} for name, s in cell["scores"].items()}
+
+
+def markdown(result: dict) -> str:
     lines = ["| lang | P | seeds | chrF greedy → rerank | Δ chrF vs greedy | Δ chrF vs beam | Δ BLEU vs greedy | "
              "unseen greedy → rerank | Δ unseen vs greedy | Δ chrF vs `ce` |", "|---|---|---|---|---|---|---|---|---|---|"]
     rerank = f"pair rerank {result['size']}"
     for c in result["cells"]:
-        mean = {name: {m: sum(v) / len(v) for m, v in s.items() if v} for name, s in c["scores"].items()}
+        mean = cell_means(c)
         unseen = (f"{mean['greedy']['unseen concepts']:.3f} → {mean[rerank]['unseen concepts']:.3f}"
                   if "unseen concepts" in mean["greedy"] else "–")
         lines.append(
             f"| {c['lang']} | {c['fraction']} | {len(c['seeds'])} | {mean['greedy']['chrF']:.1f} → "
-            f"{mean[rerank]['chrF']:.1f} | {d(c['rerank_vs_greedy'].get('chrF'), 1)} | "
-            f"{d(c['rerank_vs_beam'].get('chrF'), 1)} | {d(c['rerank_vs_greedy'].get('BLEU'), 1)} | {unseen} | "
-            f"{d(c['rerank_vs_greedy'].get('unseen concepts'), 3)} | {d(c.get('rerank_vs_ce', {}).get('chrF'), 1)} |")
+            f"{mean[rerank]['chrF']:.1f} | {interval(c['rerank_vs_greedy'].get('chrF'), 1)} | "
+            f"{interval(c['rerank_vs_beam'].get('chrF'), 1)} | {interval(c['rerank_vs_greedy'].get('BLEU'), 1)} | {unseen} | "
+            f"{interval(c['rerank_vs_greedy'].get('unseen concepts'), 3)} | {interval(c.get('rerank_vs_ce', {}).get('chrF'), 1)} |")
     return "\n".join(lines)
 
 
